@@ -7,8 +7,6 @@ names follow the official constructors.
 from __future__ import annotations
 
 import importlib
-import json
-from importlib import resources
 
 from torch import Tensor, nn
 
@@ -64,8 +62,9 @@ def load_manifest(family: str) -> dict:
     """The manifest (keys, shapes, config) of the released XL checkpoint of `family`."""
     if family not in MANIFESTS:
         raise ValueError(f"unknown model family {family!r}; expected one of {sorted(MANIFESTS)}")
-    path = resources.files("semantic_bottleneck") / "manifests" / MANIFESTS[family]
-    return json.loads(path.read_text())
+    from semantic_bottleneck.zoo.registry import load_manifest as read_manifest
+
+    return read_manifest(MANIFESTS[family])
 
 
 def denoiser(model: nn.Module):

@@ -1,0 +1,458 @@
+"""Download the registry's checkpoints and inputs: resumable, atomic, hash-verified.
+
+Layout: `<cache>/<name>/<filename>` per registry entry, plus `<cache>/hashes.json`, where the
+sha256 and size of every file are recorded on first download and checked on every later one.
+The cache is `$SEMANTIC_BOTTLENECK_CACHE`, else `~/.cache/semantic_bottleneck/weights`.
+
+Direct URLs are fetched with urllib into `<file>.part`, resumed with an HTTP Range request after
+an interruption, and renamed into place only once complete and verified (MG's six release parts
+are fetched one by one, then concatenated). Hugging Face files go through `hf_hub_download`, which
+resumes and renames on its own; their hashes are recorded and checked the same way.
+
+Command line: `semantic-bottleneck fetch NAME [NAME ...]` and `semantic-bottleneck inputs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from semantic_bottleneck import __version__
+from semantic_bottleneck.zoo import registry
+from semantic_bottleneck.zoo.checkpoint import atomic_write, fsync_dir
+from semantic_bottleneck.zoo.registry import Entry
+
+ENV_VAR = "SEMANTIC_BOTTLENECK_CACHE"
+HASHES_FILE = "hashes.json"
+CHUNK = 1 << 20  # bytes per read and per hash update
+TIMEOUT_S = 60
+
+
+class FetchError(RuntimeError):
+    """A download could not be completed; the message says what to do."""
+
+
+class NetworkUnavailableError(FetchError):
+    """The server could not be reached."""
+
+
+class IntegrityError(FetchError):
+    """A downloaded file has the wrong size or sha256; it was deleted."""
+
+
+def default_cache_dir() -> Path:
+    """`$SEMANTIC_BOTTLENECK_CACHE`, else `~/.cache/semantic_bottleneck/weights`."""
+    env = os.environ.get(ENV_VAR)
+    return Path(env).expanduser() if env else Path.home() / ".cache/semantic_bottleneck/weights"
+
+
+def _resolve(name: str | Entry) -> Entry:
+    return name if isinstance(name, Entry) else registry.get_entry(name)
+
+
+def _files(entry: Entry) -> tuple[str, ...]:
+    return (entry.filename, *entry.extra_files)
+
+
+def fetch_command(name: str) -> str:
+    """The shell command that downloads `name`."""
+    return f"semantic-bottleneck fetch {name}"
+
+
+# ----------------------------------------------------------------------------- hashes
+
+
+def sha256_file(path: Path, progress: bool = False) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f, _bar(path.stat().st_size, f"sha256 {path.name}", progress) as bar:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            bar.update(len(chunk))
+    return digest.hexdigest()
+
+
+def _read_hashes(cache: Path) -> dict:
+    path = cache / HASHES_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write_hashes(cache: Path, hashes: dict) -> None:
+    # atomic: a crash never leaves a truncated hashes.json
+    with atomic_write(cache / HASHES_FILE) as f:
+        f.write(json.dumps(hashes, indent=1, sort_keys=True).encode())
+
+
+def recorded_sha256(path: str | os.PathLike) -> str | None:
+    """The sha256 recorded for a file of the weights cache, if its size still matches the record."""
+    path = Path(path).resolve()
+    record = _read_hashes(path.parent.parent).get(f"{path.parent.name}/{path.name}")
+    if record is None or not path.is_file() or path.stat().st_size != record["size"]:
+        return None
+    return record["sha256"]
+
+
+def _expected_size(entry: Entry, hashes: dict, key: str, main: bool) -> int | None:
+    """Pinned size of the main file, else the size recorded at first download, else None."""
+    if main and entry.size is not None:
+        return entry.size
+    return hashes.get(key, {}).get("size")
+
+
+def _verify_or_record(
+    cache: Path, key: str, path: Path, entry: Entry, main: bool, source: str, progress: bool
+) -> None:
+    """Check `path` against the pinned or recorded size and sha256; record them if new.
+
+    On a mismatch the file is deleted (so nothing half-right stays in the cache) and an
+    IntegrityError names the file and both values.
+    """
+    size = path.stat().st_size
+    hashes = _read_hashes(cache)
+    record = hashes.get(key)
+    want_size = _expected_size(entry, hashes, key, main)
+    if want_size is not None and size != want_size:
+        path.unlink()
+        raise IntegrityError(
+            f"{key}: size {size} bytes, expected {want_size}; the file was deleted, "
+            f"run `{fetch_command(entry.name)}` again"
+        )
+    actual = sha256_file(path, progress)
+    pinned = entry.sha256 if main else None
+    expected, origin = (pinned, "pinned") if pinned else ((record or {}).get("sha256"), "recorded")
+    if expected is not None and actual != expected:
+        path.unlink()
+        raise IntegrityError(
+            f"{key}: sha256 mismatch: expected {expected} ({origin}), got {actual}; "
+            f"the file was deleted, run `{fetch_command(entry.name)}` again"
+        )
+    if record is None:
+        hashes = _read_hashes(cache)  # re-read: hashing took a while
+        hashes[key] = {
+            "sha256": actual,
+            "size": size,
+            "source": source,
+            "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        _write_hashes(cache, hashes)
+
+
+# ----------------------------------------------------------------------------- transport
+
+
+def _bar(total: int | None, desc: str, progress: bool, initial: int = 0) -> tqdm:
+    return tqdm(
+        total=total, initial=initial, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
+        disable=not progress,
+    )  # fmt: skip
+
+
+def _offline(what: str, url: str, reason: object) -> NetworkUnavailableError:
+    return NetworkUnavailableError(
+        f"cannot download {what} from {url}: the server is unreachable ({reason}). "
+        "Fetching needs network access; on an offline machine, fetch on a connected one and "
+        "copy the cache folder (see `semantic-bottleneck inputs`)."
+    )
+
+
+def _open_url(request: urllib.request.Request, timeout: float):
+    """urlopen, kept apart so tests can replace the transport."""
+    return urllib.request.urlopen(request, timeout=timeout)
+
+
+def download_url(url: str, part: Path, progress: bool = True, desc: str | None = None) -> None:
+    """Download `url` into `part`, resuming from the bytes already in `part`.
+
+    Args:
+        url: http(s) URL.
+        part: destination; if it exists, a Range request asks for the rest.
+        progress: show a tqdm bar.
+        desc: bar label (default: the file name).
+
+    Raises:
+        NetworkUnavailableError: the server cannot be reached.
+        FetchError: HTTP error, or the transfer ended early (`part` is kept for resuming).
+    """
+    desc = desc or part.name.removesuffix(".part")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    start = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(
+        url, headers={"User-Agent": f"semantic-bottleneck/{__version__}"}
+    )
+    if start:
+        request.add_header("Range", f"bytes={start}-")
+    try:
+        response = _open_url(request, TIMEOUT_S)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and start:  # nothing left to send: `part` may already be complete
+            total = err.headers.get("Content-Range", "").rpartition("/")[2]
+            if total.isdigit() and int(total) == start:
+                return
+            part.unlink()
+            raise FetchError(
+                f"{desc}: partial file did not match {url}; deleted, run again"
+            ) from None
+        raise FetchError(f"{desc}: {url} answered HTTP {err.code} {err.reason}") from None
+    except (urllib.error.URLError, OSError) as err:
+        raise _offline(desc, url, getattr(err, "reason", err)) from None
+    with response:
+        resumed = bool(start) and response.status == 206
+        if resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {start}-"):
+            part.unlink()
+            raise FetchError(f"{desc}: {url} resumed at the wrong offset; deleted, run again")
+        if not resumed:
+            start = 0  # server ignored the Range header: start over
+        length = response.headers.get("Content-Length")
+        total = start + int(length) if length and length.isdigit() else None
+        try:
+            with (
+                open(part, "ab" if resumed else "wb") as f,
+                _bar(total, desc, progress, start) as bar,
+            ):
+                while chunk := response.read(CHUNK):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+                f.flush()
+                os.fsync(f.fileno())
+        except (http.client.IncompleteRead, OSError) as err:
+            raise FetchError(
+                f"{desc}: transfer from {url} interrupted ({err}); run the same command again "
+                "to resume"
+            ) from None
+    got = part.stat().st_size
+    if total is not None and got != total:
+        raise FetchError(
+            f"{desc}: transfer from {url} ended after {got} of {total} bytes; run the same "
+            "command again to resume"
+        )
+
+
+def _concatenate(pieces: list[Path], out: Path) -> None:
+    with open(out, "wb") as f:
+        for piece in pieces:
+            with open(piece, "rb") as src:
+                while chunk := src.read(CHUNK):
+                    f.write(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fetch_direct(entry: Entry, folder: Path, progress: bool) -> Path:
+    """Download the entry's URL(s) into `<filename>.part` (joined in order if several)."""
+    part = folder / f"{entry.filename}.part"
+    if len(entry.urls) == 1:
+        download_url(entry.urls[0], part, progress, entry.filename)
+        return part
+    pieces = []
+    for url in entry.urls:
+        piece = folder / Path(urllib.parse.urlparse(url).path).name
+        if not piece.exists():  # a finished piece is only ever renamed into place complete
+            download_url(url, piece.with_name(piece.name + ".part"), progress, piece.name)
+            os.replace(piece.with_name(piece.name + ".part"), piece)
+        pieces.append(piece)
+    _concatenate(pieces, part)
+    for piece in pieces:
+        piece.unlink()
+    return part
+
+
+def _hf_download(repo: str, filename: str, revision: str, folder: Path) -> None:
+    """hf_hub_download into a plain folder, kept apart so tests can replace the transport."""
+    from huggingface_hub import hf_hub_download
+
+    hf_hub_download(repo_id=repo, filename=filename, revision=revision, local_dir=folder)
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions meaning 'no network' from huggingface_hub and whichever HTTP client it uses."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    errors: list[type[BaseException]] = [LocalEntryNotFoundError, ConnectionError, TimeoutError]
+    for module, attr in (("httpx2", "TransportError"), ("httpx", "TransportError")):
+        try:
+            errors.append(getattr(__import__(module), attr))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+@contextmanager
+def _hf_progress(progress: bool) -> Iterator[None]:
+    from huggingface_hub import utils
+
+    turn_off = not progress and not utils.are_progress_bars_disabled()
+    if turn_off:
+        utils.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if turn_off:
+            utils.enable_progress_bars()
+
+
+def _fetch_hf(entry: Entry, folder: Path, filename: str, progress: bool) -> None:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    url = f"https://huggingface.co/{entry.hf_repo}/resolve/{entry.hf_revision}/{filename}"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with _hf_progress(progress):
+            _hf_download(entry.hf_repo, filename, entry.hf_revision, folder)
+    except _network_errors() as err:
+        raise _offline(f"{entry.name}/{filename}", url, err) from None
+    except HfHubHTTPError as err:
+        raise FetchError(f"{entry.name}/{filename}: Hugging Face refused {url} ({err})") from None
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def locate(name: str | Entry, cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """Path of the entry's main file if it and its companions are in the cache with the right size.
+
+    The size is the pinned one, else the one recorded at download; no hashing (cheap).
+    """
+    entry = _resolve(name)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    hashes = _read_hashes(cache)
+    for i, filename in enumerate(_files(entry)):
+        path = cache / entry.name / filename
+        expected = _expected_size(entry, hashes, f"{entry.name}/{filename}", i == 0)
+        if not path.is_file() or (expected is not None and path.stat().st_size != expected):
+            return None
+    return cache / entry.name / entry.filename
+
+
+def fetch(
+    name: str | Entry,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    verify: bool = False,
+) -> Path:
+    """Make sure the entry's files are in the cache, downloading what is missing.
+
+    Args:
+        name: registry name (see `registry.names()`) or an entry.
+        cache_dir: weights cache (default `default_cache_dir()`).
+        progress: show tqdm bars.
+        verify: re-hash files already present against the recorded sha256.
+
+    Returns:
+        path of the main file (companion files lie in the same folder).
+
+    Raises:
+        ValueError: unknown name.
+        NetworkUnavailableError: no network; the message names the file and URL.
+        IntegrityError: size or sha256 differs from the pinned or recorded value.
+        FetchError: any other failed download.
+    """
+    entry = _resolve(name)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    folder = cache / entry.name
+    for i, filename in enumerate(_files(entry)):
+        key, target, main = f"{entry.name}/{filename}", folder / filename, i == 0
+        if target.is_file():
+            # present: hash only if asked, never recorded, or of the wrong size (which fails)
+            expected = _expected_size(entry, _read_hashes(cache), key, main)
+            if verify or expected is None or target.stat().st_size != expected:
+                _verify_or_record(cache, key, target, entry, main, "local", progress)
+            continue
+        if entry.hf_repo is not None:
+            _fetch_hf(entry, folder, filename, progress)
+            _verify_or_record(cache, key, target, entry, main, f"hf:{entry.hf_repo}", progress)
+            continue
+        part = _fetch_direct(entry, folder, progress)
+        _verify_or_record(cache, key, part, entry, main, " + ".join(entry.urls), progress)
+        os.replace(part, target)
+        fsync_dir(folder)
+    return folder / entry.filename
+
+
+@dataclass(frozen=True)
+class InputStatus:
+    """Whether one registry entry is in the cache (`path` is None when missing)."""
+
+    name: str
+    kind: str
+    present: bool
+    path: Path | None
+    command: str
+
+
+def status(cache_dir: str | os.PathLike | None = None) -> list[InputStatus]:
+    """Present/missing state of every registry entry, in registry order."""
+    rows = []
+    for name, entry in registry.REGISTRY.items():
+        path = locate(entry, cache_dir)
+        kind = getattr(entry, "kind", "checkpoint")
+        rows.append(InputStatus(name, kind, path is not None, path, fetch_command(name)))
+    return rows
+
+
+def format_status(rows: list[InputStatus]) -> str:
+    """A plain-text table: name, kind, present/missing, path or the fetch command."""
+    table = [("name", "kind", "status", "path / command")]
+    for row in rows:
+        where = str(row.path) if row.present else row.command
+        table.append((row.name, row.kind, "present" if row.present else "missing", where))
+    widths = [max(len(line[i]) for line in table) for i in range(3)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line[:3], widths, strict=True)) + "  " + line[3]
+        for line in table
+    )
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    try:
+        entries = [registry.get_entry(name) for name in args.names]  # all names valid first
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    failed = 0
+    for entry in entries:
+        try:
+            path = fetch(entry, args.cache_dir, progress=not args.no_progress, verify=args.verify)
+        except FetchError as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{entry.name}: {path}")
+    return 1 if failed else 0
+
+
+def _cmd_inputs(args: argparse.Namespace) -> int:
+    print(format_status(status(args.cache_dir)))
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the `fetch` and `inputs` subcommands."""
+    cache_help = f"weights cache (default ${ENV_VAR} or ~/.cache/semantic_bottleneck/weights)"
+    p = subparsers.add_parser("fetch", help="download checkpoints and evaluation inputs")
+    p.add_argument(
+        "names", nargs="+", metavar="MODEL", help=f"one of: {', '.join(registry.names())}"
+    )
+    p.add_argument("--cache-dir", type=Path, default=None, help=cache_help)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--verify", action="store_true", help="re-hash files already present")
+    p.set_defaults(func=_cmd_fetch)
+    p = subparsers.add_parser("inputs", help="list checkpoints and inputs, present or missing")
+    p.add_argument("--cache-dir", type=Path, default=None, help=cache_help)
+    p.set_defaults(func=_cmd_inputs)

@@ -1,0 +1,421 @@
+"""Registry of the released checkpoints and of the other downloaded inputs (VAEs, evaluators).
+
+One `CheckpointEntry` per released XL model the paper studies, one `AssetEntry` per non-model
+input. Each entry says where the official file lives (URLs exactly as the official repository
+gives them), how to read it (`weights_key`), which model builds it (`family`, manifest `config`),
+what t means at its `t_embedder` (`time_convention`, `initial_t`) and the headline sampler settings.
+
+Sources: reference/official_checkpoints.md (repositories at the commits listed there) and PAPER.md.
+No repository publishes a checksum for its checkpoint, so `sha256` is None everywhere: fetch.py
+records the hash on first download and verifies it afterwards. Git-LFS hashes of third-party
+mirrors are kept in `notes` only, since nothing shows those mirrors equal the official files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from semantic_bottleneck.conventions import CONVENTIONS, TimeConvention
+
+FAMILIES = ("dit", "sit", "repa", "mg", "lightningdit", "mdt", "mdtv2")
+
+
+@dataclass(frozen=True)
+class SamplerDefaults:
+    """Headline sampler settings of a released model (the ones behind its reported FID).
+
+    Attributes:
+        sampler: 'ddpm' (ancestral, learned variance), 'sde-euler-maruyama' or 'ode-euler'.
+        steps: number of sampling steps.
+        cfg_scale: classifier-free guidance scale (1.0 = no guidance).
+        guidance_interval: (low, high) in the model's own time where CFG is on; None = always.
+        guided_channels: CFG applies to the first this-many latent channels; None = all.
+        timestep_shift: LightningDiT's grid warp t' = s t / (1 - (1 - s) t); None = none.
+        cfg_pow: MDT's power-cosine CFG schedule exponent; None = constant scale.
+        last_step_size: size of the final deterministic (mean) SDE step; None for ODE/DDPM.
+    """
+
+    sampler: str
+    steps: int
+    cfg_scale: float
+    guidance_interval: tuple[float, float] | None = None
+    guided_channels: int | None = None
+    timestep_shift: float | None = None
+    cfg_pow: float | None = None
+    last_step_size: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    """A downloadable input: one main file, plus companion files for Hugging Face entries.
+
+    Attributes:
+        name: registry name, e.g. 'dit-xl-2' (also the folder name in the weights cache).
+        urls: official URLs. Direct downloads: the parts, concatenated in order into `filename`
+            (one URL in most cases). Hugging Face entries: the file pages, for reference only.
+        filename: local file name of the main file.
+        size: main file size in bytes, where a trustworthy value is known.
+        sha256: pinned sha256 of the main file, where a trustworthy value is known.
+        hf_repo: Hugging Face repository id; set, the files come through huggingface_hub.
+        hf_revision: branch, tag or commit of `hf_repo`.
+        extra_files: further files of `hf_repo` stored beside the main file (e.g. config.json).
+        notes: provenance and caveats.
+    """
+
+    name: str
+    urls: tuple[str, ...]
+    filename: str
+    size: int | None = None
+    sha256: str | None = None
+    hf_repo: str | None = None
+    hf_revision: str = "main"
+    extra_files: tuple[str, ...] = ()
+    notes: str = ""
+
+    def __post_init__(self):
+        if not self.urls and self.hf_repo is None:
+            raise ValueError(f"{self.name}: an entry needs urls or an hf_repo")
+        if self.extra_files and self.hf_repo is None:
+            raise ValueError(f"{self.name}: extra_files are only supported for hf_repo entries")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointEntry(Entry):
+    """A released model checkpoint.
+
+    Attributes:
+        family: model family, the key `zoo.build_model` takes (one of FAMILIES).
+        manifest: file in `semantic_bottleneck/manifests/` with its keys, shapes and config.
+        weights_key: entry holding the weights ('ema', 'model'); None = bare dict or auto
+            ('ema' -> 'model' -> bare, as the official loaders do).
+        time_convention: key of conventions.CONVENTIONS.
+        initial_t: t at the sampler's first (pure-noise) step; the paper's statistics use it.
+        num_classes: number of real classes.
+        null_class: label of the unconditional (null) row of the label table.
+        sampler_defaults: headline sampler settings.
+        vae: registry name of the autoencoder that decodes its latents.
+    """
+
+    family: str
+    manifest: str
+    weights_key: str | None
+    time_convention: str
+    initial_t: float
+    sampler_defaults: SamplerDefaults
+    vae: str
+    num_classes: int = 1000
+    null_class: int = 1000
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.family not in FAMILIES:
+            raise ValueError(f"{self.name}: family {self.family!r} not in {FAMILIES}")
+        if self.time_convention not in CONVENTIONS:
+            raise ValueError(f"{self.name}: time_convention {self.time_convention!r} unknown")
+
+    @property
+    def config(self) -> dict:
+        """Constructor keywords of the official model (the manifest's 'config'); a fresh copy."""
+        return dict(load_manifest(self.manifest)["config"])
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """{state-dict key: shape} of the official model (from the manifest)."""
+        return {k: tuple(v) for k, v in load_manifest(self.manifest)["keys"].items()}
+
+    @property
+    def time(self) -> TimeConvention:
+        """The named time convention."""
+        return CONVENTIONS[self.time_convention]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AssetEntry(Entry):
+    """A non-model input: autoencoder, evaluator weights, reference batch.
+
+    Attributes:
+        kind: 'vae', 'reference-batch', 'inception' or 'clip'.
+    """
+
+    kind: str
+
+
+@cache
+def _manifest_text(filename: str) -> str:
+    return (resources.files("semantic_bottleneck") / "manifests" / filename).read_text()
+
+
+def load_manifest(filename: str) -> dict:
+    """Parse a packaged manifest, e.g. 'dit_xl2.json' (a fresh dict per call)."""
+    return json.loads(_manifest_text(filename))
+
+
+# ----------------------------------------------------------------------------- the entries
+
+_EMA_VAE = "sd-vae-ft-ema"  # the sampling scripts' default decoder for 32x32x4 latents
+_HF = "https://huggingface.co"
+_MG_RELEASE = "https://github.com/tzco/diffusion-wo-cfg/releases/download/1.0"
+
+CHECKPOINTS: tuple[CheckpointEntry, ...] = (
+    CheckpointEntry(
+        name="dit-xl-2",
+        family="dit",
+        manifest="dit_xl2.json",
+        urls=("https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt",),
+        filename="DiT-XL-2-256x256.pt",
+        weights_key=None,
+        time_convention="ddpm",
+        initial_t=999,
+        sampler_defaults=SamplerDefaults("ddpm", 250, 1.5, guided_channels=3),
+        vae=_EMA_VAE,
+        notes=(
+            "Bare state_dict ported from JAX (README; issue #83: no 'ema' key). A third-party "
+            "copy (HF iasudakov/model_checkpoints) has LFS sha256 9ec1876e4c03471bca126663a30e2d1b"
+            "20610b6d2f87850a39a36f25cc685521 and 2,700,611,775 bytes; not proven identical, so "
+            "not pinned. sample.py defaults to sd-vae-ft-mse, sample_ddp.py to ft-ema."
+        ),
+    ),
+    CheckpointEntry(
+        name="sit-xl-2",
+        family="sit",
+        manifest="sit_xl2.json",
+        urls=(
+            "https://www.dl.dropboxusercontent.com/scl/fi/as9oeomcbub47de5g4be0/"
+            "SiT-XL-2-256.pt?rlkey=uxzxmpicu46coq3msb17b9ofa&dl=0",
+        ),
+        filename="SiT-XL-2-256x256.pt",
+        weights_key=None,
+        time_convention="sit",
+        initial_t=0.0,
+        sampler_defaults=SamplerDefaults(
+            "sde-euler-maruyama", 250, 1.5, guided_channels=3, last_step_size=0.04
+        ),
+        vae=_EMA_VAE,
+        notes=(
+            "Bare state_dict with the 8-channel learn_sigma head. Third-party copy "
+            "(HF iasudakov/model_checkpoints SiT-XL-2-256.pt) LFS sha256 e645b5cd82d1d645cfd9b7c9"
+            "6041b56b2a0aa61faed90c0869e79be02ab55aca, 2,700,608,707 bytes; not pinned. "
+            "SiT issue #42 mentions HF nyu-visionx/SiT-collections."
+        ),
+    ),
+    CheckpointEntry(
+        name="repa-sit-xl-2",
+        family="repa",
+        manifest="repa_sitxl2.json",
+        urls=(
+            "https://www.dl.dropboxusercontent.com/scl/fi/cxedbs4da5ugjq5wg3zrg/"
+            "last.pt?rlkey=8otgrdkno0nd89po3dpwngwcc&st=apcc645o&dl=0",
+        ),
+        filename="last.pt",
+        weights_key=None,
+        time_convention="repa",
+        initial_t=1.0,
+        sampler_defaults=SamplerDefaults(
+            "sde-euler-maruyama", 250, 1.8, guidance_interval=(0.0, 0.7), last_step_size=0.04
+        ),
+        vae=_EMA_VAE,
+        notes="Bare state_dict with the projector (4M iterations); URL from REPA utils.py.",
+    ),
+    CheckpointEntry(
+        name="lightningdit-xl-1",
+        family="lightningdit",
+        manifest="lightningdit_xl1.json",
+        urls=(
+            f"{_HF}/hustvl/lightningdit-xl-imagenet256-800ep/blob/main/"
+            "lightningdit-xl-imagenet256-800ep.pt",
+        ),
+        filename="lightningdit-xl-imagenet256-800ep.pt",
+        hf_repo="hustvl/lightningdit-xl-imagenet256-800ep",
+        weights_key=None,
+        time_convention="sit",
+        initial_t=0.0,
+        sampler_defaults=SamplerDefaults(
+            "ode-euler",
+            250,
+            6.7,
+            guidance_interval=(0.125, 1.0),
+            guided_channels=3,
+            timestep_shift=0.3,
+        ),
+        vae="vavae-f16d32",
+        notes="Bare or {'ema', ...} not known offline; inference.py takes 'ema' when present.",
+    ),
+    CheckpointEntry(
+        name="lightningdit-xl-1-64ep",
+        family="lightningdit",
+        manifest="lightningdit_xl1.json",
+        urls=(
+            f"{_HF}/hustvl/lightningdit-xl-imagenet256-64ep/blob/main/"
+            "lightningdit-xl-imagenet256-64ep.pt",
+        ),
+        filename="lightningdit-xl-imagenet256-64ep.pt",
+        hf_repo="hustvl/lightningdit-xl-imagenet256-64ep",
+        weights_key=None,
+        time_convention="sit",
+        initial_t=0.0,
+        sampler_defaults=SamplerDefaults(
+            "ode-euler",
+            250,
+            10.0,
+            guidance_interval=(0.10, 1.0),
+            guided_channels=3,
+            timestep_shift=0.3,
+        ),
+        vae="vavae-f16d32",
+        notes="64-epoch model (FID 2.11 with CFG); the base config has interval start 0.11.",
+    ),
+    CheckpointEntry(
+        name="mdtv2-xl-2",
+        family="mdtv2",
+        manifest="mdtv2_xl2.json",
+        urls=(f"{_HF}/shgao/MDT-XL2/tree/main",),
+        filename="mdt_xl2_v2_ckpt.pt",
+        hf_repo="shgao/MDT-XL2",
+        weights_key=None,
+        time_convention="ddpm",
+        initial_t=999,
+        sampler_defaults=SamplerDefaults("ddpm", 250, 3.8, guided_channels=3, cfg_pow=4.0),
+        vae=_EMA_VAE,
+        notes="Bare state_dict. The README links the repository page, not the file.",
+    ),
+    CheckpointEntry(
+        name="mdt-xl-2",
+        family="mdt",
+        manifest="mdt_xl2.json",
+        urls=(f"{_HF}/shgao/MDT-XL2/tree/main",),
+        filename="mdt_xl2_v1_ckpt.pt",
+        hf_repo="shgao/MDT-XL2",
+        weights_key=None,
+        time_convention="ddpm",
+        initial_t=999,
+        sampler_defaults=SamplerDefaults("ddpm", 250, 3.8, guided_channels=3, cfg_pow=4.0),
+        vae=_EMA_VAE,
+        notes="MDT v1 (branch mdtv1). Sampler settings assumed equal to v2's image_sample.py.",
+    ),
+    CheckpointEntry(
+        name="mg-sit-xl-2",
+        family="mg",
+        manifest="mg_sitxl2.json",
+        urls=tuple(f"{_MG_RELEASE}/SiT-XL-2-MG-{part}" for part in "abcdef"),
+        filename="SiT-XL-2-MG.pt",
+        weights_key=None,
+        time_convention="repa",
+        initial_t=1.0,
+        sampler_defaults=SamplerDefaults("sde-euler-maruyama", 250, 1.0, last_step_size=0.04),
+        vae=_EMA_VAE,
+        notes=(
+            "Six parts joined with cat (download.sh). test.py reads 'ema', else 'model' (auto). "
+            "The final SDE time is 0.04 in sampler.py @74cde0c and 0.004 @a01b4b7 (fork)."
+        ),
+    ),
+)
+
+ASSETS: tuple[AssetEntry, ...] = (
+    AssetEntry(
+        name="sd-vae-ft-ema",
+        kind="vae",
+        urls=(f"{_HF}/stabilityai/sd-vae-ft-ema",),
+        filename="diffusion_pytorch_model.safetensors",
+        extra_files=("config.json",),
+        hf_repo="stabilityai/sd-vae-ft-ema",
+        notes="diffusers AutoencoderKL; load with from_pretrained(<folder>). Latent scale 0.18215.",
+    ),
+    AssetEntry(
+        name="sd-vae-ft-mse",
+        kind="vae",
+        urls=(f"{_HF}/stabilityai/sd-vae-ft-mse",),
+        filename="diffusion_pytorch_model.safetensors",
+        extra_files=("config.json",),
+        hf_repo="stabilityai/sd-vae-ft-mse",
+        notes="diffusers AutoencoderKL; DiT sample.py's default and REPA's training encoder.",
+    ),
+    AssetEntry(
+        name="vavae-f16d32",
+        kind="vae",
+        urls=(
+            f"{_HF}/hustvl/vavae-imagenet256-f16d32-dinov2/blob/main/"
+            "vavae-imagenet256-f16d32-dinov2.pt",
+            f"{_HF}/hustvl/vavae-imagenet256-f16d32-dinov2/blob/main/latents_stats.pt",
+        ),
+        filename="vavae-imagenet256-f16d32-dinov2.pt",
+        extra_files=("latents_stats.pt",),
+        hf_repo="hustvl/vavae-imagenet256-f16d32-dinov2",
+        notes="LightningDiT's VA-VAE; latents_stats.pt holds the channel 'mean' and 'std'.",
+    ),
+    AssetEntry(
+        name="adm-ref-imagenet256",
+        kind="reference-batch",
+        urls=(
+            "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/ref_batches/"
+            "imagenet/256/VIRTUAL_imagenet256_labeled.npz",
+        ),
+        filename="VIRTUAL_imagenet256_labeled.npz",
+        notes="ADM evaluator reference batch (guided-diffusion evaluations/README.md).",
+    ),
+    AssetEntry(
+        name="inception-fidelity",
+        kind="inception",
+        urls=(
+            "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+            "weights-inception-2015-12-05-6726825d.pth",
+        ),
+        filename="weights-inception-2015-12-05-6726825d.pth",
+        notes=(
+            "torch-fidelity's InceptionV3 (URL_INCEPTION_V3); pass it as "
+            "feature_extractor_weights_path. By torch.hub naming, 6726825d would be the sha256 "
+            "prefix; torch-fidelity does not check it."
+        ),
+    ),
+    AssetEntry(
+        name="clip-vit-l-14-openai",
+        kind="clip",
+        urls=(f"{_HF}/timm/vit_large_patch14_clip_224.openai",),
+        filename="open_clip_pytorch_model.bin",
+        hf_repo="timm/vit_large_patch14_clip_224.openai",
+        notes=(
+            "open_clip 3.3 'ViT-L-14'/'openai' resolves to hf_hub 'timm/vit_large_patch14_clip_"
+            "224.openai/' (tries open_clip_model.safetensors first, then this file). Loading a "
+            "file path skips the tag's quick_gelu: use 'ViT-L-14-quickgelu'. The OpenAI URL "
+            "(openaipublic.azureedge.net/clip/models/b8cca3fd.../ViT-L-14.pt) is a TorchScript "
+            "file with a different layout."
+        ),
+    ),
+)
+
+REGISTRY: dict[str, Entry] = {entry.name: entry for entry in (*CHECKPOINTS, *ASSETS)}
+
+
+def names(kind: str | None = None) -> list[str]:
+    """Registry names: all, or only 'checkpoint' / 'asset' entries."""
+    if kind is None:
+        return list(REGISTRY)
+    groups = {"checkpoint": CHECKPOINTS, "asset": ASSETS}
+    if kind not in groups:
+        raise ValueError(f"kind must be 'checkpoint' or 'asset', got {kind!r}")
+    return [entry.name for entry in groups[kind]]
+
+
+def get_entry(name: str) -> Entry:
+    """The registry entry called `name`.
+
+    Raises:
+        ValueError: `name` is unknown (the message lists the valid names).
+    """
+    if name not in REGISTRY:
+        raise ValueError(
+            f"unknown checkpoint or input {name!r}; valid names: {', '.join(REGISTRY)}"
+        )
+    return REGISTRY[name]
+
+
+def get_checkpoint(name: str) -> CheckpointEntry:
+    """The model checkpoint entry called `name` (not an asset)."""
+    entry = get_entry(name)
+    if not isinstance(entry, CheckpointEntry):
+        raise ValueError(
+            f"{name!r} is an input ({entry.kind}), not a model; models: {', '.join(names('checkpoint'))}"
+        )
+    return entry
