@@ -1,0 +1,386 @@
+"""Run the section notebooks with papermill and build the Jupyter Book.
+
+`notebooks/<name>.ipynb` runs, with the parameters `book_params.resolve_parameters` gives it, into
+`book/generated/<name>.ipynb`, the page `_toc.yml` lists; the book renders these executed pages
+as they are (`execute_notebooks: "off"`) and builds with `-W`, so a missing or broken page fails
+the build instead of leaving a hole. `semantic-bottleneck book run | build | all` drives it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from semantic_bottleneck.book_browser import chromium_path, dump_dom, screenshot
+from semantic_bottleneck.book_params import (
+    GENERATED,
+    NOTEBOOKS,
+    Layers,
+    check_layer,
+    find_root,
+    load_overrides,
+    load_profile,
+    load_yaml,
+    notebook_names,
+    notebook_parameters,
+    resolve_parameters,
+    resolve_root,
+    unused_overrides,
+)
+
+__all__ = [
+    "BookBuildError",
+    "NotebookError",
+    "build_html",
+    "chromium_path",
+    "dump_dom",
+    "find_root",
+    "notebook_names",
+    "resolve_parameters",
+    "run_all",
+    "run_notebook",
+    "screenshot",
+]
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in IPython tracebacks and Sphinx logs
+PROBLEM = re.compile(r"WARNING:|ERROR:|CRITICAL:|Sphinx error|\w+Error: ")  # lines worth showing
+
+
+class NotebookError(RuntimeError):
+    """A notebook failed to execute; the message names it and the failing cell's error."""
+
+
+class BookBuildError(RuntimeError):
+    """`jupyter-book build` failed; the message ends with the tail of its log."""
+
+
+# ----------------------------------------------------------------------------- execution
+
+
+@contextlib.contextmanager
+def _python3_kernel() -> Iterator[None]:
+    """Make the `python3` kernel run this interpreter (the venv), whatever kernelspecs exist.
+
+    jupyter_client starts `sys.executable` when a spec's argv[0] is a bare `python`; a spec that
+    names another interpreter (say in ~/.local/share/jupyter) is shadowed by a temporary one.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        exe = KernelSpecManager().get_kernel_spec("python3").argv[0]
+    except NoSuchKernel:
+        exe = ""
+    bare = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
+    if exe in bare or os.path.abspath(exe) == os.path.abspath(sys.executable):
+        yield
+        return
+    from ipykernel.kernelspec import write_kernel_spec
+
+    old = os.environ.get("JUPYTER_PATH")
+    with tempfile.TemporaryDirectory(prefix="semantic-bottleneck-kernel-") as tmp:
+        write_kernel_spec(Path(tmp) / "kernels" / "python3")
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in [tmp, old] if p)
+        try:
+            yield
+        finally:
+            if old is None:
+                os.environ.pop("JUPYTER_PATH", None)
+            else:
+                os.environ["JUPYTER_PATH"] = old
+
+
+def _add_tag(cell: Any, tag: str) -> None:
+    tags = cell.metadata.setdefault("tags", [])
+    if tag not in tags:
+        tags.append(tag)
+
+
+def _finish(path: Path, source: str, output: str) -> None:
+    """Tag the parameter cells for the book and record portable paths in the metadata."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags:
+            _add_tag(cell, "hide-input")  # the run's parameters, behind a toggle
+        elif "parameters" in tags:
+            _add_tag(cell, "remove-cell")  # defaults that the injected cell overrides
+    nb.metadata.setdefault("papermill", {}).update(input_path=source, output_path=output)
+    nbformat.write(nb, path)
+
+
+def _failure(name: str, err: BaseException, failed: Path) -> NotebookError:
+    """NotebookError naming the notebook, the failing cell and the end of its traceback."""
+    if all(hasattr(err, a) for a in ("ename", "evalue", "exec_count", "traceback")):
+        frames = "\n".join(ANSI.sub("", line) for line in err.traceback[1:-1]).splitlines()
+        tail = "\n".join(frames[-25:])
+        text = f"cell In[{err.exec_count}] raised {err.ename}: {err.evalue}\n{tail}"
+    else:
+        text = f"{type(err).__name__}: {err}"
+    kept = f"\n(the executed notebook is kept at {failed})" if failed.exists() else ""
+    return NotebookError(f"notebook {name!r} failed: {text}{kept}")
+
+
+def run_notebook(
+    name: str,
+    profile: str = "testbed",
+    root: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    overrides: Layers = None,
+    timeout: int = 1800,
+    params: Mapping[str, Any] | None = None,
+) -> Path:
+    """Execute `notebooks/<name>.ipynb` with papermill into `<out_dir>/<name>.ipynb`.
+
+    The page appears atomically (written under a temporary name, then renamed). On failure no page
+    is left (a stale one is removed, so the book cannot show an older result), the executed copy is
+    kept at `<out_dir>/<name>.failed.ipynb`, and NotebookError names the notebook and the error.
+
+    Args:
+        name: notebook name.
+        profile: profile name.
+        root: project root; the notebook runs with it as working directory.
+        out_dir: where pages go (default `<root>/book/generated`).
+        overrides: extra parameter layers (see `resolve_parameters`).
+        timeout: seconds allowed per cell.
+        params: single parameters applied last.
+
+    Returns:
+        Path of the executed notebook.
+    """
+    import papermill
+
+    root = resolve_root(root)
+    parameters = resolve_parameters(name, profile, root, overrides, params)
+    out_dir = Path(out_dir) if out_dir is not None else root / GENERATED
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out, failed = out_dir / f"{name}.ipynb", out_dir / f"{name}.failed.ipynb"
+    failed.unlink(missing_ok=True)
+    tmp = out_dir / f".{name}.{os.getpid()}.tmp.ipynb"  # hidden: the build never picks it up
+    try:
+        with _python3_kernel():
+            papermill.execute_notebook(
+                str(root / NOTEBOOKS / f"{name}.ipynb"),
+                str(tmp),
+                parameters=parameters,
+                kernel_name="python3",
+                cwd=str(root),
+                progress_bar=False,
+                execution_timeout=timeout,
+            )
+        _finish(tmp, f"{NOTEBOOKS}/{name}.ipynb", _relative(out, root))
+        os.replace(tmp, out)
+    except Exception as err:
+        out.unlink(missing_ok=True)
+        if tmp.exists() and tmp.stat().st_size:
+            os.replace(tmp, failed)
+        raise _failure(name, err, failed) from err
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return str(path.resolve())
+
+
+def run_all(
+    profile: str = "testbed",
+    root: str | Path | None = None,
+    only: Sequence[str] | None = None,
+    overrides: Layers = None,
+    out_dir: str | Path | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, float]:
+    """Run every notebook of the toc (or `only` these), with a progress bar; keep going on failure.
+
+    Args:
+        profile: profile name.
+        root: project root.
+        only: names to run (each must be in the toc); all when None.
+        overrides: extra parameter layers.
+        out_dir: where pages go (default `<root>/book/generated`).
+        params: single parameters applied last, to every notebook declaring them.
+
+    Returns:
+        Seconds per notebook, in run order. Raises NotebookError after the last notebook if any
+        failed, naming each failure.
+    """
+    from tqdm.auto import tqdm
+
+    root = resolve_root(root)
+    names = notebook_names(root)
+    if only:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise ValueError(f"only: expected notebooks listed in _toc.yml {names}, got {unknown}")
+        names = [n for n in names if n in only]
+    missing = [n for n in names if not (root / NOTEBOOKS / f"{n}.ipynb").is_file()]
+    if missing:
+        raise ValueError(
+            f"_toc.yml: expected {NOTEBOOKS}/<name>.ipynb for every generated page, missing {missing}"
+        )
+    declared = {n: notebook_parameters(root / NOTEBOOKS / f"{n}.ipynb") for n in names}
+    unknown = sorted(set(params or {}) - set().union(*declared.values()))
+    if unknown:
+        raise ValueError(f"params: expected parameters declared by {names}, got unknown {unknown}")
+    layers = [load_profile(profile, root)]
+    extra = [overrides] if isinstance(overrides, Mapping) else list(overrides or [])
+    layers += [check_layer(layer, f"override layer {i + 1}") for i, layer in enumerate(extra)]
+    for line in unused_overrides(notebook_names(root), layers, root):
+        warnings.warn(f"parameter entry not used by any notebook: {line}", stacklevel=2)
+    timings: dict[str, float] = {}
+    errors: list[str] = []
+    bar = tqdm(names, unit="notebook", desc=f"papermill ({profile})")
+    for name in bar:
+        bar.set_postfix_str(name)
+        own = {k: v for k, v in (params or {}).items() if k in declared[name]}
+        start, status = time.perf_counter(), ""
+        try:
+            run_notebook(name, profile, root, out_dir, overrides, params=own)
+        except NotebookError as err:
+            errors.append(str(err))
+            status = " FAILED"
+        timings[name] = time.perf_counter() - start
+        bar.write(f"{name}: {timings[name]:.1f} s{status}")
+    if errors:
+        raise NotebookError(
+            f"{len(errors)} of {len(names)} notebooks failed:\n\n" + "\n\n".join(errors)
+        )
+    return timings
+
+
+# ----------------------------------------------------------------------------- build
+
+
+def build_html(
+    root: str | Path | None = None, out: str | Path | None = None, full: bool = True
+) -> Path:
+    """`jupyter-book build <root> -W --keep-going`: any warning (say a missing page) fails.
+
+    A failure raises BookBuildError listing the build's warnings and errors, then its log tail.
+
+    Args:
+        root: project root (the book's `_config.yml` and `_toc.yml`).
+        out: `--path-output` (the build goes to `<out>/_build/html`); default the root.
+        full: rebuild every page (`--all`), so warnings of unchanged pages are reported again.
+
+    Returns:
+        The folder of the HTML (`.../_build/html`).
+    """
+    root = resolve_root(root)
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
+    ]
+    cmd += ["build", str(root), "-W", "--keep-going"] + (["--all"] if full else [])
+    if out is not None:
+        cmd += ["--path-output", str(Path(out).resolve())]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = ANSI.sub("", done.stdout + done.stderr).splitlines()
+        problems = [line for line in lines if PROBLEM.search(line)][:30]
+        raise BookBuildError(
+            f"jupyter-book build failed (exit {done.returncode}); warnings and errors:\n"
+            + "\n".join(problems)
+            + "\n--- log tail:\n"
+            + "\n".join(lines[-15:])
+        )
+    return (Path(out).resolve() if out is not None else root) / "_build" / "html"
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _parse_params(pairs: Sequence[Sequence[str]] | None) -> dict[str, Any]:
+    """`-p KEY VALUE` pairs, each VALUE read as YAML (so `5`, `1e-3`, `[1, 2]` are numbers/lists)."""
+    return {key: load_yaml(value) for key, value in pairs or []}
+
+
+def _reported(func):
+    """Wrap a command: a known failure prints its message (not a traceback) and exits 1."""
+
+    def command(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except (NotebookError, BookBuildError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+
+    return command
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides = [load_overrides(f) for f in args.params_file or []]
+    timings = run_all(args.profile, args.root, args.only, overrides, params=_parse_params(args.p))
+    print(f"ran {len(timings)} notebooks in {sum(timings.values()):.1f} s", file=sys.stderr)
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    html = build_html(args.root, args.out)
+    print(f"built {html} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _all(args: argparse.Namespace) -> int:
+    return _run(args) or _build(args)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `book run | build | all` on the top-level command line."""
+    book = subparsers.add_parser("book", help="run the notebooks (papermill) and build the book")
+    sub = book.add_subparsers(dest="book_command", required=True)
+    for command, func, text in [
+        ("run", _run, "execute the notebooks of _toc.yml into book/generated/"),
+        ("build", _build, "jupyter-book build -W (fails on any warning, e.g. a missing page)"),
+        ("all", _all, "run, then build"),
+    ]:
+        parser = sub.add_parser(command, help=text, description=text)
+        parser.add_argument(
+            "--root", type=Path, default=None, help="project root (default: found from _toc.yml)"
+        )
+        if command in ("run", "all"):
+            parser.add_argument(
+                "--profile",
+                default="testbed",
+                help="data/profiles/<profile>.yaml (default testbed)",
+            )
+            parser.add_argument(
+                "--only", nargs="+", metavar="NAME", help="run only these notebooks"
+            )
+            parser.add_argument(
+                "--params-file",
+                action="append",
+                metavar="F",
+                help="YAML overrides in the profile format (repeatable)",
+            )
+            parser.add_argument(
+                "-p",
+                nargs=2,
+                action="append",
+                metavar=("KEY", "VALUE"),
+                help="set a parameter (VALUE is YAML)",
+            )
+        if command in ("build", "all"):
+            parser.add_argument(
+                "--out", type=Path, default=None, help="--path-output of jupyter-book"
+            )
+        parser.set_defaults(func=_reported(func))

@@ -1,0 +1,237 @@
+"""The book runner: toc discovery, parameter precedence, papermill execution, the -W build, CLI."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import nbformat
+import pytest
+from conftest import build_demo_project, make_notebook, write_toc
+
+from semantic_bottleneck import book, cli
+from semantic_bottleneck.book_params import NOT_LITERAL, notebook_parameters
+
+MIME_PREFIX = "application/papermill.record/"
+
+
+def glued(nb: nbformat.NotebookNode) -> dict[str, dict]:
+    """name -> {mime type: data} of every `glue(..., display=False)` output of a notebook."""
+    out = {}
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                out[name] = {k.removeprefix(MIME_PREFIX): v for k, v in output["data"].items()}
+    return out
+
+
+def tagged(nb: nbformat.NotebookNode, tag: str) -> list[nbformat.NotebookNode]:
+    return [c for c in nb.cells if tag in c.metadata.get("tags", [])]
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """The demo project with its notebook run once (n = 7 via -p) for the tests that read it."""
+    root = build_demo_project(tmp_path_factory.mktemp("executed") / "project")
+    page = book.run_notebook("demo", root=root, params={"n": 7})
+    return root, page
+
+
+# ----------------------------------------------------------------------------- toc and parameters
+
+
+def test_notebook_names_lists_generated_pages_in_toc_order(tmp_path):
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nparts:\n"
+        "  - caption: A\n    chapters:\n      - file: book/generated/02-b\n      - file: book/method\n"
+        "        sections:\n          - file: book/generated/01-a.ipynb\n"
+        "  - caption: B\n    chapters:\n      - file: book/generated/02-b\n"
+    )
+    assert book.notebook_names(tmp_path) == ["02-b", "01-a"]
+    write_toc(tmp_path, ["sub/x"])
+    with pytest.raises(ValueError, match="book/generated/<name>"):
+        book.notebook_names(tmp_path)
+
+
+def test_find_root_walks_up_to_the_toc(tmp_path):
+    write_toc(tmp_path, [])
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    assert book.find_root(tmp_path / "a" / "b") == tmp_path.resolve()
+
+
+def test_notebook_parameters_reads_literals_and_marks_expressions(tmp_path):
+    path = make_notebook(
+        tmp_path / "nb.ipynb",
+        [
+            (
+                "code",
+                'profile = "testbed"\nn: int = 3  # typed\ntaus = np.logspace(-2, 0, 5)\nmodels = ["a", "b"]',
+            )
+        ],
+    )
+    params = notebook_parameters(path)
+    assert params == {"profile": "testbed", "n": 3, "taus": NOT_LITERAL, "models": ["a", "b"]}
+
+
+def test_resolve_parameters_precedence(demo_project):
+    root = demo_project()
+    make_notebook(
+        root / "notebooks" / "demo.ipynb",
+        [("code", 'profile = "x"\na = 0\nb = 0\nc = 0\nd = 0\ne = 0\ntaus = list(range(3))')],
+    )
+    (root / "data" / "profiles" / "testbed.yaml").write_text(
+        "profile: testbed\n"
+        "defaults: {b: 1, c: 1, d: 1, e: 1, device: cpu}\n"  # device: declared by no demo cell, skipped
+        "notebooks: {demo: {c: 2, d: 2, e: 2}, other: {zz: 1}}\n"  # other: not this notebook
+    )
+    layer = {"defaults": {"d": 3}, "notebooks": {"demo": {"e": 3}}}
+    resolved = book.resolve_parameters("demo", "testbed", root, overrides=layer, params={"e": 4})
+    # own a=0 < profile defaults b=1 < profile per-notebook c=2 < override layer d=3 < params e=4
+    assert resolved == {"profile": "testbed", "a": 0, "b": 1, "c": 2, "d": 3, "e": 4}
+    assert (
+        list(resolved)[0] == "profile"
+    )  # always injected, first; `taus` (an expression) is left out
+    # Override layers apply in order; per-notebook beats defaults inside one layer.
+    later = [{"notebooks": {"demo": {"d": 5}}}, {"defaults": {"d": 6}}]
+    assert book.resolve_parameters("demo", "testbed", root, overrides=later)["d"] == 6
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"profile": "nope"}, "profile: expected one of \\['testbed'\\]"),
+        ({"name": "missing"}, "notebook: expected one of \\['demo'\\]"),
+        ({"params": {"sead": 1}}, "unknown \\['sead'\\]"),
+        ({"overrides": {"notebooks": {"demo": {"nn": 1}}}}, "notebooks.demo.*unknown \\['nn'\\]"),
+        (
+            {"overrides": {"defaults": {"profile": "paper"}}},
+            "'profile' is set by the profile choice",
+        ),
+        (
+            {"overrides": {"default": {"n": 1}}},
+            "expected a mapping with keys profile/defaults/notebooks",
+        ),
+    ],
+)
+def test_resolve_parameters_rejects_bad_input(demo_project, kwargs, message):
+    root = demo_project()
+    args = {"name": "demo", "profile": "testbed"} | kwargs
+    with pytest.raises(ValueError, match=message):
+        book.resolve_parameters(args.pop("name"), args.pop("profile"), root, **args)
+
+
+def test_python3_kernel_shadows_a_kernelspec_for_another_interpreter(tmp_path, monkeypatch):
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    foreign = tmp_path / "kernels" / "python3"
+    foreign.mkdir(parents=True)
+    (foreign / "kernel.json").write_text(
+        '{"argv": ["/opt/other/bin/python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"],'
+        ' "display_name": "other", "language": "python"}'
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    assert KernelSpecManager().get_kernel_spec("python3").argv[0] == "/opt/other/bin/python3"
+    with book._python3_kernel():
+        assert KernelSpecManager().get_kernel_spec("python3").argv[0] == sys.executable
+    assert os.environ["JUPYTER_PATH"] == str(tmp_path)  # restored
+
+
+# ----------------------------------------------------------------------------- execution
+
+
+def test_run_notebook_writes_glued_outputs_and_tags(executed):
+    root, page = executed
+    assert page == root / "book" / "generated" / "demo.ipynb"
+    nb = nbformat.read(page, as_version=4)
+    values = glued(nb)
+    assert values["n"]["text/plain"] == "7"  # -p beats the notebook's n = 50
+    assert "<table" in values["table"]["text/html"]
+    assert "image/png" in values["hist"]
+    # The kernel ran this interpreter (the venv's), not whatever `python` a kernelspec names.
+    assert values["executable"]["text/plain"].strip("'") == sys.executable
+    (injected,) = tagged(nb, "injected-parameters")
+    assert "hide-input" in injected.metadata.tags
+    assert 'profile = "testbed"' in injected.source and "n = 7" in injected.source
+    (defaults,) = tagged(nb, "parameters")
+    assert "remove-cell" in defaults.metadata.tags
+    assert nb.metadata.papermill["input_path"] == "notebooks/demo.ipynb"
+    assert nb.metadata.papermill["output_path"] == "book/generated/demo.ipynb"
+    assert sorted(p.name for p in page.parent.iterdir()) == ["demo.ipynb"]  # no temporary left
+
+
+def test_run_notebook_failure_leaves_no_page_and_names_the_cell(demo_project):
+    root = demo_project()
+    generated = root / "book" / "generated"
+    generated.mkdir(parents=True)
+    (generated / "demo.ipynb").write_text("{}")  # a stale page from an earlier run
+    with pytest.raises(book.NotebookError) as info:
+        book.run_notebook("demo", root=root, overrides={"notebooks": {"demo": {"fail": True}}})
+    message = str(info.value)
+    assert "'demo'" in message and "RuntimeError: demo failure requested" in message
+    assert "raise RuntimeError" in message  # the failing cell's source
+    assert sorted(p.name for p in generated.iterdir()) == ["demo.failed.ipynb"]
+    failed = nbformat.read(generated / "demo.failed.ipynb", as_version=4)
+    assert failed.metadata.papermill["exception"] is True
+
+
+def test_run_all_runs_the_toc_and_rejects_unknown_names(demo_project, monkeypatch):
+    root = demo_project(names=("a", "b"))
+    calls = []
+    monkeypatch.setattr(
+        book, "run_notebook", lambda name, *args, **kw: calls.append((name, kw["params"]))
+    )
+    timings = book.run_all("testbed", root, params={"n": 3})
+    assert list(timings) == ["a", "b"] and calls == [("a", {"n": 3}), ("b", {"n": 3})]
+    assert list(book.run_all("testbed", root, only=["b"])) == ["b"]
+    with pytest.raises(ValueError, match="only: expected notebooks listed in _toc.yml"):
+        book.run_all("testbed", root, only=["c"])
+    with pytest.raises(ValueError, match="params: expected parameters declared"):
+        book.run_all("testbed", root, params={"zz": 1})
+    with pytest.warns(UserWarning, match="notebooks.c \\(not in _toc.yml\\)"):
+        book.run_all("testbed", root, overrides={"notebooks": {"c": {"n": 1}}})
+
+
+def test_cli_book_run_passes_profile_files_and_yaml_values(demo_project, monkeypatch, tmp_path):
+    root = demo_project()
+    params_file = tmp_path / "tiny.yaml"
+    params_file.write_text("notebooks: {demo: {n: 4}}\n")
+    seen = {}
+
+    def fake_run_all(profile, root, only, overrides, params):
+        seen.update(profile=profile, root=root, only=only, overrides=overrides, params=params)
+        return {"demo": 0.0}
+
+    monkeypatch.setattr(book, "run_all", fake_run_all)
+    argv = ["book", "run", "--root", str(root), "--only", "demo", "--params-file", str(params_file)]
+    argv += ["-p", "seed", "3", "-p", "taus", "[0.1, 1e-2]", "-p", "title", "run A"]
+    assert cli.main(argv) == 0
+    assert seen["profile"] == "testbed" and seen["only"] == ["demo"] and seen["root"] == root
+    assert seen["overrides"] == [{"defaults": {}, "notebooks": {"demo": {"n": 4}}}]
+    assert seen["params"] == {"seed": 3, "taus": [0.1, 0.01], "title": "run A"}
+
+
+# ----------------------------------------------------------------------------- build
+
+
+@pytest.mark.book
+def test_build_html_passes_with_warnings_as_errors_and_fails_on_a_missing_page(executed):
+    root, _ = executed
+    html = book.build_html(root)
+    page = (html / "book" / "generated" / "demo.html").read_text()
+    assert "<table" in page and "Histogram of the draws" in page
+    assert "cdn.jsdelivr.net" not in page and "cdnjs.cloudflare.com" not in page  # vendored JS
+    write_toc(root, ["demo", "never-run"])
+    try:
+        with pytest.raises(book.BookBuildError, match="nonexisting document"):
+            book.build_html(root)
+    finally:
+        write_toc(root, ["demo"])
+
+
+def test_build_html_reports_the_cause(tmp_path):
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/missing\n")
+    (tmp_path / "_config.yml").write_text("title: x\n")
+    with pytest.raises(book.BookBuildError, match="unable to load the master document") as info:
+        book.build_html(tmp_path, out=tmp_path / "out")
+    assert "--- log tail:" in str(info.value)
