@@ -218,7 +218,7 @@ def test_read_embedders_unwraps_training_checkpoints(tmp_path):
 
 
 def test_read_embedders_by_registry_name(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEMANTIC_BOTTLENECK_CACHE", str(tmp_path))
+    monkeypatch.setenv("SEMANTIC_BOTTLENECK_WEIGHTS", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="semantic-bottleneck fetch dit-xl-2"):
         read_embedders("dit-xl-2")
     emb = _embedders(8)

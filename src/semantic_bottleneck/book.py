@@ -106,7 +106,36 @@ def _add_tag(cell: Any, tag: str) -> None:
         tags.append(tag)
 
 
-def _finish(path: Path, source: str, output: str) -> None:
+def run_key(root: Path, name: str, profile: str, parameters: Mapping[str, Any]) -> str:
+    """Hash of everything a page's content depends on: the notebook, its resolved parameters,
+    the package's code and data (not the artifact cache: a cached result is the same result).
+    """
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    h.update((root / NOTEBOOKS / f"{name}.ipynb").read_bytes())
+    h.update(json.dumps({"profile": profile, "params": parameters}, sort_keys=True).encode())
+    package = Path(__file__).resolve().parent
+    for path in sorted([*package.rglob("*.py"), *package.rglob("*.json")]):
+        h.update(str(path.relative_to(package)).encode())
+        h.update(path.read_bytes())
+    for path in sorted((root / "data").glob("*.yaml")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _up_to_date(out: Path, key: str) -> bool:
+    """Whether `out` is a page executed with this run key."""
+    import json
+
+    try:
+        return json.loads(out.read_text())["metadata"]["semantic_bottleneck"]["run_key"] == key
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _finish(path: Path, source: str, output: str, key: str) -> None:
     """Tag the parameter cells for the book and record portable paths in the metadata."""
     import nbformat
 
@@ -118,6 +147,7 @@ def _finish(path: Path, source: str, output: str) -> None:
         elif "parameters" in tags:
             _add_tag(cell, "remove-cell")  # defaults that the injected cell overrides
     nb.metadata.setdefault("papermill", {}).update(input_path=source, output_path=output)
+    nb.metadata["semantic_bottleneck"] = {"run_key": key}
     nbformat.write(nb, path)
 
 
@@ -141,8 +171,12 @@ def run_notebook(
     overrides: Layers = None,
     timeout: int = 1800,
     params: Mapping[str, Any] | None = None,
+    force: bool = False,
 ) -> Path:
     """Execute `notebooks/<name>.ipynb` with papermill into `<out_dir>/<name>.ipynb`.
+
+    A page already executed from the same notebook, parameters, package code and data (its
+    `run_key`) is kept as it is unless `force`.
 
     The page appears atomically (written under a temporary name, then renamed). On failure no page
     is left (a stale one is removed, so the book cannot show an older result), the executed copy is
@@ -156,6 +190,7 @@ def run_notebook(
         overrides: extra parameter layers (see `resolve_parameters`).
         timeout: seconds allowed per cell.
         params: single parameters applied last.
+        force: execute even when the page is up to date.
 
     Returns:
         Path of the executed notebook.
@@ -167,6 +202,9 @@ def run_notebook(
     out_dir = Path(out_dir) if out_dir is not None else root / GENERATED
     out_dir.mkdir(parents=True, exist_ok=True)
     out, failed = out_dir / f"{name}.ipynb", out_dir / f"{name}.failed.ipynb"
+    key = run_key(root, name, profile, parameters)
+    if not force and _up_to_date(out, key):
+        return out
     failed.unlink(missing_ok=True)
     tmp = out_dir / f".{name}.{os.getpid()}.tmp.ipynb"  # hidden: the build never picks it up
     try:
@@ -180,7 +218,7 @@ def run_notebook(
                 progress_bar=False,
                 execution_timeout=timeout,
             )
-        _finish(tmp, f"{NOTEBOOKS}/{name}.ipynb", _relative(out, root))
+        _finish(tmp, f"{NOTEBOOKS}/{name}.ipynb", _relative(out, root), key)
         os.replace(tmp, out)
     except Exception as err:
         out.unlink(missing_ok=True)
@@ -206,6 +244,7 @@ def run_all(
     overrides: Layers = None,
     out_dir: str | Path | None = None,
     params: Mapping[str, Any] | None = None,
+    force: bool = False,
 ) -> dict[str, float]:
     """Run every notebook of the toc (or `only` these), with a progress bar; keep going on failure.
 
@@ -216,6 +255,7 @@ def run_all(
         overrides: extra parameter layers.
         out_dir: where pages go (default `<root>/book/generated`).
         params: single parameters applied last, to every notebook declaring them.
+        force: re-execute pages that are up to date.
 
     Returns:
         Seconds per notebook, in run order. Raises NotebookError after the last notebook if any
@@ -252,7 +292,7 @@ def run_all(
         own = {k: v for k, v in (params or {}).items() if k in declared[name]}
         start, status = time.perf_counter(), ""
         try:
-            run_notebook(name, profile, root, out_dir, overrides, params=own)
+            run_notebook(name, profile, root, out_dir, overrides, params=own, force=force)
         except NotebookError as err:
             errors.append(str(err))
             status = " FAILED"
@@ -328,7 +368,14 @@ def _reported(func):
 
 def _run(args: argparse.Namespace) -> int:
     overrides = [load_overrides(f) for f in args.params_file or []]
-    timings = run_all(args.profile, args.root, args.only, overrides, params=_parse_params(args.p))
+    timings = run_all(
+        args.profile,
+        args.root,
+        args.only,
+        overrides,
+        params=_parse_params(args.p),
+        force=args.force,
+    )
     print(f"ran {len(timings)} notebooks in {sum(timings.values()):.1f} s", file=sys.stderr)
     return 0
 
@@ -371,6 +418,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                 action="append",
                 metavar="F",
                 help="YAML overrides in the profile format (repeatable)",
+            )
+            parser.add_argument(
+                "--force", action="store_true", help="re-execute pages that are up to date"
             )
             parser.add_argument(
                 "-p",

@@ -125,6 +125,6 @@ def steps_iter(items: Iterable, progress: bool, total: int, desc: str) -> Iterab
     """`items`, wrapped in a tqdm bar when progress is set."""
     if not progress:
         return items
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(items, total=total, desc=desc)

@@ -2,7 +2,7 @@
 
 Layout: `<cache>/<name>/<filename>` per registry entry, plus `<cache>/hashes.json`, where the
 sha256 and size of every file are recorded on first download and checked on every later one.
-The cache is `$SEMANTIC_BOTTLENECK_CACHE`, else `~/.cache/semantic_bottleneck/weights`.
+The cache is `$SEMANTIC_BOTTLENECK_WEIGHTS`, else `~/.cache/semantic_bottleneck/weights`.
 
 Direct URLs are fetched with urllib into `<file>.part`, resumed with an HTTP Range request after
 an interruption, and renamed into place only once complete and verified (MG's six release parts
@@ -36,7 +36,7 @@ from semantic_bottleneck.zoo import registry
 from semantic_bottleneck.zoo.checkpoint import atomic_write, fsync_dir
 from semantic_bottleneck.zoo.registry import Entry
 
-ENV_VAR = "SEMANTIC_BOTTLENECK_CACHE"
+ENV_VAR = "SEMANTIC_BOTTLENECK_WEIGHTS"
 HASHES_FILE = "hashes.json"
 CHUNK = 1 << 20  # bytes per read and per hash update
 TIMEOUT_S = 60
@@ -55,7 +55,7 @@ class IntegrityError(FetchError):
 
 
 def default_cache_dir() -> Path:
-    """`$SEMANTIC_BOTTLENECK_CACHE`, else `~/.cache/semantic_bottleneck/weights`."""
+    """`$SEMANTIC_BOTTLENECK_WEIGHTS`, else `~/.cache/semantic_bottleneck/weights`."""
     env = os.environ.get(ENV_VAR)
     return Path(env).expanduser() if env else Path.home() / ".cache/semantic_bottleneck/weights"
 

@@ -1,0 +1,47 @@
+"""Small helpers the notebooks share: notices, glued text, tables beside the paper's."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from IPython.display import Markdown, display
+from myst_nb import glue
+
+from semantic_bottleneck import paper
+from semantic_bottleneck.analysis import Missing, missing_notice
+
+pd.set_option("display.precision", 4)  # tables in the pages: 4 significant decimals
+
+
+def show_notice(missing: list[Missing]) -> None:
+    """Display the notice for absent inputs (nothing when all are present)."""
+    if missing:
+        display(Markdown(missing_notice(missing)))
+
+
+def glue_text(name: str, value, fmt: str = "{:.3f}") -> None:
+    """Glue `value` formatted for page text; absent or non-finite values read "n/a"."""
+    ok = value is not None and not (isinstance(value, float) and not math.isfinite(value))
+    glue(name, fmt.format(value) if ok else "n/a", display=False)
+
+
+def beside_paper(measured: pd.DataFrame, table_id: str, profile: str, columns: list[str]):
+    """The measured table with the paper's.
+
+    In the paper profile rows are the same models: paper | this run | difference per column.
+    In the testbed profile the models differ, so the paper's rows and ours are stacked, each
+    labelled with its source.
+    """
+    if profile == "paper":
+        return paper.compare(measured, table_id, on="model", columns=columns)
+    ours = measured[["model", *columns]].assign(source="this run (testbed)")
+    theirs = paper.paper_table(table_id)
+    theirs = theirs[[c for c in ["model", *columns] if c in theirs.columns]]
+    theirs = theirs.assign(source="paper (official XL checkpoints)")
+    return pd.concat([theirs, ours], ignore_index=True).set_index(["source", "model"])
+
+
+def show_note(text: str) -> None:
+    """Display a note admonition."""
+    display(Markdown(f"```{{note}}\n{text}\n```"))

@@ -1,0 +1,1 @@
+"""Training: the testbed diffusion trainer, its datasets and the nPR monitor."""

@@ -1,0 +1,45 @@
+"""Datasets: scikit-learn's handwritten digits as a class-conditional image set (the testbed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from torch import Tensor
+
+DIGITS_CLASSES = 10
+DIGITS_SIZE = 8
+
+
+def digits(split: str = "all", seed: int = 0, test_fraction: float = 0.2) -> tuple[Tensor, Tensor]:
+    """The 1,797 8x8 digits scaled from 0..16 to [-1, 1], one channel.
+
+    Args:
+        split: "all", "train" or "test"; train/test is a seeded stratified-by-shuffle split.
+        seed: seed of the split.
+        test_fraction: share of each class held out for "test".
+
+    Returns:
+        (x, y): float32 images and int64 labels 0..9.
+
+    Shapes: x (n, 1, 8, 8), y (n,).
+    """
+    if split not in ("all", "train", "test"):
+        raise ValueError(f"split must be 'all', 'train' or 'test', got {split!r}")
+    bunch = load_digits()
+    x = torch.from_numpy(bunch.images.astype(np.float32) / 8.0 - 1.0).unsqueeze(1)
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    if split == "all":
+        return x, y
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(y), dtype=bool)
+    for cls in range(DIGITS_CLASSES):
+        idx = np.flatnonzero(bunch.target == cls)
+        test[rng.permutation(idx)[: int(round(test_fraction * len(idx)))]] = True
+    keep = torch.from_numpy(test if split == "test" else ~test)
+    return x[keep], y[keep]
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """Images in [-1, 1] to uint8 0..255 (clamped). Shapes: any -> same."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

@@ -1,0 +1,77 @@
+"""The nPR monitor: statistics of c while a model trains (paper Sec. 6.2, Figs. 12 and 43).
+
+Two views are logged, because the paper does not say how a batch is aggregated:
+  - classes: c for every class at the model's initial (pure-noise) t, the quantity of Table 1;
+  - batch: c of the training batch as the model saw it (its t, its labels after dropout), with both
+    aggregations: the mean of per-sample nPR, and the nPR of the batch-mean c.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from semantic_bottleneck import metrics
+from semantic_bottleneck.conventions import TimeConvention
+
+
+def c_statistics(c: Tensor, prefix: str) -> dict[str, float]:
+    """nPR and cosine summary of a set of conditional vectors.
+
+    Args:
+        c: conditional vectors, one per row.
+        prefix: key prefix ("classes" or "batch").
+
+    Returns:
+        `{prefix}_npr_mean` (mean of per-row nPR), `{prefix}_npr_of_mean` (nPR of the mean row),
+        `{prefix}_cos_mean` and `{prefix}_cos_min` (off-diagonal pairwise cosine).
+
+    Shapes: c (n, d) with n >= 2.
+    """
+    c = c.detach().float()
+    cos = metrics.cosine_summary(c)
+    return {
+        f"{prefix}_npr_mean": float(metrics.normalized_participation_ratio(c).mean()),
+        f"{prefix}_npr_of_mean": float(metrics.normalized_participation_ratio(c.mean(0))),
+        f"{prefix}_cos_mean": float(cos["mean"]),
+        f"{prefix}_cos_min": float(cos["min"]),
+    }
+
+
+@torch.no_grad()
+def class_conditions(model, time: TimeConvention, num_classes: int) -> Tensor:
+    """c of every class at the initial (noise) t, without label dropout.
+
+    Shapes: -> (num_classes, d).
+    """
+    y = torch.arange(num_classes)
+    return model.t_embedder(time.initial(num_classes)) + model.y_embedder(y, False)
+
+
+class JsonlLog:
+    """Append-only JSONL log, flushed and fsynced per record so it is readable mid-run."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def read_log(path: Path) -> list[dict]:
+    """Records of a JSONL log; a torn last line (a run killed mid-write) is skipped."""
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

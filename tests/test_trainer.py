@@ -1,0 +1,72 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from semantic_bottleneck.training.monitor import read_log
+from semantic_bottleneck.training.trainer import TrainConfig, train
+
+TINY = dict(hidden_size=32, depth=1, num_heads=2, batch_size=8, log_every=2)
+
+
+@pytest.mark.parametrize("family,objective", [("dit", "ddpm"), ("sit", "repa")])
+def test_training_writes_weights_and_a_monitor_log(tmp_path, family, objective):
+    config = TrainConfig(family=family, objective=objective, steps=4, **TINY)
+    train(config, tmp_path, progress=False)
+    records = read_log(tmp_path / "log.jsonl")
+    assert [r["step"] for r in records] == [0, 2, 4]
+    for r in records[1:]:
+        for key in (
+            "classes_npr_mean",
+            "classes_npr_of_mean",
+            "batch_npr_mean",
+            "batch_npr_of_mean",
+        ):
+            assert 0 < r[key] <= 1
+        assert -1 <= r["classes_cos_mean"] <= 1 and r["loss"] > 0
+    assert "batch_npr_mean" not in records[0]  # no batch before the first step
+    ema, online = (
+        load_file(tmp_path / "model.safetensors"),
+        load_file(tmp_path / "online.safetensors"),
+    )
+    assert ema.keys() == online.keys()
+    assert json.loads((tmp_path / "config.json").read_text())["config"]["objective"] == objective
+
+
+def test_initial_npr_is_that_of_a_random_gaussian_vector(tmp_path):
+    train(
+        TrainConfig(steps=1, hidden_size=256, depth=1, num_heads=4, batch_size=8),
+        tmp_path,
+        progress=False,
+    )
+    assert abs(read_log(tmp_path / "log.jsonl")[0]["classes_npr_mean"] - 2 / torch.pi) < 0.05
+
+
+def test_killed_run_resumes_exactly(tmp_path):
+    config = TrainConfig(steps=6, **TINY)
+    train(config, tmp_path / "full", progress=False)
+    train(config, tmp_path / "cut", progress=False, checkpoint_every=2, stop_after=3)
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    train(config, tmp_path / "cut", progress=False, checkpoint_every=2)
+    full, cut = (
+        load_file(tmp_path / "full/model.safetensors"),
+        load_file(tmp_path / "cut/model.safetensors"),
+    )
+    assert all(torch.equal(full[k], cut[k]) for k in full)
+    assert read_log(tmp_path / "full/log.jsonl") == read_log(tmp_path / "cut/log.jsonl")
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    train(TrainConfig(steps=2, **TINY), tmp_path, progress=False, checkpoint_every=2)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 2 and state["config"]["steps"] == 2
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [(dict(objective="x"), "objective"), (dict(steps=0), "steps"), (dict(lr=0.0), "lr")],
+)
+def test_bad_config_is_refused(bad, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**bad)
