@@ -114,3 +114,23 @@ def test_threshold_explorer_by_model_has_a_linked_dropdown():
     assert "of 8 dimensions" in sit_text
     with pytest.raises(ValueError, match="models: expected a non-empty mapping"):
         threshold_explorer_by_model({}, TAUS)
+
+
+def test_pruning_explorer_has_one_state_per_model_and_tau_linked_to_its_controls():
+    import torch
+
+    from semantic_bottleneck.widgets import pruning_explorer, pruned_panels_png
+
+    torch.manual_seed(0)
+    c = torch.randn(6, 32)
+    view = pruning_explorer({"a": c, "b": 3 * c}, [0.1, 1.0, 10.0])
+    dropdown, slider = view.children[0].children
+    outer = view.children[1]
+    assert list(dropdown.options) == ["a", "b"] and len(slider.options) == 3
+    assert [len(inner.children) for inner in outer.children] == [3, 3]
+    _, texts = pruned_panels_png(c, [0.1, 10.0])
+    # tau = 10 prunes every coordinate of a standard normal c (|c_i| < 10 always)
+    assert "s_tail = 1.000" in texts[1] and "pruned c is zero" in texts[1]
+    assert texts[0].startswith("tau = 0.1: s_tail = ")
+    with pytest.raises(ValueError, match="expected \\(n >= 2, d\\)"):
+        pruned_panels_png(c[0], [0.1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 from IPython.display import Markdown, display
@@ -45,3 +46,18 @@ def beside_paper(measured: pd.DataFrame, table_id: str, profile: str, columns: l
 def show_note(text: str) -> None:
     """Display a note admonition."""
     display(Markdown(f"```{{note}}\n{text}\n```"))
+
+
+def show_inputs(found) -> None:
+    """Display which inputs this page used: each model and where its c came from."""
+    if found:
+        lines = [f"- {m.label}: `{_short(m.source)}`" for m in found]
+        display(Markdown("Inputs used on this page:\n\n" + "\n".join(lines)))
+
+
+def _short(path: str) -> str:
+    """A path relative to the working directory (the project root) when it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path

@@ -132,14 +132,18 @@ def training_curves(logs: Mapping[str, Sequence[dict]], prefix: str = "classes")
         prefix: "classes" (all classes at the initial t) or "batch" (the training batches).
     """
     fig, axes = plt.subplots(2, 1, figsize=(7.5, 5.6), sharex=True)
-    for label, records in logs.items():
+    for i, (label, records) in enumerate(logs.items()):
+        color = f"C{i}"  # one colour per model: solid = mean nPR, dashed = nPR of the mean c
         rec = [r for r in records if f"{prefix}_npr_mean" in r]
         steps = [r["step"] for r in rec]
-        axes[0].plot(steps, [r[f"{prefix}_cos_mean"] for r in rec], label=label)
-        axes[1].plot(steps, [r[f"{prefix}_npr_mean"] for r in rec], label=f"{label}: mean nPR")
+        axes[0].plot(steps, [r[f"{prefix}_cos_mean"] for r in rec], color=color, label=label)
+        axes[1].plot(
+            steps, [r[f"{prefix}_npr_mean"] for r in rec], color=color, label=f"{label}: mean nPR"
+        )
         axes[1].plot(
             steps,
             [r[f"{prefix}_npr_of_mean"] for r in rec],
+            color=color,
             ls="--",
             label=f"{label}: nPR of mean c",
         )

@@ -21,7 +21,12 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from semantic_bottleneck.metrics import sparsity_ratio, tail_mask
+from semantic_bottleneck.metrics import (
+    cosine_similarity_matrix,
+    cosine_summary,
+    sparsity_ratio,
+    tail_mask,
+)
 
 MAX_STATES = 64  # every state is a stored PNG; more would make the page heavy
 PANEL_SIZE = (5.0, 2.0)  # inches; with PANEL_DPI about 400x160 px, ~15 KB per PNG
@@ -222,3 +227,110 @@ def threshold_explorer_by_model(
     dropdown = widgets.Dropdown(options=names, index=0, description="model")
     widgets.jslink((dropdown, "index"), (stack, "selected_index"))
     return widgets.VBox([dropdown, stack])
+
+
+def pruned_panels_png(
+    c: Any, taus: Any, cls: int = 0, max_classes: int = 50, seed: int = 0
+) -> tuple[list[bytes], list[str]]:
+    """Per tau: |c_i| of one class with its tail-pruned coordinates marked, and the cosine matrix
+    of the tail-pruned c over (up to max_classes randomly chosen) classes.
+
+    Args:
+        c: conditional vectors of all classes, (n, d).
+        taus: thresholds; each state prunes |c_i| < tau, the mask taken per class.
+        cls: the class whose vector the left panel draws.
+        max_classes: classes in the cosine matrix (a fixed seeded subset when n is larger).
+        seed: seed of that subset.
+
+    Returns:
+        (PNG bytes per tau, summary text per tau).
+
+    Shapes:
+        c (n, d), taus (k,) -> k PNGs and k strings.
+    """
+    x = c.detach().cpu().double().numpy() if hasattr(c, "detach") else np.asarray(c, np.float64)
+    if x.ndim != 2 or x.shape[0] < 2 or not 0 <= cls < x.shape[0]:
+        raise ValueError(f"c: expected (n >= 2, d) with 0 <= cls < n, got {x.shape}, cls={cls}")
+    grid = _tau_grid(taus)
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(x.shape[0], min(max_classes, x.shape[0]), replace=False))
+    pngs, texts = [], []
+    for tau in grid:
+        mask = np.asarray(tail_mask(x, float(tau)))
+        pruned = np.where(mask, 0.0, x)
+        v, m = np.abs(x[cls]), mask[cls]
+        fig = Figure(figsize=(8.0, 2.8), dpi=PANEL_DPI)
+        FigureCanvasAgg(fig)
+        left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1]})
+        idx = np.arange(v.size)
+        floor = max(v[v > 0].min() / 10 if (v > 0).any() else 1e-12, 1e-12)
+        left.semilogy(idx[~m], np.maximum(v[~m], floor), ".", ms=2.5, color=KEPT_COLOR)
+        left.semilogy(idx[m], np.maximum(v[m], floor), ".", ms=2.5, color=PRUNED_COLOR)
+        if tau > 0:
+            left.axhline(tau, color="black", lw=0.8, ls="--")
+        left.set(xlabel="dimension i", ylabel=f"|c_i|, class {cls}")
+        kept = ~np.all(pruned[rows] == 0, axis=1)
+        if kept.sum() >= 2:
+            cos = np.asarray(cosine_similarity_matrix(pruned[rows][kept]))
+            right.imshow(cos, vmin=-1, vmax=1, cmap="viridis")
+            summary = cosine_summary(pruned[rows][kept])
+            cos_text = f"mean cosine of pruned c {summary['mean']:.4f} (min {summary['min']:.4f})"
+        else:
+            cos_text = "pruned c is zero for all but at most one class"
+        right.set(title="cosine of pruned c", xticks=[], yticks=[])
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=PANEL_DPI)
+        pngs.append(buf.getvalue())
+        ratio = float(np.mean(np.asarray(sparsity_ratio(x, float(tau), side="tail"))))
+        texts.append(f"tau = {tau:.4g}: s_tail = {ratio:.3f} (mean over classes); {cos_text}")
+    return pngs, texts
+
+
+def pruning_explorer(models: Mapping[str, Any], taus: Any, cls: int = 0) -> widgets.VBox:
+    """Choose a model and tau; see s_tail, the pruned mask of one class and the cosine matrix of
+    the pruned c. Every state is precomputed and switched in the browser (static HTML).
+
+    Args:
+        models: model name -> c of all its classes (n, d).
+        taus: strictly increasing thresholds >= 0 shared by all models.
+        cls: the class whose mask is drawn.
+
+    Returns:
+        A VBox: Dropdown (model) and SelectionSlider (tau) above a Stack per model of Stacks per tau.
+
+    Shapes:
+        each c (n_m, d_m), taus (k,) -> len(models) * k states.
+    """
+    if not isinstance(models, Mapping) or not models:
+        raise ValueError(f"models: expected a non-empty mapping name -> c, got {models!r}")
+    grid = _tau_grid(taus)
+    if len(models) * grid.size > 4 * MAX_STATES:
+        raise ValueError(
+            f"models x taus: at most {4 * MAX_STATES} states, got {len(models)} x {grid.size}"
+        )
+    slider = widgets.SelectionSlider(
+        options=[f"{t:.4g}" for t in grid],
+        index=0,
+        description="tau",
+        layout=widgets.Layout(width="420px"),
+    )
+    per_model = []
+    for c in models.values():
+        pngs, texts = pruned_panels_png(c, grid, cls)
+        panels = [
+            widgets.VBox(
+                [
+                    widgets.HTML(f"<code>{html.escape(t)}</code>"),
+                    widgets.Image(value=p, format="png"),
+                ]
+            )
+            for p, t in zip(pngs, texts, strict=True)
+        ]
+        inner = widgets.Stack(panels, selected_index=0)
+        widgets.jslink((slider, "index"), (inner, "selected_index"))
+        per_model.append(inner)
+    outer = widgets.Stack(per_model, selected_index=0)
+    dropdown = widgets.Dropdown(options=list(models), index=0, description="model")
+    widgets.jslink((dropdown, "index"), (outer, "selected_index"))
+    return widgets.VBox([widgets.HBox([dropdown, slider]), outer])
