@@ -235,3 +235,15 @@ def test_build_html_reports_the_cause(tmp_path):
     with pytest.raises(book.BookBuildError, match="unable to load the master document") as info:
         book.build_html(tmp_path, out=tmp_path / "out")
     assert "--- log tail:" in str(info.value)
+
+
+def test_up_to_date_page_is_kept_and_a_change_re_executes(demo_project):
+    root = demo_project()
+    page = book.run_notebook("demo", root=root)
+    stamp = page.stat().st_mtime_ns
+    assert book.run_notebook("demo", root=root) == page and page.stat().st_mtime_ns == stamp
+    book.run_notebook("demo", root=root, force=True)
+    assert page.stat().st_mtime_ns != stamp
+    stamp = page.stat().st_mtime_ns
+    book.run_notebook("demo", root=root, params={"n": 7})
+    assert page.stat().st_mtime_ns != stamp
