@@ -3,15 +3,19 @@
 Builds a synthetic checkpoint with the exact keys and shapes of an official XL model (from its
 manifest; DiT-XL/2 is 2.7 GB of float32), then measures in separate child processes:
 
-  (a) `read_embedders` + `class_conditions` at the model's initial t, with an empty embedder
-      cache (cold), and again with the cache filled (cached);
-  (b) a plain `torch.load(path, map_location="cpu", weights_only=True)` of the same file.
+  (a) `torchfile.read_tensors` + `torchfile.class_conditions_numpy` at the model's initial t, in
+      a process that never imports torch (numpy_cold: file evicted; numpy_warm: in page cache);
+  (b) `read_embedders` + `class_conditions` (torch) at the same t, with an empty embedder
+      cache (embedders_cold), and again with the cache filled (embedders_cached);
+  (c) a plain `torch.load(path, map_location="cpu", weights_only=True)` of the same file.
 
 Before each cold measurement the file is evicted from the page cache (posix_fadvise DONTNEED),
-so both read from disk. Each child reports the wall time of the operation alone (imports
+so it reads from disk. Each child reports the wall time of the operation alone (imports
 excluded) and its peak RSS (ru_maxrss), absolute and above the level reached after the imports
-(importing torch alone costs hundreds of MB on CUDA builds). Each measurement is repeated
-(--repeats, default 3) and the median is reported. Prints one JSON line.
+(importing torch alone costs hundreds of MB on CUDA builds). The torch child also compares its c
+with the numpy child's (max abs difference, and relative to max |c|). Each measurement is
+repeated (--repeats, default 3) and the median is reported, with the load average before and
+after (other processes on the machine slow every figure). Prints one JSON line.
 
 Usage: python benchmarks/bench_conditioning.py [--workdir DIR] [--keep] [--model NAME] [--repeats N]
 """
@@ -96,7 +100,30 @@ def build_checkpoint(path: Path, model: str) -> int:
 # ----------------------------------------------------------------------------- children
 
 
-def _child_embedders(path: Path, cache_dir: Path, model: str) -> dict:
+def _child_numpy(path: Path, initial_t: float, c_out: Path) -> dict:
+    """c for all classes without torch: read the five tensors, then numpy float32."""
+    import numpy as np
+
+    from semantic_bottleneck.torchfile import EMBEDDER_KEYS, class_conditions_numpy, read_tensors
+
+    rss_before = _peak_rss_mb()
+    start = time.perf_counter()
+    arrays = read_tensors(path, EMBEDDER_KEYS)
+    read = time.perf_counter() - start
+    c = class_conditions_numpy(arrays, initial_t)
+    wall = time.perf_counter() - start
+    np.save(c_out, c)  # for the torch child's comparison
+    return {
+        "wall_s": wall,
+        "read_s": read,
+        "compute_s": wall - read,
+        "shape": list(c.shape),
+        "rss_before_mb": rss_before,
+        "torch_imported": "torch" in sys.modules,
+    }
+
+
+def _child_embedders(path: Path, cache_dir: Path, model: str, compare: Path | None) -> dict:
     from semantic_bottleneck.conditioning import class_conditions, read_embedders
     from semantic_bottleneck.zoo.registry import get_checkpoint
 
@@ -107,13 +134,20 @@ def _child_embedders(path: Path, cache_dir: Path, model: str) -> dict:
     read = time.perf_counter() - start
     c = class_conditions(emb, initial_t)
     wall = time.perf_counter() - start
-    return {
+    result = {
         "wall_s": wall,
         "read_s": read,
         "compute_s": wall - read,
         "shape": list(c.shape),
         "rss_before_mb": rss_before,
     }
+    if compare is not None and compare.is_file():  # after the timing: it costs nothing measured
+        import numpy as np
+
+        c = c.numpy()
+        diff = float(np.abs(np.load(compare) - c).max())
+        result.update(c_max_abs_diff=diff, c_max_rel_diff=diff / float(np.abs(c).max()))
+    return result
 
 
 def _child_full_load(path: Path) -> dict:
@@ -126,6 +160,11 @@ def _child_full_load(path: Path) -> dict:
     return {"wall_s": wall, "num_tensors": len(state), "rss_before_mb": rss_before}
 
 
+def _round(value: float) -> float:
+    """4 decimals, or 3 significant digits for small figures such as differences of c."""
+    return round(value, 4) if abs(value) >= 1e-3 or value == 0 else float(f"{value:.3g}")
+
+
 def _run_child(args: list[str]) -> dict:
     start = time.perf_counter()
     out = subprocess.run(
@@ -135,7 +174,7 @@ def _run_child(args: list[str]) -> dict:
     result["process_wall_s"] = time.perf_counter() - start
     if "rss_before_mb" in result:
         result["op_rss_mb"] = result["peak_rss_mb"] - result.pop("rss_before_mb")
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+    return {k: _round(v) if isinstance(v, float) else v for k, v in result.items()}
 
 
 def _summary(results: list[dict]) -> dict:
@@ -143,11 +182,22 @@ def _summary(results: list[dict]) -> dict:
     out = {}
     for key, value in results[0].items():
         if isinstance(value, int | float) and not isinstance(value, bool):
-            out[key] = round(statistics.median(r[key] for r in results), 3)
+            out[key] = _round(statistics.median(r[key] for r in results))
+        elif isinstance(value, bool):  # a flag such as torch_imported: true if in any run
+            out[key] = any(r[key] for r in results)
         elif key != "torch":
             out[key] = value
     out["wall_s_runs"] = [r["wall_s"] for r in results]
     return out
+
+
+def _targets(summary: dict, speedup: float) -> dict:
+    return {
+        f"wall_lt_{TARGET_WALL_S}s": summary["wall_s"] < TARGET_WALL_S,
+        f"op_rss_lt_{TARGET_RSS_MB:.0f}mb": summary["op_rss_mb"] < TARGET_RSS_MB,
+        f"peak_rss_lt_{TARGET_RSS_MB:.0f}mb": summary["peak_rss_mb"] < TARGET_RSS_MB,
+        f"speedup_ge_{TARGET_SPEEDUP:.0f}x": speedup >= TARGET_SPEEDUP,
+    }
 
 
 # ----------------------------------------------------------------------------- main
@@ -160,19 +210,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="dit-xl-2", help="registry name giving the layout")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument(
-        "--child", choices=["build", "embedders", "full-load"], help=argparse.SUPPRESS
+        "--child", choices=["build", "numpy", "embedders", "full-load"], help=argparse.SUPPRESS
     )
     parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--t", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--c-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
 
     if args.child:  # inside a measured child process
+        if args.child == "numpy":  # must not import torch, not even for its version
+            result = _child_numpy(args.path, args.t, args.c_file)
+            result.update(peak_rss_mb=_peak_rss_mb(), vm_hwm_mb=_vm_hwm_mb())
+            print(json.dumps(result))
+            return 0
         if args.child == "build":
-            result = {"file_bytes": build_checkpoint(args.path, args.model)}
+            from semantic_bottleneck.zoo.registry import get_checkpoint
+
+            result = {
+                "file_bytes": build_checkpoint(args.path, args.model),
+                "initial_t": get_checkpoint(args.model).initial_t,
+            }
         elif args.child == "embedders":
-            result = _child_embedders(args.path, args.cache_dir, args.model)
+            result = _child_embedders(args.path, args.cache_dir, args.model, args.c_file)
         else:
             result = _child_full_load(args.path)
         import torch
@@ -187,28 +249,40 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "synthetic_xl.pt"
     cache = workdir / "embedder_cache"
+    c_file = workdir / "c_numpy.npy"
+    load_before = os.getloadavg()
     try:
         common = ["--path", str(path), "--model", args.model]
-        size = _run_child(["--child", "build", *common])["file_bytes"]
+        built = _run_child(["--child", "build", *common])
+        size, initial_t = built["file_bytes"], built["initial_t"]
         shutil.rmtree(cache, ignore_errors=True)  # a reused --workdir must not start warm
-        runs = {"embedders_cold": [], "embedders_cached": [], "full_torch_load": []}
+        c_file.unlink(missing_ok=True)
+        runs = {k: [] for k in ("numpy_cold", "numpy_warm", "embedders_cold", "embedders_cached",
+                                "full_torch_load")}  # fmt: skip
+        numpy = ["--child", "numpy", "--t", repr(initial_t), "--c-file", str(c_file), *common]
         for repeat in range(args.repeats):
-            cache_r = cache / str(repeat)  # empty: the first read is cold
             evicted = _evict(path)
-            embed = ["--child", "embedders", "--cache-dir", str(cache_r), *common]
-            runs["embedders_cold"].append(_run_child(embed))
-            runs["embedders_cached"].append(_run_child(embed))
+            runs["numpy_cold"].append(_run_child(numpy))
+            runs["numpy_warm"].append(_run_child(numpy))
+            cache_r = cache / str(repeat)  # empty: the first read is cold
+            _evict(path)
+            embed = ["--child", "embedders", "--cache-dir", str(cache_r), "--c-file", str(c_file)]
+            runs["embedders_cold"].append(_run_child([*embed, *common]))
+            runs["embedders_cached"].append(_run_child([*embed, *common]))
             _evict(path)
             runs["full_torch_load"].append(_run_child(["--child", "full-load", *common]))
     finally:
         if not args.keep:
             path.unlink(missing_ok=True)
+            c_file.unlink(missing_ok=True)
             shutil.rmtree(cache, ignore_errors=True)
             if args.workdir is None:
                 shutil.rmtree(workdir, ignore_errors=True)
     torch_version = runs["full_torch_load"][0]["torch"]
-    cold, cached, full = (_summary(runs[k]) for k in runs)
+    numpy_cold, numpy_warm, cold, cached, full = (_summary(runs[k]) for k in runs)
     speedup = full["wall_s"] / max(cold["wall_s"], 1e-9)
+    speedup_numpy = full["wall_s"] / max(numpy_cold["wall_s"], 1e-9)
+    rel_diff = max(r["c_max_rel_diff"] for r in runs["embedders_cold"] + runs["embedders_cached"])
     report = {
         "benchmark": "conditioning",
         "device": _device(),
@@ -216,17 +290,29 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "python": platform.python_version(),
         "model_layout": args.model,
+        "initial_t": initial_t,
         "file_bytes": size,
         "page_cache_evicted": evicted,
+        "load_average_1_5_15min": {
+            "before": [round(x, 2) for x in load_before],
+            "after": [round(x, 2) for x in os.getloadavg()],
+        },
+        "numpy_cold": numpy_cold,
+        "numpy_warm": numpy_warm,
         "embedders_cold": cold,
         "embedders_cached": cached,
         "full_torch_load": full,
+        "numpy_vs_torch_c": {
+            "max_abs_diff": max(r["c_max_abs_diff"] for r in runs["embedders_cold"]),
+            "max_rel_diff": rel_diff,
+            "within_1e-5_relative": rel_diff <= 1e-5,
+        },
+        "speedup_numpy_cold_vs_full_load": round(speedup_numpy, 1),
         "speedup_cold_vs_full_load": round(speedup, 1),
         "targets": {
-            f"cold_wall_lt_{TARGET_WALL_S}s": cold["wall_s"] < TARGET_WALL_S,
-            f"cold_op_rss_lt_{TARGET_RSS_MB:.0f}mb": cold["op_rss_mb"] < TARGET_RSS_MB,
-            f"cold_peak_rss_lt_{TARGET_RSS_MB:.0f}mb": cold["peak_rss_mb"] < TARGET_RSS_MB,
-            f"speedup_ge_{TARGET_SPEEDUP:.0f}x": speedup >= TARGET_SPEEDUP,
+            "numpy_cold": _targets(numpy_cold, speedup_numpy)
+            | {"torch_not_imported": not numpy_cold["torch_imported"]},
+            "embedders_cold": _targets(cold, speedup),
         },
         "kept": str(path) if args.keep else None,
     }
