@@ -16,6 +16,7 @@ COMMANDS = {
     "inputs": "semantic_bottleneck.zoo.fetch",
     "train": "semantic_bottleneck.training.cli",
     "book": "semantic_bottleneck.book",
+    "generate": "semantic_bottleneck.generation.cli",
 }
 
 
