@@ -153,3 +153,25 @@ def training_curves(logs: Mapping[str, Sequence[dict]], prefix: str = "classes")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def sample_grids(grids, rows=None, max_classes: int = 10):
+    """Figs. 7, 8, 34-37: samples under each pruning level, one row of panels per level.
+
+    Args:
+        grids: row label -> uint8 images (classes, per_class, H, W, 3).
+        rows: which labels to draw, in order (default: all).
+        max_classes: classes drawn per level.
+    """
+    rows = list(grids) if rows is None else rows
+    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 1.3 * len(rows)), squeeze=False)
+    for ax, label in zip(axes[:, 0], rows, strict=True):
+        g = np.asarray(grids[label])[:max_classes]  # (classes, per, H, W, 3)
+        classes, per, h, w, _ = g.shape
+        tiles = g.transpose(1, 2, 0, 3, 4).reshape(per * h, classes * w, 3)
+        ax.imshow(tiles, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    fig.tight_layout()
+    return fig

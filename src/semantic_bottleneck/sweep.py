@@ -1,0 +1,391 @@
+"""The pruning sweep of Sec. 5 (Tables 2, 3, 6): sample with c pruned, evaluate, beside the paper.
+
+Each row of the paper's pruning tables becomes a `SweepRow`: which side of c is removed (tail
+|c_i| < tau or head |c_i| > tau), when (the schedules t_i, t_0, t_{n-k,n}), and how much. In the
+paper profile a row prunes with the paper's own tau. In the testbed profile d is far smaller than
+1152, so each row's tau is chosen so that the removed fraction matches the paper's row (tail) or
+the removed count matches it (head: "a handful of head dimensions"), and both tau and the count
+are reported. Baseline and pruned runs share labels and noise seeds (paired comparison).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from semantic_bottleneck import metrics, paper
+from semantic_bottleneck.sampling import PruneSpec
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One row of a pruning table.
+
+    Attributes:
+        label: row name, e.g. "tail 0.01 t_i".
+        side: "tail", "head" or None (the baseline).
+        schedule: "every" (t_i), "initial" (t_0) or "last_k" (t_{n-k,n}).
+        paper_tau: the paper's tau for this row (None for the baseline).
+        paper_removed: dimensions the paper removes, of paper_d.
+        paper_d: dimension of the paper's c (1152).
+    """
+
+    label: str
+    side: str | None
+    schedule: str = "every"
+    paper_tau: float | None = None
+    paper_removed: int = 0
+    paper_d: int = 1152
+
+
+SCHEDULE_NAMES = {"every": "t_i", "initial": "t_0", "last_k": "t_{n-k,n}"}
+
+
+def paper_rows(table_id: str, model: str | None = None) -> list[SweepRow]:
+    """The rows of one of the paper's pruning tables (table2, table3, table6), in printed order.
+
+    Args:
+        table_id: "table2" (REPA), "table3" (MG, LightningDiT) or "table6".
+        model: keep only this model's rows (the paper's model name); all when None.
+    """
+    if table_id not in ("table2", "table3", "table6"):
+        raise ValueError(f"table_id must be table2, table3 or table6, got {table_id!r}")
+    frame = paper.paper_table(table_id)
+    if model is not None:
+        frame = frame[frame["model"] == model]
+        if frame.empty:
+            raise ValueError(f"{table_id} has no rows of model {model!r}")
+    rows = []
+    for r in frame.to_dict("records"):
+        side = r.get("side") if isinstance(r.get("side"), str) else None
+        schedule = r.get("schedule") if isinstance(r.get("schedule"), str) else "every"
+        tau = r.get("tau")
+        tau = None if tau is None or (isinstance(tau, float) and np.isnan(tau)) else float(tau)
+        removed = r.get("removed")
+        removed = 0 if removed is None or np.isnan(removed) else int(removed)
+        d = r.get("d")
+        d = 1152 if d is None or np.isnan(d) else int(d)
+        label = "baseline" if side is None else f"{side} {tau:g} {SCHEDULE_NAMES[schedule]}"
+        rows.append(SweepRow(label, side, schedule, tau, removed, d))
+    return rows
+
+
+def matched_count(row: SweepRow, d: int) -> int:
+    """Dimensions to remove at dimension d: the paper's fraction for the tail, its count for the
+    head (both kept within 1..d-1 so something is removed and something kept)."""
+    if row.side is None:
+        return 0
+    if row.side == "tail":
+        return int(min(max(round(row.paper_removed / row.paper_d * d), 1), d - 1))
+    return int(min(max(row.paper_removed, 1), d - 1))
+
+
+def matched_tau(c: Tensor, row: SweepRow) -> tuple[float | None, int]:
+    """The tau that removes `matched_count(row, d)` coordinates of the class-mean |c|.
+
+    Args:
+        c: c of every class at the initial t.
+        row: the paper's row.
+
+    Returns:
+        (tau, count); (None, 0) for the baseline.
+
+    Shapes: c (n, d).
+    """
+    count = matched_count(row, c.shape[1])
+    if row.side is None:
+        return None, 0
+    mean_abs = c.abs().mean(0).double().numpy()
+    return float(metrics.tau_for_count(mean_abs, count, row.side)), count
+
+
+def prune_spec(row: SweepRow, tau: float | None, last_k: int) -> PruneSpec | None:
+    """The pruning operator of a row (None for the baseline)."""
+    if row.side is None:
+        return None
+    k = last_k if row.schedule == "last_k" else None
+    return PruneSpec(side=row.side, tau=tau, schedule=row.schedule, k=k)
+
+
+def spec_table(rows: list[SweepRow], c: Tensor | None, last_k: int) -> list[dict]:
+    """Each row with its tau (matched to the testbed's d when c is given, else the paper's),
+    its target count, and its PruneSpec."""
+    out = []
+    for row in rows:
+        if c is None:
+            tau, count = row.paper_tau, None
+        else:
+            tau, count = matched_tau(c, row)
+        out.append(
+            {
+                "row": row.label,
+                "side": row.side,
+                "schedule": row.schedule,
+                "tau": tau,
+                "target count": count,
+                "paper tau": row.paper_tau,
+                "paper removed": f"{row.paper_removed}/{row.paper_d}",
+                "spec": prune_spec(row, tau, last_k),
+            }
+        )
+    return out
+
+
+def removed_summary(info: dict) -> float:
+    """Mean number of coordinates of c removed per sample (conditional rows)."""
+    removed = info.get("removed")
+    if removed is None:
+        return 0.0
+    return float(torch.as_tensor(removed, dtype=torch.float64).mean())
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """What a sweep samples: every parameter that changes its numbers (hashed into the cache).
+
+    Attributes:
+        per_class: samples per class (the paper: 5 per ImageNet class).
+        base_seed: seed of sample i is derived from (base_seed, i); shared by every row.
+        num_steps: sampler steps (None: the family's headline count, 250).
+        last_k: k of the t_{n-k,n} schedule (the paper does not state it).
+        cfg_scale: guidance scale (None: the family's headline scale).
+        grid_per_class: samples per class kept for the figure grids.
+    """
+
+    per_class: int = 20
+    base_seed: int = 0
+    num_steps: int | None = 100
+    last_k: int = 20
+    cfg_scale: float | None = None
+    grid_per_class: int = 2
+
+
+def testbed_sampler_config(objective: str, settings: SweepSettings, num_classes: int):
+    """The headline sampler of the testbed model's convention (DiT DDPM or REPA SDE).
+
+    The digits have one channel, so DiT's "first 3 channels" guidance becomes that one channel.
+    """
+    from semantic_bottleneck.sampling import default_config
+
+    overrides = {"null_class": num_classes}
+    if settings.cfg_scale is not None:
+        overrides["scale"] = settings.cfg_scale
+    if objective == "ddpm":
+        if settings.num_steps is not None:
+            overrides["num_sampling_steps"] = settings.num_steps
+        return "dit", default_config("dit", guided_channels=1, **overrides)
+    if settings.num_steps is not None:
+        overrides["num_steps"] = settings.num_steps
+    return "repa", default_config("repa", **overrides)
+
+
+def run_testbed_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, **train) -> dict:
+    """Sample every row from a testbed model and evaluate it (cached by every parameter).
+
+    Args:
+        name: testbed model ("testbed-ddpm" or "testbed-flow").
+        rows: the paper's rows (`paper_rows`), matched to the model's d.
+        settings: sampling settings.
+        **train: overrides of the model's training config (e.g. steps).
+
+    Returns:
+        {"table": list of row dicts (row, tau, target count, removed, fid, is, class_prob,
+        precision, recall), "grids": {row label: uint8 (classes, grid_per_class, 8, 8, 3)},
+        "sampler": the sampler config as text}.
+    """
+    import json
+
+    from semantic_bottleneck.cache import cached
+    from semantic_bottleneck.testbed import testbed_config, trained
+
+    config = testbed_config(name, **train)
+    key = dict(model=trained(config).name, rows=[r.__dict__ for r in rows], **settings.__dict__)
+
+    def produce(out):
+        result = _testbed_sweep(config, rows, settings)
+        grids = result.pop("grids")
+        np.savez(out / "grids.npz", **{f"row{i}": g for i, g in enumerate(grids.values())})
+        (out / "sweep.json").write_text(json.dumps({**result, "labels": list(grids)}))
+
+    folder, _ = cached("pruning-sweep", key, produce)
+    result = json.loads((folder / "sweep.json").read_text())
+    with np.load(folder / "grids.npz") as z:
+        result["grids"] = {label: z[f"row{i}"] for i, label in enumerate(result.pop("labels"))}
+    return result
+
+
+def _testbed_sweep(config, rows: list[SweepRow], settings: SweepSettings) -> dict:
+    from semantic_bottleneck.evaluation.clip_score import class_probability_score
+    from semantic_bottleneck.evaluation.fidelity import evaluate
+    from semantic_bottleneck.generation.decode import decode_digits
+    from semantic_bottleneck.generation.run import generate
+    from semantic_bottleneck.sampling import balanced_labels, initial_time, sample_seeds
+    from semantic_bottleneck.testbed import load_trained
+    from semantic_bottleneck.zoo import denoiser
+
+    model, _, _ = load_trained(config)
+    num_classes = model.num_classes
+    family, sampler = testbed_sampler_config(config.objective, settings, num_classes)
+    labels = balanced_labels(num_classes, settings.per_class)
+    seeds = sample_seeds(settings.base_seed, len(labels))
+    with torch.no_grad():
+        t0 = config.time_convention.initial(num_classes)
+        c = model.condition(t0, torch.arange(num_classes))
+    table, grids = [], {}
+    for spec_row in spec_table(rows, c, settings.last_k):
+        images, info = generate(
+            denoiser(model),
+            model.condition,
+            family,
+            labels,
+            seeds,
+            sampler,
+            decode_digits,
+            latent_shape=(1, 8, 8),
+            prune=spec_row["spec"],
+            batch_size=len(labels),
+            progress=False,
+        )
+        scores = evaluate(images, profile="testbed", metrics=("fid", "is", "prc"))
+        table.append(
+            {
+                "row": spec_row["row"],
+                "tau": spec_row["tau"],
+                "target count": spec_row["target count"],
+                "removed": removed_summary(info),
+                "d": c.shape[1],
+                "fid": scores["fid"],
+                "is": scores["is"],
+                "class_prob": class_probability_score(images, labels),
+                "precision": scores["precision"],
+                "recall": scores["recall"],
+            }
+        )
+        per = images.reshape(num_classes, settings.per_class, 8, 8, 3)
+        grids[spec_row["row"]] = np.asarray(per[:, : settings.grid_per_class])
+    return {
+        "table": table,
+        "grids": grids,
+        "sampler": repr(sampler),
+        "initial_t": initial_time(sampler),
+    }
+
+
+def paper_inputs(name: str, cache_dir: str | None = None) -> list:
+    """`analysis.Missing` for every input a paper-profile sweep of `name` needs and lacks:
+    the checkpoint, its VAE, the ADM reference batch, the Inception and the CLIP weights."""
+    from semantic_bottleneck.analysis import Missing
+    from semantic_bottleneck.zoo import fetch, registry
+
+    entry = registry.get_checkpoint(name)
+    needed = [name, entry.vae, "adm-ref-imagenet256", "inception-fidelity", "clip-vit-l-14-openai"]
+    return [
+        Missing(n, n, fetch.fetch_command(n)) for n in needed if fetch.locate(n, cache_dir) is None
+    ]
+
+
+def run_paper_sweep(name: str, rows: list[SweepRow], settings: SweepSettings) -> dict:
+    """Sample every row from an official checkpoint with the paper's tau and evaluate it (FID, IS,
+    precision/recall against the ADM batch; CLIP score). Needs a GPU in practice."""
+    from semantic_bottleneck.evaluation.clip_score import clip_score
+    from semantic_bottleneck.evaluation.fidelity import evaluate
+    from semantic_bottleneck.generation.decode import decoder_for_checkpoint
+    from semantic_bottleneck.generation.run import generate
+    from semantic_bottleneck.sampling import balanced_labels, default_config, sample_seeds
+    from semantic_bottleneck.zoo import build_model, denoiser, fetch, registry
+    from semantic_bottleneck.zoo.checkpoint import load_into
+
+    missing = paper_inputs(name)
+    if missing:
+        raise FileNotFoundError("missing inputs: " + ", ".join(m.command for m in missing))
+    entry = registry.get_checkpoint(name)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = build_model(entry.family, **entry.config)
+    load_into(model, fetch.locate(entry), entry.weights_key)
+    model = model.to(device).eval().requires_grad_(False)
+    overrides = {} if settings.num_steps is None else {"num_steps": settings.num_steps}
+    if settings.cfg_scale is not None:
+        overrides["scale"] = settings.cfg_scale
+    sampler = default_config(entry.family, **_steps_field(entry.family, overrides))
+    labels = balanced_labels(entry.num_classes, settings.per_class)
+    seeds = sample_seeds(settings.base_seed, len(labels))
+    decode = decoder_for_checkpoint(name, device=device)
+    c = model.condition(
+        entry.time.initial(entry.num_classes, device),
+        torch.arange(entry.num_classes, device=device),
+    ).cpu()
+    cfg, grids = entry.config, {}
+    latent_shape = (cfg["in_channels"], cfg["input_size"], cfg["input_size"])
+    table = []
+    for spec_row in spec_table(rows, None, settings.last_k):
+        images, info = generate(
+            denoiser(model),
+            model.condition,
+            entry.family,
+            labels,
+            seeds,
+            sampler,
+            decode,
+            latent_shape=latent_shape,
+            prune=spec_row["spec"],
+            batch_size=64,
+            device=device,
+            bf16=device == "cuda",
+        )
+        scores = evaluate(images, profile="paper")
+        table.append(
+            {
+                "row": spec_row["row"],
+                "tau": spec_row["tau"],
+                "removed": removed_summary(info),
+                "d": c.shape[1],
+                "fid": scores["fid"],
+                "is": scores["is"],
+                "clip": clip_score(images, labels),
+                "precision": scores["precision"],
+                "recall": scores["recall"],
+            }
+        )
+        grids[spec_row["row"]] = np.asarray(images[: settings.grid_per_class * 8])[None]
+    return {"table": table, "grids": grids, "sampler": repr(sampler)}
+
+
+def _steps_field(family: str, overrides: dict) -> dict:
+    """Rename `num_steps` to the DDPM config's `num_sampling_steps` where needed."""
+    if family in ("dit", "mdt", "mdtv2") and "num_steps" in overrides:
+        overrides = dict(overrides, num_sampling_steps=overrides.pop("num_steps"))
+    return overrides
+
+
+METRIC_COLUMNS = ["fid", "is", "clip", "precision", "recall"]
+
+
+def beside_paper(table: list[dict], table_id: str, model: str, profile: str) -> pd.DataFrame:
+    """The sweep's rows beside the paper's rows of the same label: paper | this run per metric.
+
+    In the testbed profile the CLIP column holds the digits classifier's probability of the
+    conditioned class (x100), the stand-in for CLIP score, and FID/IS/precision/recall use the
+    digits classifier's features instead of Inception's.
+    """
+    theirs = paper.paper_table(table_id)
+    theirs = theirs[theirs["model"] == model].reset_index(drop=True)
+    labels = [r.label for r in paper_rows(table_id, model)]
+    theirs = theirs.assign(row=labels).set_index("row")
+    ours = pd.DataFrame(table, columns=["row"] if not table else None)
+    ours = ours.rename(columns={"class_prob": "clip"}).set_index("row")
+    out = pd.DataFrame(index=labels)
+    out["removed (paper)"] = theirs.get("removed")
+    out["removed (this run)"] = ours.get("removed")
+    out["tau (this run)"] = ours.get("tau")
+    for col in METRIC_COLUMNS:
+        if col in theirs.columns:
+            out[f"{col} (paper)"] = theirs[col]
+        if col in ours.columns:
+            out[f"{col} (this run)"] = ours[col]
+    if profile == "testbed":
+        out = out.rename(columns={"clip (this run)": "class prob. x100 (this run, CLIP stand-in)"})
+    return out
