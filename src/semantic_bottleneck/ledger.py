@@ -1,0 +1,404 @@
+"""The claims ledger: every text claim of the paper, a measured value, and a verdict decided by code.
+
+Each claim of `data/paper_values.yaml` has a `Claim` spec: what to measure (a function of the
+per-model table `claim_measures.model_table` and the training logs), the paper's bound (read from the YAML),
+and a tolerance `Rule` that turns the measured value into one of
+
+- "reproduced": the measured value meets the paper's bound;
+- "partly": it misses the bound but lies within the stated band (or, for a trend, the direction
+  holds and the level does not);
+- "not reproduced": it lies outside the band;
+- "not tested": nothing measured it (claims that need sampling and evaluation, or models this
+  run does not have), unless a measurement is supplied to `evaluate`.
+
+Counts of dimensions are compared as fractions of d (10 of 1152 dims = 0.87%), so a model of
+another width is judged at the same proportion. Where a claim covers several models, the median
+over the models of the run is judged and the per-model values are listed beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from semantic_bottleneck import analysis, paper
+from semantic_bottleneck.claim_measures import (
+    PAPER_D,
+    Measurement,
+    dit_max_abs,
+    dit_min_cosine,
+    fraction_of_d,
+    median_over,
+    model_table,
+    npr_decline,
+)
+from semantic_bottleneck.ledger_rules import (
+    NOT_TESTED,
+    AtLeast,
+    AtMost,
+    Both,
+    Decline,
+    InRange,
+    Rule,
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """How one claim is checked.
+
+    Attributes:
+        claim_id: id in data/paper_values.yaml.
+        expected: the paper's statement of the bound, in words.
+        rule: the tolerance rule that decides the verdict.
+        evidence: pages (notebook names) that show the measurement.
+        measure: (model table, logs) -> Measurement, or None when the inputs do not cover the
+            claim; None for claims that need sampling and evaluation (they take supplied values).
+        needs: what a measurement of this claim is, in words (shown while it is not tested).
+    """
+
+    claim_id: str
+    expected: str
+    rule: Rule
+    evidence: tuple[str, ...]
+    measure: Callable[[pd.DataFrame, Mapping[str, list[dict]]], Measurement | None] | None
+    needs: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One row of the ledger."""
+
+    claim_id: str
+    measured: str
+    expected: str
+    tolerance: str
+    verdict: str
+    evidence: tuple[str, ...]
+    detail: str = ""
+
+
+def measure(
+    models: Sequence[analysis.ModelC], logs: Mapping[str, list[dict]] | None = None
+) -> dict[str, Measurement | None]:
+    """Measure every claim that the models' c and the training logs can measure.
+
+    Args:
+        models: the run's models (analysis.load_models).
+        logs: name -> nPR monitor records (testbed.training_log), for the training claim.
+
+    Returns:
+        claim id -> Measurement (None where the inputs do not cover the claim).
+    """
+    table = model_table(models)
+    return {
+        spec.claim_id: spec.measure(table, logs or {})
+        for spec in claim_specs()
+        if spec.measure is not None
+    }
+
+
+# ----------------------------------------------------------------------------- the claims
+
+
+def _count_range(lo: float, hi: float) -> str:
+    return f"{lo:g}-{hi:g} of 1152 dims ({100 * lo / PAPER_D:.2f}-{100 * hi / PAPER_D:.2f}% of d)"
+
+
+def claim_specs() -> list[Claim]:
+    """The spec of every claim: bounds read from data/paper_values.yaml, bands stated here.
+
+    Returns:
+        One Claim per claim of the YAML, in its order.
+    """
+    y = {c["id"]: c for c in paper.claims()}
+    lo1, hi1 = y["dims-above-0-1"]["head_dims_above_0.1"]
+    n1 = y["dims-above-1"]["dims_above_1"]
+    npr_lo, npr_hi = y["npr-1-to-2-percent"]["npr_range"]
+    s_lo, s_hi = y["s-tail-at-0-01"]["s_tail_at_0.01"]
+    v_lo, v_hi = y["mean-variance-range"]["mean_variance_range"]
+    f_lo, f_hi = y["threshold-curve-saturates"]["fraction_below_range"]
+    dit_cos = y["dit-min-cosine"]["dit_min_cosine"]
+    dit_max = y["dit-max-abs-c"]["dit_max_abs_c"]
+    o_lo, o_hi = y["dit-max-abs-c"]["others_max_abs_c"]
+    train = y["npr-falls-during-training"]["npr_training"]
+    eval_note = "needs sampling and FID evaluation (Tables 2, 3, 6)"
+    return [
+        Claim(
+            "cosine-imagenet",
+            f"mean cosine > {y['cosine-imagenet']['cosine_min']}",
+            AtLeast(y["cosine-imagenet"]["cosine_min"], 0.05, "median cosine"),
+            ("tab01-statistics", "fig01-cosine-and-npr", "fig03-cosine-matrix"),
+            lambda t, _: median_over(t, "cosine", "{:.4f}"),
+            "mean pairwise cosine of c",
+        ),
+        Claim(
+            "cosine-continuous",
+            f"mean cosine > {y['cosine-continuous']['cosine_min']}",
+            AtLeast(y["cosine-continuous"]["cosine_min"], 0.005, "lowest cosine"),
+            ("not-reproduced",),
+            None,
+            "X-MDPT and MDSGen, which this project does not support",
+        ),
+        Claim(
+            "dims-above-0-1",
+            _count_range(lo1, hi1),
+            InRange(
+                lo1 / PAPER_D,
+                hi1 / PAPER_D,
+                lo1 / 2 / PAPER_D,
+                hi1 * 2 / PAPER_D,
+                "share of d (median)",
+                True,
+            ),
+            ("fig05-magnitudes",),
+            lambda t, _: fraction_of_d(t, "dims_above_0_1"),
+            "dims with |c_i| > 0.1, per class",
+        ),
+        Claim(
+            "dims-above-1",
+            f"about {n1} of 1152 dims ({100 * n1 / PAPER_D:.2f}% of d)",
+            InRange(
+                n1 / 2 / PAPER_D,
+                n1 * 1.5 / PAPER_D,
+                n1 / 3 / PAPER_D,
+                n1 * 3 / PAPER_D,
+                "share of d (median)",
+                True,
+            ),
+            ("fig05-magnitudes",),
+            lambda t, _: fraction_of_d(t, "dims_above_1"),
+            "dims with |c_i| > 1, per class",
+        ),
+        Claim(
+            "npr-1-to-2-percent",
+            f"nPR {100 * npr_lo:g}-{100 * npr_hi:g}% (MDT, LightningDiT, MG, REPA)",
+            InRange(npr_lo, npr_hi, npr_lo / 2, npr_hi * 2, "median nPR", True),
+            ("tab01-statistics",),
+            lambda t, _: median_over(t, "npr", "{:.2%}", names=y["npr-1-to-2-percent"]["models"]),
+            "nPR of c (per class, averaged)",
+        ),
+        Claim(
+            "s-tail-at-0-01",
+            f"s_tail(0.01) = {s_lo}-{s_hi}",
+            InRange(s_lo, s_hi, s_lo - 0.05, s_hi + 0.05, "median s_tail(0.01)"),
+            ("fig11-threshold",),
+            lambda t, _: median_over(t, "s_tail_0_01", "{:.3f}"),
+            "s_tail(0.01) per class",
+        ),
+        Claim(
+            "pruning-keeps-quality",
+            "FID stable after removing 66% (762/1152) of dims",
+            AtMost(0.05, 0.25, "relative FID change"),
+            ("tab02-pruning-repa", "fig08-tail-removal"),
+            None,
+            f"relative FID change, tail pruning of 66% of dims vs baseline: {eval_note}",
+        ),
+        Claim(
+            "head-removal-destroys-quality",
+            "removing 4-6 head dims degrades generation dramatically",
+            AtLeast(1.0, 0.75, "relative FID change"),
+            ("fig07-head-removal", "tab02-pruning-repa", "fig13-tsne"),
+            None,
+            f"relative FID change after removing the 4-6 largest |c_i|: {eval_note}",
+        ),
+        Claim(
+            "head-dims-carry-variance",
+            "15-20 head dims carry most of the variance across classes",
+            AtLeast(0.5, 0.25, "median share of variance"),
+            ("fig09-variance", "fig13-tsne"),
+            lambda t, _: median_over(t, "top_share", "{:.3f}"),
+            "share of the variance across classes in the top 20 * d / 1152 dims",
+        ),
+        Claim(
+            "mean-variance-range",
+            f"mean variance {v_lo:g}-{v_hi:g}",
+            InRange(v_lo, v_hi, v_lo / 2, v_hi * 2, "median mean variance"),
+            ("fig09-variance",),
+            lambda t, _: median_over(t, "mean_variance", "{:.2e}"),
+            "mean variance across classes",
+        ),
+        Claim(
+            "dit-min-cosine",
+            f"DiT's lowest pairwise cosine about {dit_cos}",
+            InRange(
+                dit_cos - 0.02, dit_cos + 0.02, dit_cos - 0.05, dit_cos + 0.05, "DiT min cosine"
+            ),
+            ("fig03-cosine-matrix",),
+            dit_min_cosine,
+            "DiT's minimum pairwise cosine",
+        ),
+        Claim(
+            "dit-max-abs-c",
+            f"DiT max |c| about {dit_max}; others {o_lo}-{o_hi}",
+            Both(
+                InRange(dit_max * 0.75, dit_max * 1.25, dit_max / 2, dit_max * 2, "DiT max |c|"),
+                InRange(o_lo, o_hi, o_lo / 2, o_hi * 2, "others' max |c|"),
+            ),
+            ("fig05-magnitudes", "fig09-variance"),
+            dit_max_abs,
+            "max |c| of DiT and of the others",
+        ),
+        Claim(
+            "npr-falls-during-training",
+            f"nPR from about {train['from']:.0%} to below {train['to_below']:.0%}",
+            Decline(train["from"] - 0.05, train["to_below"], 0.1),
+            ("fig12-training", "fig43-limited-timesteps"),
+            npr_decline,
+            "nPR of c over training (monitor logs)",
+        ),
+        Claim(
+            "late-step-pruning-best-fid",
+            "FID of t_{n-k,n} pruning lowest among schedules",
+            AtMost(0.0, 0.01, "FID(last k) / best other FID - 1"),
+            ("tab02-pruning-repa", "tab03-pruning-mg-lightningdit", "tab06-precision-recall"),
+            None,
+            f"FID per pruning schedule: {eval_note}",
+        ),
+        Claim(
+            "threshold-curve-saturates",
+            f"{f_lo:.0%}-{f_hi:.0%} of dims below tau, saturating near 0.02",
+            InRange(f_lo, f_hi, f_lo - 0.1, min(1.0, f_hi + 0.1), "median fraction below 0.02"),
+            ("fig11-threshold",),
+            lambda t, _: median_over(t, "mean_c_below_0_02", "{:.3f}"),
+            "fraction of the class-mean c's dims with |c_i| < 0.02",
+        ),
+    ]
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+def _as_measurement(value) -> Measurement | None:
+    if value is None or isinstance(value, Measurement):
+        return value
+    if isinstance(value, tuple):
+        return Measurement(tuple(float(v) for v in value), ", ".join(f"{v:.4g}" for v in value))
+    return Measurement(float(value), f"{float(value):.4g}")
+
+
+def evaluate(
+    measured: Mapping[str, Measurement | None],
+    supplied: Mapping[str, Measurement | float | tuple | None] | None = None,
+) -> list[Verdict]:
+    """Verdicts for every claim of the paper, in the YAML's order.
+
+    Args:
+        measured: claim id -> Measurement (from `measure`).
+        supplied: measurements made elsewhere (e.g. by a sampling page), claim id -> a
+            Measurement or a bare value in the claim's units (`Claim.needs`); they take
+            precedence over `measured`.
+
+    Returns:
+        One Verdict per claim; claims with no spec or no measurement are "not tested".
+    """
+    specs = {s.claim_id: s for s in claim_specs()}
+    unknown = sorted(set(supplied or {}) - set(specs))
+    if unknown:
+        raise ValueError(f"supplied: expected claim ids among {sorted(specs)}, got {unknown}")
+    out = []
+    for entry in paper.claims():
+        spec = specs.get(entry["id"])
+        if spec is None:
+            out.append(
+                Verdict(entry["id"], "n/a", entry["text"], "no measurement defined", NOT_TESTED, ())
+            )
+            continue
+        m = _as_measurement((supplied or {}).get(spec.claim_id)) or measured.get(spec.claim_id)
+        rule = spec.rule.describe()
+        if m is None:
+            detail = f"not measured: {spec.needs}"
+            out.append(
+                Verdict(
+                    spec.claim_id, "n/a", spec.expected, rule, NOT_TESTED, spec.evidence, detail
+                )
+            )
+            continue
+        verdict = spec.rule.judge(m.value)
+        evidence = m.evidence or spec.evidence
+        out.append(Verdict(spec.claim_id, m.text, spec.expected, rule, verdict, evidence, m.detail))
+    return out
+
+
+def ledger(
+    models: Sequence[analysis.ModelC],
+    logs: Mapping[str, list[dict]] | None = None,
+    supplied: Mapping | None = None,
+) -> list[Verdict]:
+    """The whole ledger: `evaluate(measure(models, logs), supplied)`."""
+    return evaluate(measure(models, logs), supplied)
+
+
+def ledger_frame(verdicts: Iterable[Verdict]) -> pd.DataFrame:
+    """The ledger as a DataFrame.
+
+    Args:
+        verdicts: `evaluate` or `ledger` output.
+
+    Returns:
+        Columns: claim, paper, measured, tolerance, verdict, evidence, detail.
+    """
+    return pd.DataFrame(
+        [
+            {
+                "claim": v.claim_id,
+                "paper": v.expected,
+                "measured": v.measured,
+                "tolerance": v.tolerance,
+                "verdict": v.verdict,
+                "evidence": ", ".join(v.evidence),
+                "detail": v.detail,
+            }
+            for v in verdicts
+        ]
+    )
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def doc_link(name: str, pages: Iterable[str]) -> str:
+    """A MyST link to the book page of notebook `name` if the book has it, else its plain name."""
+    if name in set(pages):
+        return f"{{doc}}`{name} </book/generated/{name}>`"
+    return f"`{name}`"
+
+
+def ledger_markdown(
+    verdicts: Iterable[Verdict], pages: Iterable[str], extra: Mapping | None = None
+) -> str:
+    """The ledger as a MyST Markdown table with links to the evidence pages.
+
+    Args:
+        verdicts: the ledger rows.
+        pages: notebook names the book contains (links only to those).
+        extra: optional column name -> {claim id: text}, appended after the verdict.
+
+    Returns:
+        A Markdown table (header, rule, one row per verdict); render it with MyST, since the
+        links are `{doc}` roles.
+    """
+    pages = list(pages)
+    extra = dict(extra or {})
+    head = ["claim", "paper", "measured", "tolerance", "verdict", *extra, "evidence"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for v in verdicts:
+        links = ", ".join(doc_link(n, pages) for n in v.evidence) or "-"
+        extras = [col.get(v.claim_id, "-") for col in extra.values()]
+        cells = [f"`{v.claim_id}`", v.expected, v.measured, v.tolerance, f"**{v.verdict}**"]
+        cells += [*extras, links]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """Any DataFrame as a Markdown table: cells as text, pipes escaped, NaN as "-"."""
+    head = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in frame.itertuples(index=False):
+        cells = ["-" if isinstance(v, float) and v != v else v for v in row]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,280 @@
+"""The claims ledger: tolerance rules, claim specs, verdicts, the paper's own tables, inventory."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from semantic_bottleneck import conditioning, ledger, paper, paper_checks
+from semantic_bottleneck.analysis import ModelC
+from semantic_bottleneck.claim_measures import (
+    Measurement,
+    dit_max_abs,
+    fraction_of_d,
+    median_over,
+    npr_decline,
+)
+from semantic_bottleneck.conventions import convention
+from semantic_bottleneck.ledger_rules import (
+    NOT_REPRODUCED,
+    NOT_TESTED,
+    PARTLY,
+    REPRODUCED,
+    VERDICTS,
+    AtLeast,
+    AtMost,
+    Both,
+    Decline,
+    InRange,
+)
+from semantic_bottleneck.zoo import build_model
+
+# ----------------------------------------------------------------------------- rules
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(0.995, REPRODUCED), (0.99, REPRODUCED), (0.95, PARTLY), (0.9, NOT_REPRODUCED)],
+)
+def test_at_least_branches(value, expected):
+    assert AtLeast(0.99, 0.05).judge(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(-0.1, REPRODUCED), (0.05, REPRODUCED), (0.2, PARTLY), (0.31, NOT_REPRODUCED)],
+)
+def test_at_most_branches(value, expected):
+    assert AtMost(0.05, 0.25).judge(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0.39, REPRODUCED),
+        (0.38, REPRODUCED),
+        (0.35, PARTLY),
+        (0.44, PARTLY),
+        (0.1, NOT_REPRODUCED),
+        (0.5, NOT_REPRODUCED),
+    ],
+)
+def test_in_range_branches(value, expected):
+    assert InRange(0.38, 0.40, 0.33, 0.45).judge(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("peak_end", "expected"),
+    [
+        ((0.93, 0.05), REPRODUCED),  # high early, low late: the paper's curve
+        ((0.95, 0.48), PARTLY),  # falls by half: direction holds, level does not
+        ((0.70, 0.03), PARTLY),  # ends low but never peaked near 0.9
+        ((0.60, 0.58), NOT_REPRODUCED),  # falls by less than min_drop
+        ((0.60, 0.65), NOT_REPRODUCED),  # rises
+    ],
+)
+def test_decline_branches(peak_end, expected):
+    assert Decline(0.85, 0.06, 0.1).judge(peak_end) == expected
+
+
+@pytest.mark.parametrize(
+    ("pair", "expected"),
+    [
+        ((0.8, 5.0), REPRODUCED),
+        ((0.8, 30.0), PARTLY),
+        ((3.0, 5.0), PARTLY),
+        ((3.0, 30.0), NOT_REPRODUCED),
+    ],
+)
+def test_both_combines_parts(pair, expected):
+    rule = Both(InRange(0.6, 1.0, 0.4, 1.6), InRange(4, 8, 2, 16))
+    assert rule.judge(pair) == expected
+
+
+def test_rules_reject_bad_values_and_bounds():
+    with pytest.raises(ValueError, match="finite number"):
+        AtLeast(0.99, 0.05).judge(math.nan)
+    with pytest.raises(ValueError, match="finite number"):
+        AtMost(0.0, 0.1).judge("0.1")
+    with pytest.raises(ValueError, match="pair"):
+        Decline(0.85, 0.06, 0.1).judge(0.5)
+    with pytest.raises(ValueError, match="band"):
+        AtLeast(0.99, -0.01)
+    with pytest.raises(ValueError, match="partly_lo <= lo <= hi <= partly_hi"):
+        InRange(0.4, 0.3, 0.2, 0.5)
+    with pytest.raises(ValueError, match="min_drop"):
+        Decline(0.85, 0.06, 1.5)
+
+
+def test_describe_states_bounds_and_band():
+    assert AtLeast(0.99, 0.05, "cosine").describe() == "cosine >= 0.99 (partly >= 0.94)"
+    assert AtMost(0.05, 0.25, "change").describe() == "change <= 0.05 (partly <= 0.3)"
+    text = InRange(0.01, 0.02, 0.005, 0.04, "nPR", percent=True).describe()
+    assert text == "nPR in [1%, 2%] (partly [0.5%, 4%])"
+
+
+# ----------------------------------------------------------------------------- specs and verdicts
+
+
+def test_every_claim_of_the_paper_has_a_spec():
+    assert [s.claim_id for s in ledger.claim_specs()] == [c["id"] for c in paper.claims()]
+
+
+def test_nothing_measured_means_not_tested():
+    verdicts = ledger.evaluate({})
+    assert len(verdicts) == len(paper.claims())
+    assert {v.verdict for v in verdicts} == {NOT_TESTED}
+    assert all(v.detail.startswith("not measured") for v in verdicts)
+
+
+@pytest.mark.parametrize(
+    ("fid_change", "expected"), [(0.02, REPRODUCED), (0.2, PARTLY), (0.5, NOT_REPRODUCED)]
+)
+def test_supplied_measurement_decides_an_evaluation_claim(fid_change, expected):
+    verdicts = {v.claim_id: v for v in ledger.evaluate({}, {"pruning-keeps-quality": fid_change})}
+    assert verdicts["pruning-keeps-quality"].verdict == expected
+    assert verdicts["head-removal-destroys-quality"].verdict == NOT_TESTED
+
+
+def test_supplied_overrides_measured_and_carries_its_evidence():
+    measured = {"cosine-imagenet": Measurement(0.5, "0.5")}
+    supplied = {"cosine-imagenet": Measurement(0.995, "0.995", evidence=("tab01-statistics",))}
+    (v,) = [v for v in ledger.evaluate(measured, supplied) if v.claim_id == "cosine-imagenet"]
+    assert (v.verdict, v.measured, v.evidence) == (REPRODUCED, "0.995", ("tab01-statistics",))
+
+
+def test_unknown_supplied_claim_is_an_error():
+    with pytest.raises(ValueError, match="claim ids"):
+        ledger.evaluate({}, {"no-such-claim": 1.0})
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+def _table(rows):
+    return pd.DataFrame(rows)
+
+
+def test_median_over_scopes_to_the_claims_models_in_the_paper_profile():
+    table = _table(
+        [
+            {"model": "DiT", "paper_name": "DiT", "npr": 0.10},
+            {"model": "MDT", "paper_name": "MDT", "npr": 0.016},
+            {"model": "REPA", "paper_name": "REPA", "npr": 0.015},
+        ]
+    )
+    m = median_over(table, "npr", "{:.3f}", names=["MDT", "REPA"])
+    assert m.value == pytest.approx(0.0155)
+    assert "DiT" not in m.detail
+    assert median_over(table, "npr", "{:.3f}", names=["MG"]) is None
+
+
+def test_median_over_uses_every_testbed_model():
+    table = _table(
+        [
+            {"model": "testbed-ddpm", "paper_name": None, "npr": 0.4},
+            {"model": "testbed-flow", "paper_name": None, "npr": 0.6},
+        ]
+    )
+    assert median_over(table, "npr", "{:.3f}", names=["MDT"]).value == pytest.approx(0.5)
+
+
+def test_fraction_of_d_compares_counts_at_the_same_proportion():
+    table = _table([{"model": "a", "d": 128, "n": 2.0}, {"model": "b", "d": 1152, "n": 18.0}])
+    m = fraction_of_d(table, "n")
+    assert m.value == pytest.approx((2 / 128 + 18 / 1152) / 2)
+
+
+def test_dit_max_abs_needs_dit_and_others():
+    table = _table(
+        [
+            {"model": "DiT", "is_dit": True, "max_abs_c": 0.8},
+            {"model": "SiT", "is_dit": False, "max_abs_c": 4.0},
+            {"model": "REPA", "is_dit": False, "max_abs_c": 6.0},
+        ]
+    )
+    assert dit_max_abs(table, {}).value == (0.8, 5.0)
+    assert dit_max_abs(table[table["is_dit"]], {}) is None
+
+
+def test_npr_decline_reads_peak_and_end_of_the_logs():
+    records = [{"step": s, "classes_npr_mean": v} for s, v in [(0, 0.6), (25, 0.9), (50, 0.4)]]
+    m = npr_decline(pd.DataFrame(), {"run": records})
+    assert m.value == (0.9, 0.4)
+    assert npr_decline(pd.DataFrame(), {}) is None
+
+
+def _tiny_model(name: str, family: str, objective: str, seed: int) -> ModelC:
+    torch.manual_seed(seed)
+    net = build_model(
+        family, input_size=8, patch_size=2, in_channels=1, hidden_size=32, depth=2,
+        num_heads=2, num_classes=6, learn_sigma=False,
+    )  # fmt: skip
+    emb = conditioning.embedders_from_model(net)
+    return ModelC(name, name, family, convention(objective), emb, "tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    return [_tiny_model("tiny-ddpm", "dit", "ddpm", 0), _tiny_model("tiny-flow", "sit", "repa", 1)]
+
+
+def test_ledger_on_models_measures_every_c_claim(tiny_models):
+    records = [{"step": s, "classes_npr_mean": v} for s, v in [(0, 0.64), (25, 0.95), (50, 0.5)]]
+    verdicts = {v.claim_id: v for v in ledger.ledger(tiny_models, {"tiny-flow": records})}
+    measured_by_c = {s.claim_id for s in ledger.claim_specs() if s.measure is not None}
+    for claim_id, v in verdicts.items():
+        assert v.verdict in VERDICTS
+        assert (v.verdict != NOT_TESTED) == (claim_id in measured_by_c), claim_id
+    assert verdicts["npr-falls-during-training"].verdict == PARTLY
+
+
+def test_ledger_markdown_links_only_pages_of_the_book():
+    verdicts = ledger.evaluate({"cosine-imagenet": Measurement(0.995, "0.995")})
+    text = ledger.ledger_markdown(verdicts, pages=["tab01-statistics"])
+    lines = text.splitlines()
+    assert len(lines) == 2 + len(paper.claims())
+    assert "{doc}`tab01-statistics </book/generated/tab01-statistics>`" in text
+    assert "{doc}`fig03-cosine-matrix" not in text and "`fig03-cosine-matrix`" in text
+    cells = [line.replace("\\|", "") for line in lines]
+    assert len({c.count("|") for c in cells}) == 1  # every row has the same number of columns
+
+
+# ----------------------------------------------------------------------------- the paper's own tables
+
+
+def test_paper_tables_judged_by_the_same_rules():
+    verdicts = {v.claim_id: v for v in ledger.evaluate(paper_checks.paper_measurements())}
+    # Table 2: FID 7.1694 -> 9.2202 at 762 removed is +28.6%: above 5%, within 30%.
+    assert verdicts["pruning-keeps-quality"].verdict == PARTLY
+    # Table 3: LightningDiT's t_{n-k,n} FID 7.0745 is 0.9% above its t_i FID 7.0130.
+    assert verdicts["late-step-pruning-best-fid"].verdict == PARTLY
+    # Table 1: MDT, LightningDiT, MG, REPA nPR 1.60, 2.05, 1.73, 1.53%: median 1.665%.
+    assert verdicts["npr-1-to-2-percent"].verdict == REPRODUCED
+    # Table 1: median cosine of the six ImageNet models is 0.98785, below 0.99.
+    assert verdicts["cosine-imagenet"].verdict == PARTLY
+    assert verdicts["dims-above-1"].verdict == NOT_TESTED
+
+
+def test_inconsistency_table_measures_each_known_item(tiny_models):
+    table = paper_checks.inconsistency_table(tiny_models)
+    assert list(table["id"]) == [i["id"] for i in paper.inconsistencies()]
+    assert "448/1152 = 38.89% (printed 38.94%)" in table.iloc[0]["this run"]
+    assert all("tiny-ddpm" in text for text in table["this run"].iloc[1:])
+
+
+def test_unsupported_inventory_covers_every_unreproducible_entry():
+    table = paper_checks.unsupported_inventory()
+    whole = {e["id"] for e in paper.inventory() if not e["reproducible_here"]}
+    assert set(table.loc[table["scope"] == "whole", "id"]) == whole
+    assert set(table.loc[table["scope"] == "rows", "id"]) == {"table1", "table4"}
+    assert all(table["systems"].str.len() > 0)
+
+
+def test_unsupported_rows_are_the_papers_printed_rows():
+    assert list(paper_checks.unsupported_rows("table1")["model"]) == ["X-MDPT", "MDSGen"]
+    assert len(paper_checks.unsupported_rows("table5")) == 7
+    assert paper_checks.unsupported_rows("table2").empty
