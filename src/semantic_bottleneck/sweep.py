@@ -389,3 +389,17 @@ def beside_paper(table: list[dict], table_id: str, model: str, profile: str) -> 
     if profile == "testbed":
         out = out.rename(columns={"clip (this run)": "class prob. x100 (this run, CLIP stand-in)"})
     return out
+
+
+def ledger_measurements(table: list[dict]) -> dict[str, float]:
+    """The evaluation claims of the ledger, measured on a Table 2 sweep (claim id -> value):
+    relative FID change at the 66% tail row and at the 8-dimension head row, and FID of
+    t_{n-k,n} pruning relative to the best of the other two schedules."""
+    fid = {r["row"]: r["fid"] for r in table}
+    base = fid["baseline"]
+    other = min(fid["tail 0.01 t_i"], fid["tail 0.01 t_0"])
+    return {
+        "pruning-keeps-quality": fid["tail 0.02 t_i"] / base - 1,
+        "head-removal-destroys-quality": fid["head 1 t_i"] / base - 1,
+        "late-step-pruning-best-fid": fid["tail 0.01 t_{n-k,n}"] / other - 1,
+    }

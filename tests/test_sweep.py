@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from semantic_bottleneck import metrics, sweep
+
+
+def test_paper_rows_follow_table2():
+    rows = sweep.paper_rows("table2")
+    assert [r.label for r in rows][:2] == ["baseline", "tail 0.01 t_i"]
+    assert rows[-1].side == "head" and rows[-1].paper_removed == 8 and rows[-1].paper_tau == 1.0
+    assert {r.schedule for r in rows} == {"every", "initial", "last_k"}
+    assert len(sweep.paper_rows("table3", "MG")) == 4
+    with pytest.raises(ValueError, match="table2, table3 or table6"):
+        sweep.paper_rows("table1")
+
+
+def test_matched_count_keeps_the_tail_fraction_and_the_head_count():
+    rows = {r.label: r for r in sweep.paper_rows("table2")}
+    assert sweep.matched_count(rows["tail 0.02 t_i"], 128) == round(762 / 1152 * 128)
+    assert sweep.matched_count(rows["tail 5 t_i"], 128) == 127  # never everything
+    assert sweep.matched_count(rows["head 1 t_i"], 128) == 8
+    assert sweep.matched_count(rows["baseline"], 128) == 0
+
+
+def test_matched_tau_removes_the_target_count_of_the_class_mean():
+    torch.manual_seed(0)
+    c = torch.randn(10, 64)
+    for row in sweep.paper_rows("table2")[1:]:
+        tau, count = sweep.matched_tau(c, row)
+        mean_abs = c.abs().mean(0).double().numpy()
+        assert metrics.sparsity_ratio(mean_abs, tau, row.side) * 64 == pytest.approx(count)
+
+
+def test_spec_table_uses_the_papers_tau_without_c_and_last_k_only_for_its_schedule():
+    specs = {s["row"]: s["spec"] for s in sweep.spec_table(sweep.paper_rows("table2"), None, 7)}
+    assert specs["baseline"] is None
+    assert specs["tail 0.01 t_{n-k,n}"].k == 7 and specs["tail 0.01 t_i"].k is None
+    assert specs["head 5 t_i"].tau == 5.0 and specs["head 5 t_i"].side == "head"
+
+
+def test_ledger_measurements_are_relative_fid_changes():
+    fids = {
+        "baseline": 10.0,
+        "tail 0.01 t_i": 11.0,
+        "tail 0.01 t_0": 10.5,
+        "tail 0.01 t_{n-k,n}": 10.0,
+        "tail 0.02 t_i": 12.0,
+        "head 1 t_i": 40.0,
+    }
+    m = sweep.ledger_measurements([{"row": k, "fid": v} for k, v in fids.items()])
+    assert m["pruning-keeps-quality"] == pytest.approx(0.2)
+    assert m["head-removal-destroys-quality"] == pytest.approx(3.0)
+    assert m["late-step-pruning-best-fid"] == pytest.approx(10.0 / 10.5 - 1)
+
+
+def test_beside_paper_puts_the_papers_values_next_to_ours():
+    table = [{"row": "baseline", "fid": 3.0, "is": 2.0, "class_prob": 90.0, "removed": 0.0}]
+    out = sweep.beside_paper(table, "table2", "REPA", "testbed")
+    assert out.loc["baseline", "fid (paper)"] == pytest.approx(7.1694)
+    assert out.loc["baseline", "fid (this run)"] == 3.0
+    assert "class prob. x100 (this run, CLIP stand-in)" in out.columns
+    assert out["fid (this run)"].isna().sum() == len(out) - 1
