@@ -198,8 +198,9 @@ def test_cli_book_run_passes_profile_files_and_yaml_values(demo_project, monkeyp
     params_file.write_text("notebooks: {demo: {n: 4}}\n")
     seen = {}
 
-    def fake_run_all(profile, root, only, overrides, params):
+    def fake_run_all(profile, root, only, overrides, params, force):
         seen.update(profile=profile, root=root, only=only, overrides=overrides, params=params)
+        seen.update(force=force)
         return {"demo": 0.0}
 
     monkeypatch.setattr(book, "run_all", fake_run_all)
@@ -209,6 +210,7 @@ def test_cli_book_run_passes_profile_files_and_yaml_values(demo_project, monkeyp
     assert seen["profile"] == "testbed" and seen["only"] == ["demo"] and seen["root"] == root
     assert seen["overrides"] == [{"defaults": {}, "notebooks": {"demo": {"n": 4}}}]
     assert seen["params"] == {"seed": 3, "taus": [0.1, 0.01], "title": "run A"}
+    assert seen["force"] is False
 
 
 # ----------------------------------------------------------------------------- build

@@ -1,0 +1,234 @@
+"""FID, IS and precision/recall through torch-fidelity, with the digits classifier and Inception."""
+
+from __future__ import annotations
+
+import datetime
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+import torch_fidelity
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.utils import create_feature_extractor
+
+from semantic_bottleneck.evaluation.classifier import (
+    classifier_folder,
+    classifier_input,
+    load_classifier,
+)
+from semantic_bottleneck.evaluation.fidelity import (
+    DIGITS_EXTRACTOR,
+    Reference,
+    _fid,
+    _Images,
+    digits_reference,
+    evaluate,
+    register_digits_extractor,
+    to_adm_images,
+)
+from semantic_bottleneck.evaluation.inputs import MissingInputError
+from semantic_bottleneck.training.data import digits
+from semantic_bottleneck.zoo.checkpoint import UnsafeCheckpointError
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """The default classifier's artifact folder, trained once per session in a temporary cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEMANTIC_BOTTLENECK_CACHE", str(tmp_path_factory.getbasetemp() / "eval-cache"))
+        yield classifier_folder()
+
+
+@pytest.fixture(scope="module")
+def real():
+    """Real digits in the ADM layout: train split (samples) and test split (the reference)."""
+    return to_adm_images(digits("train", 0)[0]), digits_reference()
+
+
+def _noise(n: int, size: int = 8, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, size, size, 3), generator=g, dtype=torch.uint8)
+
+
+def _evaluate(samples, reference, folder, **kwargs):
+    return evaluate(samples, reference, weights=folder, cuda=False, **kwargs)
+
+
+def test_fid_of_a_set_against_itself_is_zero(real, folder):
+    out = _evaluate(real[1], real[1], folder, metrics=("fid",))
+    assert abs(out["fid"]) < 1e-6
+
+
+def test_fid_of_noise_is_far_above_fid_between_real_splits(real, folder):
+    between = _evaluate(*real, folder, metrics=("fid",))["fid"]
+    noise = _evaluate(_noise(400), real[1], folder, metrics=("fid",))["fid"]
+    assert 0 < between < 10 and noise > 50 * between
+
+
+def test_inception_score_real_digits_above_one_repeated_image(real, folder):
+    real_is = _evaluate(real[0], None, folder, metrics=("is",))["is"]
+    repeated = real[0][:1].expand(50, -1, -1, -1)
+    one_is = _evaluate(repeated, None, folder, metrics=("is",))["is"]
+    assert one_is == pytest.approx(1.0, abs=1e-9)  # p(y|x) = p(y): KL 0
+    assert real_is > 8.0  # 10 balanced, confidently classified classes: close to 10
+
+
+def test_inception_score_with_one_split_equals_hand_computation(real, folder):
+    model, _ = load_classifier(folder)
+    samples = real[0][:300]
+    with torch.no_grad():
+        logits = model.features(classifier_input(samples.permute(0, 3, 1, 2))) @ model.head.weight.T
+    p = logits.double().softmax(1)
+    kl = (p * (p.log() - p.mean(0, keepdim=True).log())).sum(1)
+    expected = kl.mean().exp().item()  # IS = exp(E_x KL(p(y|x) || p(y))), one split
+    assert _evaluate(samples, None, folder, metrics=("is",))["is"] == pytest.approx(
+        expected, rel=1e-9
+    )
+
+
+def test_precision_recall_real_near_one_noise_near_zero(real, folder):
+    same = _evaluate(*real, folder, metrics=("prc",))
+    assert same["precision"] > 0.85 and same["recall"] > 0.85
+    noise = _evaluate(_noise(400), real[1], folder, metrics=("prc",))
+    assert noise["precision"] < 0.15 and noise["recall"] < 0.15
+
+
+def test_evaluate_equals_torch_fidelity_calculate_metrics(real, folder):
+    samples, reference = real[0][:500], real[1]
+    ours = _evaluate(samples, reference, folder)
+    theirs = torch_fidelity.calculate_metrics(
+        input1=_Images(samples.permute(0, 3, 1, 2)), input2=_Images(reference.permute(0, 3, 1, 2)),
+        feature_extractor=register_digits_extractor(), feature_extractor_weights_path=str(folder),
+        isc=True, fid=True, prc=True, isc_splits=1, prc_neighborhood=3,
+        cuda=False, cache=False, verbose=False, save_cpu_ram=True,
+    )  # fmt: skip
+    assert ours["fid"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-9)
+    assert ours["is"] == pytest.approx(theirs["inception_score_mean"], rel=1e-9)
+    assert ours["precision"] == theirs["precision"] and ours["recall"] == theirs["recall"]
+    assert ours["n_samples"] == 500 and ours["n_reference"] == 359
+
+
+def test_default_testbed_reference_is_the_digits_test_split(real, folder):
+    out = _evaluate(real[0][:200], None, folder, metrics=("fid",))
+    assert out["reference"] == "digits test split" and out["extractor"] == DIGITS_EXTRACTOR
+    assert out["fid"] == _evaluate(real[0][:200], real[1], folder, metrics=("fid",))["fid"]
+
+
+def test_npz_reference_without_statistics_uses_its_images(real, folder, tmp_path):
+    path = tmp_path / "ref.npz"
+    np.savez(path, arr_0=real[1].numpy(), mu=np.zeros(3), sigma=np.eye(3))  # not digits features
+    from_file = _evaluate(real[0][:200], path, folder)
+    given = _evaluate(real[0][:200], real[1], folder)
+    assert from_file["fid"] == given["fid"] and from_file["precision"] == given["precision"]
+
+
+def test_fid_uses_precomputed_reference_statistics():
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(40, 6, generator=g)
+    mu, sigma = np.linspace(0, 1, 6), np.diag(np.linspace(1, 2, 6))
+    ours = _fid(feats, Reference("npz", None, {"mu": mu, "sigma": sigma}), None, "2048", False)
+    stats = {k: v.astype(np.float64) for k, v in fid_features_to_statistics(feats).items()}
+    expected = fid_statistics_to_metric(stats, {"mu": mu, "sigma": sigma}, False)
+    assert ours == expected["frechet_inception_distance"]
+    with pytest.raises(ValueError, match="6 dimensions"):
+        _fid(feats, Reference("npz", None, {"mu": mu[:3], "sigma": sigma}), None, "2048", False)
+
+
+def test_extractor_takes_the_channel_mean_and_resizes_other_sizes(real, folder):
+    extractor = create_feature_extractor(
+        register_digits_extractor(), ["features"], cuda=False, verbose=False,
+        feature_extractor_weights_path=str(folder),
+    )  # fmt: skip
+    gray = real[1][:50].permute(0, 3, 1, 2).int()  # (50, 3, 8, 8), equal channels
+    spread = torch.minimum(gray, 255 - gray).clamp(max=20) * torch.tensor([-1, 0, 1])[:, None, None]
+    colour = (gray + spread).to(torch.uint8)  # channels g - d, g, g + d: mean g
+    with torch.no_grad():
+        assert torch.equal(extractor(colour)[0], extractor(gray.to(torch.uint8))[0])
+        big = colour.repeat_interleave(4, -1).repeat_interleave(4, -2)  # (50, 3, 32, 32)
+        model, _ = load_classifier(folder)
+        assert torch.allclose(extractor(big)[0], model.features(classifier_input(big)), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "samples, message",
+    [
+        (np.zeros((4, 8, 8, 3), dtype=np.float32), "uint8 images"),
+        (np.zeros((4, 3, 8, 8), dtype=np.uint8), r"\(N, H, W, 3\)"),
+        (np.zeros((1, 8, 8, 3), dtype=np.uint8), "at least 2"),
+    ],
+)
+def test_bad_samples_are_refused_before_any_work(samples, message):
+    with pytest.raises(ValueError, match=message):
+        evaluate(samples, profile="testbed")
+
+
+def test_bad_metric_and_profile_are_refused():
+    images = np.zeros((4, 8, 8, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="subset of"):
+        evaluate(images, metrics=("kid",))
+    with pytest.raises(ValueError, match="profile must be"):
+        evaluate(images, profile="imagenet")
+
+
+def test_paper_profile_names_every_missing_input(tmp_path):
+    images = np.zeros((8, 16, 16, 3), dtype=np.uint8)
+    with pytest.raises(MissingInputError) as err:
+        evaluate(images, profile="paper", cache_dir=tmp_path)
+    message = str(err.value)
+    assert set(err.value.names) == {"inception-fidelity", "adm-ref-imagenet256"}
+    assert "`semantic-bottleneck fetch inception-fidelity`" in message
+    assert "`semantic-bottleneck fetch adm-ref-imagenet256`" in message
+    assert "weights-inception-2015-12-05-6726825d.pth" in message
+    with pytest.raises(MissingInputError) as err:  # IS needs no reference batch
+        evaluate(images, profile="paper", metrics=("is",), cache_dir=tmp_path)
+    assert err.value.names == ("inception-fidelity",)
+
+
+def test_unsafe_inception_weights_are_refused_before_unpickling(tmp_path):
+    path = tmp_path / "weights.pth"
+    torch.save({"fc.weight": torch.zeros(1), "when": datetime.date(2020, 1, 1)}, path)
+    images = np.zeros((8, 16, 16, 3), dtype=np.uint8)
+    with mock.patch("semantic_bottleneck.evaluation.fidelity.create_feature_extractor") as create:
+        with pytest.raises(UnsafeCheckpointError, match="datetime"):
+            evaluate(images, profile="paper", metrics=("is",), weights=path)
+    create.assert_not_called()
+
+
+@pytest.fixture
+def one_thread():
+    """A single intra-op thread: Inception at 299x299 slows badly on an oversubscribed CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_paper_profile_runs_inception_against_an_adm_style_batch(tmp_path, one_thread):
+    import torch_fidelity.feature_extractor_inceptionv3 as inception
+
+    # a randomly initialised torch-fidelity InceptionV3, saved as its weights file would be
+    Inception = inception.FeatureExtractorInceptionV3
+    with (
+        mock.patch.object(inception, "load_state_dict_from_url", lambda *a, **k: None),
+        mock.patch.object(Inception, "load_state_dict", lambda self, state: None),
+    ):
+        torch.manual_seed(0)
+        net = Inception("inception-v3-compat", ["2048", "logits_unbiased"])
+    weights = tmp_path / "inception.pth"
+    torch.save(net.state_dict(), weights)
+    samples, ref = _noise(4, 16), _noise(4, 16, seed=1)
+    # sigma = 0 makes the reference term vanish: FID = |mu_s - mu|^2 + tr(sigma_s)
+    mu, sigma = np.full(2048, 0.01), np.zeros((2048, 2048))
+    np.savez(tmp_path / "ref.npz", arr_0=ref.numpy(), mu=mu, sigma=sigma)
+
+    out = evaluate(samples, tmp_path / "ref.npz", profile="paper", weights=weights, cuda=False)
+    with torch.no_grad():
+        pool, logits = net(samples.permute(0, 3, 1, 2))
+    pool = pool.double().numpy()
+    expected = ((pool.mean(0) - mu) ** 2).sum() + np.trace(np.cov(pool, rowvar=False))
+    assert out["fid"] == pytest.approx(expected, rel=1e-4)
+    p = logits.double().softmax(1)
+    kl = (p * (p.log() - p.mean(0, keepdim=True).log())).sum(1)
+    assert out["is"] == pytest.approx(kl.mean().exp().item(), rel=1e-6)
+    assert out["n_reference"] == 4 and 0 <= out["precision"] <= 1
