@@ -25,16 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from semantic_bottleneck.torchfile import EMBEDDER_KEYS  # defined where torch is not imported
 from semantic_bottleneck.zoo.checkpoint import load_state_dict, save_atomic
 from semantic_bottleneck.zoo.dit import timestep_embedding
 
-EMBEDDER_KEYS = (
-    "t_embedder.mlp.0.weight",
-    "t_embedder.mlp.0.bias",
-    "t_embedder.mlp.2.weight",
-    "t_embedder.mlp.2.bias",
-    "y_embedder.embedding_table.weight",
-)
 _CACHE_FORMAT = 1  # bump when the cached content changes
 
 

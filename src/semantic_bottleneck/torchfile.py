@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-# the same five keys as conditioning.EMBEDDER_KEYS (that module imports torch)
+# the five tensors that define c (PAPER.md); conditioning.py imports them from here
 EMBEDDER_KEYS = (
     "t_embedder.mlp.0.weight",
     "t_embedder.mlp.0.bias",
