@@ -195,16 +195,7 @@ def test_unsafe_inception_weights_are_refused_before_unpickling(tmp_path):
     create.assert_not_called()
 
 
-@pytest.fixture
-def one_thread():
-    """A single intra-op thread: Inception at 299x299 slows badly on an oversubscribed CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_paper_profile_runs_inception_against_an_adm_style_batch(tmp_path, one_thread):
+def test_paper_profile_runs_inception_against_an_adm_style_batch(tmp_path):
     import torch_fidelity.feature_extractor_inceptionv3 as inception
 
     # a randomly initialised torch-fidelity InceptionV3, saved as its weights file would be

@@ -13,14 +13,6 @@ from semantic_bottleneck.generation import vavae as V
 from semantic_bottleneck.zoo.checkpoint import CheckpointError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_sd_vae(seed: int = 0) -> AutoencoderKL:
     with torch.random.fork_rng():
         torch.manual_seed(seed)

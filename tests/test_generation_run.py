@@ -28,14 +28,6 @@ CASES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_model(family: str = "sit", scale: float = 0.3, seed: int = 0):
     model = build_model(family, num_classes=NUM_CLASSES, **KW)
     g = torch.Generator().manual_seed(seed)

@@ -20,14 +20,6 @@ LABELS, SEEDS = [1, 2, 3, 4, 5, 6, 7, 8], [10, 11, 12, 13, 14, 15, 16, 17]
 SPEC = PruneSpec("tail", count=3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_setup():
     model = build_model("sit", num_classes=10, **KW)
     g = torch.Generator().manual_seed(0)

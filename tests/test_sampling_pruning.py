@@ -18,14 +18,6 @@ from semantic_bottleneck.zoo import build_model, denoiser
 NUM_CLASSES = 10
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_repa():
     model = build_model(
         "repa",

@@ -27,15 +27,6 @@ CASES = [
 IDS = [f"{c[1]}-{c[2]}" for c in CASES]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models run fastest (and most reproducibly) on one thread
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_model(family):
     extra = {}
     if family == "repa":
