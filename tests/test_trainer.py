@@ -60,7 +60,7 @@ def test_killed_run_resumes_exactly(tmp_path):
 def test_checkpoint_loads_with_weights_only(tmp_path):
     train(TrainConfig(steps=2, **TINY), tmp_path, progress=False, checkpoint_every=2)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert state["step"] == 2 and state["config"]["steps"] == 2
+    assert state["steps"] == 2 and state["args"]["steps"] == 2  # REPA's checkpoint keys
 
 
 @pytest.mark.parametrize(
@@ -70,3 +70,21 @@ def test_checkpoint_loads_with_weights_only(tmp_path):
 def test_bad_config_is_refused(bad, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**bad)
+
+
+def test_new_fields_default_to_off_so_testbed_models_build_as_before():
+    config = TrainConfig()
+    assert (config.dataset, config.repa_encoder, config.timestep_set) == ("digits", "", 0)
+    assert config.mixed_precision == "no" and config.proj_coeff == 0.5
+    assert (config.adam_beta1, config.adam_beta2, config.adam_eps) == (0.9, 0.999, 1e-8)
+    assert config.model_config() == dict(
+        input_size=8,
+        in_channels=1,
+        num_classes=10,
+        patch_size=2,
+        hidden_size=128,
+        depth=4,
+        num_heads=4,
+        class_dropout_prob=0.1,
+        learn_sigma=True,
+    )

@@ -1,4 +1,5 @@
-"""Datasets: scikit-learn's handwritten digits as a class-conditional image set (the testbed)."""
+"""Datasets: scikit-learn's handwritten digits as a class-conditional image set (the testbed),
+and the batch source the trainer draws them from."""
 
 from __future__ import annotations
 
@@ -43,3 +44,30 @@ def digits(split: str = "all", seed: int = 0, test_fraction: float = 0.2) -> tup
 def to_uint8(x: Tensor) -> Tensor:
     """Images in [-1, 1] to uint8 0..255 (clamped). Shapes: any -> same."""
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+class DigitsSource:
+    """Training batches of the digits: uniform random indices, with their encoder tokens.
+
+    The frozen encoder's tokens depend only on the clean image, so they are computed once for
+    all 1,797 digits instead of once per batch (the same numbers, no per-step cost).
+    """
+
+    def __init__(self, batch_size: int, device: torch.device, encoder=None):
+        x, y = digits()
+        self.x, self.y, self.batch_size = x.to(device), y.to(device), batch_size
+        self.z = None
+        if encoder is not None:
+            with torch.no_grad():
+                self.z = encoder.to(device)(self.x).float()
+
+    def batch(self, generator: torch.Generator, autocast=None) -> tuple[Tensor, Tensor, list]:
+        """One batch (x0, y, zs) drawn with `generator`.
+
+        Shapes: -> (B, 1, 8, 8), (B,), [(B, 16, C)] or [].
+        """
+        idx = torch.randint(
+            0, len(self.y), (self.batch_size,), generator=generator, device=generator.device
+        ).to(self.x.device)
+        zs = [self.z[idx]] if self.z is not None else []
+        return self.x[idx], self.y[idx], zs

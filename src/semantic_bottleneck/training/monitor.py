@@ -3,7 +3,10 @@
 Two views are logged, because the paper does not say how a batch is aggregated:
   - classes: c for every class at the model's initial (pure-noise) t, the quantity of Table 1;
   - batch: c of the training batch as the model saw it (its t, its labels after dropout), with both
-    aggregations: the mean of per-sample nPR, and the nPR of the batch-mean c.
+    aggregations: the mean of per-sample nPR, and the nPR of the batch-mean c. Under mixed
+    precision this c is the autocast one (bf16/fp16 matmuls); in a multi-process run it is the
+    first process's share of the global batch.
+The log is JSONL, one record per monitored step, flushed and fsynced: readable while training runs.
 """
 
 from __future__ import annotations
@@ -46,10 +49,11 @@ def c_statistics(c: Tensor, prefix: str) -> dict[str, float]:
 def class_conditions(model, time: TimeConvention, num_classes: int) -> Tensor:
     """c of every class at the initial (noise) t, without label dropout.
 
-    Shapes: -> (num_classes, d).
+    Shapes: -> (num_classes, d) float32, on the model's device.
     """
-    y = torch.arange(num_classes)
-    return model.t_embedder(time.initial(num_classes)) + model.y_embedder(y, False)
+    device = model.y_embedder.embedding_table.weight.device
+    y = torch.arange(num_classes, device=device)
+    return model.t_embedder(time.initial(num_classes, device)) + model.y_embedder(y, False)
 
 
 class JsonlLog:

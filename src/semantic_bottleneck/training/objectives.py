@@ -4,7 +4,10 @@
   with learn_sigma the hybrid loss of improved DDPM that DiT uses: MSE on epsilon plus the
   variational bound term with a frozen mean (learned-range variance).
 - "repa" (REPA/MG): linear path x_t = (1 - t) x + t eps, t ~ U[0, 1] with t = 1 noise, velocity
-  target eps - x, MSE averaged over the non-batch dimensions.
+  target eps - x, MSE averaged over the non-batch dimensions (REPA `loss.py`, `SILoss`).
+
+Random draws come from the generator passed in, on that generator's device, so a CPU run and a
+resumed run draw the same numbers.
 """
 
 from __future__ import annotations
@@ -86,8 +89,9 @@ def ddpm_loss(
     Shapes: x0 (N, C, H, W), y (N,).
     """
     n = x0.shape[0]
-    t = torch.randint(0, len(schedule.betas), (n,), generator=generator).to(x0.device)
-    noise = torch.randn(x0.shape, generator=generator).to(x0)
+    dev = generator.device
+    t = torch.randint(0, len(schedule.betas), (n,), generator=generator, device=dev).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator, device=dev).to(x0)
     a = _gather(np.sqrt(schedule.alphas_cumprod), t, x0.ndim)
     s = _gather(np.sqrt(1.0 - schedule.alphas_cumprod), t, x0.ndim)
     x_t = a * x0 + s * noise
@@ -125,17 +129,63 @@ def _vb_bits(
     return torch.where(t == 0, nll, kl)
 
 
+def sample_t(n: int, generator: torch.Generator, timestep_set: int = 0) -> Tensor:
+    """Training times of the linear path (t = 1 is noise), on the generator's device.
+
+    Args:
+        n: number of times.
+        generator: source of randomness.
+        timestep_set: 0 for REPA's t ~ U[0, 1); K >= 2 for t uniform on the K equally spaced
+            values {0, 1/(K-1), ..., 1}, the limited timestep sets of the paper's Fig. 43
+            (both ends included, so the initial t = 1 where c is measured is trained on).
+
+    Returns:
+        float32 times.
+
+    Shapes: -> (n,).
+    """
+    if timestep_set == 0:
+        return torch.rand(n, generator=generator, device=generator.device)
+    if timestep_set < 2:
+        raise ValueError(f"timestep_set must be 0 (continuous) or >= 2, got {timestep_set}")
+    k = torch.randint(0, timestep_set, (n,), generator=generator, device=generator.device)
+    return k.float() / (timestep_set - 1)
+
+
+def linear_path(x0: Tensor, noise: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """REPA's linear interpolant and its velocity target.
+
+    x_t = alpha_t x0 + sigma_t eps with alpha_t = 1 - t, sigma_t = t; the target is
+    d(alpha_t)/dt x0 + d(sigma_t)/dt eps = eps - x0.
+
+    Shapes: x0, noise (N, C, H, W), t (N,) -> x_t (N, C, H, W), target (N, C, H, W).
+    """
+    tb = t.view(-1, *([1] * (x0.ndim - 1)))
+    return (1 - tb) * x0 + tb * noise, noise - x0
+
+
 def linear_flow_loss(
-    model_fn: ModelFn, x0: Tensor, y: Tensor, generator: torch.Generator
+    model_fn: ModelFn,
+    x0: Tensor,
+    y: Tensor,
+    generator: torch.Generator,
+    timestep_set: int = 0,
 ) -> Tensor:
     """REPA's denoising loss: x_t = (1 - t) x0 + t eps, t ~ U[0, 1] (t = 1 noise), v = eps - x0.
 
+    Args:
+        model_fn: (x_t, t, y) -> velocity.
+        x0: clean data.
+        y: labels.
+        generator: source of t and noise (its device is where they are drawn).
+        timestep_set: see `sample_t` (0: continuous t).
+
+    Returns:
+        scalar loss (mean over the batch of the per-sample MSE).
+
     Shapes: x0 (N, C, H, W), y (N,) -> scalar.
     """
-    n = x0.shape[0]
-    t = torch.rand(n, generator=generator).to(x0.device)
-    noise = torch.randn(x0.shape, generator=generator).to(x0)
-    tb = t.view(-1, *([1] * (x0.ndim - 1)))
-    x_t = (1 - tb) * x0 + tb * noise
-    out = model_fn(x_t, t, y)
-    return mean_flat((out - (noise - x0)) ** 2).mean()
+    t = sample_t(x0.shape[0], generator, timestep_set).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0)
+    x_t, target = linear_path(x0, noise, t)
+    return mean_flat((model_fn(x_t, t, y) - target) ** 2).mean()
