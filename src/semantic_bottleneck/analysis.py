@@ -155,9 +155,28 @@ def statistics_row(model: ModelC, c: Tensor | None = None) -> dict:
     }
 
 
+STATISTICS_COLUMNS = [
+    "model",
+    "d",
+    "pr",
+    "npr_percent",
+    "cosine",
+    "cosine_min",
+    "pr_of_mean",
+    "npr_percent_of_mean",
+    "initial_t",
+]
+LABEL_VS_SUM_COLUMNS = ["model", "cosine_yt", "npr_percent_yt", "cosine_y", "npr_percent_y"]
+
+
 def statistics_table(models: list[ModelC]) -> pd.DataFrame:
-    """Table 1 analogue: one row per model (see `statistics_row`)."""
-    return pd.DataFrame([statistics_row(m) for m in models])
+    """Table 1 analogue: one row per model (see `statistics_row`); no rows when none is present."""
+    return pd.DataFrame([statistics_row(m) for m in models], columns=STATISTICS_COLUMNS)
+
+
+def label_vs_sum_table(models: list[ModelC]) -> pd.DataFrame:
+    """Table 4 analogue: one row per model (see `label_vs_sum_row`)."""
+    return pd.DataFrame([label_vs_sum_row(m) for m in models], columns=LABEL_VS_SUM_COLUMNS)
 
 
 def label_vs_sum_row(model: ModelC) -> dict:

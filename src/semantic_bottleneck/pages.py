@@ -31,12 +31,12 @@ def beside_paper(measured: pd.DataFrame, table_id: str, profile: str, columns: l
     """The measured table with the paper's.
 
     In the paper profile rows are the same models: paper | this run | difference per column.
-    In the testbed profile the models differ, so the paper's rows and ours are stacked, each
-    labelled with its source.
+    In the testbed profile (or when no model was measured) the paper's rows and ours are
+    stacked, each labelled with its source.
     """
-    if profile == "paper":
+    if profile == "paper" and len(measured):
         return paper.compare(measured, table_id, on="model", columns=columns)
-    ours = measured[["model", *columns]].assign(source="this run (testbed)")
+    ours = measured[["model", *columns]].assign(source=f"this run ({profile})")
     theirs = paper.paper_table(table_id)
     theirs = theirs[[c for c in ["model", *columns] if c in theirs.columns]]
     theirs = theirs.assign(source="paper (official XL checkpoints)")
