@@ -60,3 +60,10 @@ def test_beside_paper_puts_the_papers_values_next_to_ours():
     assert out.loc["baseline", "fid (this run)"] == 3.0
     assert "class prob. x100 (this run, CLIP stand-in)" in out.columns
     assert out["fid (this run)"].isna().sum() == len(out) - 1
+
+
+def test_beside_paper_adds_differences_in_the_paper_profile_only():
+    table = [{"row": "baseline", "fid": 8.0, "is": 170.0, "clip": 29.0, "removed": 0.0}]
+    out = sweep.beside_paper(table, "table2", "REPA", "paper")
+    assert out.loc["baseline", "fid (diff)"] == pytest.approx(8.0 - 7.1694)
+    assert "fid (diff)" not in sweep.beside_paper(table, "table2", "REPA", "testbed").columns

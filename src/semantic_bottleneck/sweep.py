@@ -365,7 +365,8 @@ METRIC_COLUMNS = ["fid", "is", "clip", "precision", "recall"]
 
 
 def beside_paper(table: list[dict], table_id: str, model: str, profile: str) -> pd.DataFrame:
-    """The sweep's rows beside the paper's rows of the same label: paper | this run per metric.
+    """The sweep's rows beside the paper's rows of the same label: paper | this run per metric,
+    and, in the paper profile (same checkpoint, same metric), their difference.
 
     In the testbed profile the CLIP column holds the digits classifier's probability of the
     conditioned class (x100), the stand-in for CLIP score, and FID/IS/precision/recall use the
@@ -386,6 +387,8 @@ def beside_paper(table: list[dict], table_id: str, model: str, profile: str) -> 
             out[f"{col} (paper)"] = theirs[col]
         if col in ours.columns:
             out[f"{col} (this run)"] = ours[col]
+        if profile == "paper" and col in theirs.columns and col in ours.columns:
+            out[f"{col} (diff)"] = ours[col] - theirs[col]  # same checkpoint, same metric
     if profile == "testbed":
         out = out.rename(columns={"clip (this run)": "class prob. x100 (this run, CLIP stand-in)"})
     return out
