@@ -16,20 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
-from pathlib import Path
 
-
-def _device() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} CPUs)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} CPUs)"
+from semantic_bottleneck.provenance import cpu_name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     report = {
         "benchmark": "adaln_cost",
-        "device": _device(),
+        "device": cpu_name(),
         "torch": torch.__version__,
         "threads": table.attrs["threads"],
         "python": platform.python_version(),

@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from semantic_bottleneck.provenance import cpu_name
+
 TARGET_WALL_S = 2.0
 TARGET_RSS_MB = 300.0
 TARGET_SPEEDUP = 10.0
@@ -53,16 +55,6 @@ def _vm_hwm_mb() -> float | None:
     except OSError:
         pass
     return None
-
-
-def _device() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} CPUs)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} CPUs)"
 
 
 def _evict(path: Path) -> bool:
@@ -285,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     rel_diff = max(r["c_max_rel_diff"] for r in runs["embedders_cold"] + runs["embedders_cached"])
     report = {
         "benchmark": "conditioning",
-        "device": _device(),
+        "device": cpu_name(),
         "torch": torch_version,
         "repeats": args.repeats,
         "python": platform.python_version(),

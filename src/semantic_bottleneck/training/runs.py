@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from semantic_bottleneck.provenance import cpu_name
 from semantic_bottleneck.training.monitor import read_log
 from semantic_bottleneck.zoo.checkpoint import save_atomic
 
@@ -66,13 +67,7 @@ def device_name(device: torch.device) -> str:
     """A readable device name (GPU model, or the CPU model and core count)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} CPUs)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} CPUs)"
+    return cpu_name()
 
 
 def write_provenance(out_dir: Path, config, procs, resumed_at: int = 0) -> None:
