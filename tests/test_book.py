@@ -249,3 +249,14 @@ def test_up_to_date_page_is_kept_and_a_change_re_executes(demo_project):
     stamp = page.stat().st_mtime_ns
     book.run_notebook("demo", root=root, params={"n": 7})
     assert page.stat().st_mtime_ns != stamp
+
+
+def test_figures_render_even_with_an_agg_backend_in_the_environment(demo_project, monkeypatch):
+    import nbformat
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    page = book.run_notebook("demo", root=demo_project())
+    outputs = [o for c in nbformat.read(page, 4).cells for o in c.get("outputs", [])]
+    keys = [k for o in outputs for k in o.get("data", {})]
+    assert any(k.endswith("image/png") for k in keys), keys  # the glued figure was drawn inline
+    assert book.os.environ["MPLBACKEND"] == "Agg"  # restored for the caller

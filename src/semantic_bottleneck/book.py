@@ -74,7 +74,18 @@ def _python3_kernel() -> Iterator[None]:
 
     jupyter_client starts `sys.executable` when a spec's argv[0] is a bare `python`; a spec that
     names another interpreter (say in ~/.local/share/jupyter) is shadowed by a temporary one.
+    A MPLBACKEND in the environment (e.g. Agg on a headless machine) is hidden from the kernel:
+    it would replace the inline backend and the pages would lose their figures.
     """
+    backend = os.environ.pop("MPLBACKEND", None)
+    try:
+        yield from _kernel_spec()
+    finally:
+        if backend is not None:
+            os.environ["MPLBACKEND"] = backend
+
+
+def _kernel_spec() -> Iterator[None]:
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
