@@ -15,7 +15,7 @@ import pandas as pd
 from torch import Tensor
 
 from semantic_bottleneck import conditioning, metrics
-from semantic_bottleneck.conventions import TimeConvention, convention
+from semantic_bottleneck.conventions import TimeConvention
 
 PROFILES = ("testbed", "paper")
 
@@ -81,8 +81,7 @@ def testbed_model(name: str, **train_overrides) -> ModelC:
     config = testbed_config(name, **train_overrides)
     model, _, folder = load_trained(config)
     emb = conditioning.embedders_from_model(model)
-    time = convention(config.objective)
-    return ModelC(name, name, config.family, time, emb, str(folder))
+    return ModelC(name, name, config.family, config.time_convention, emb, str(folder))
 
 
 def paper_model(name: str, cache_dir: str | None = None) -> ModelC | Missing:

@@ -135,6 +135,14 @@ def spec_table(rows: list[SweepRow], c: Tensor | None, last_k: int) -> list[dict
     return out
 
 
+def result_row(spec_row: dict, info: dict, scores: dict, d: int) -> dict:
+    """One measured row of a sweep: its tau and removed count, and FID, IS, precision, recall."""
+    row = {k: spec_row[k] for k in ("row", "tau", "target count")}
+    row.update(removed=removed_summary(info), d=d)
+    row.update({k: scores[k] for k in ("fid", "is", "precision", "recall")})
+    return row
+
+
 def removed_summary(info: dict) -> float:
     """Mean number of coordinates of c removed per sample (conditional rows)."""
     removed = info.get("removed")
@@ -251,20 +259,9 @@ def _testbed_sweep(config, rows: list[SweepRow], settings: SweepSettings) -> dic
             progress=False,
         )
         scores = evaluate(images, profile="testbed", metrics=("fid", "is", "prc"))
-        table.append(
-            {
-                "row": spec_row["row"],
-                "tau": spec_row["tau"],
-                "target count": spec_row["target count"],
-                "removed": removed_summary(info),
-                "d": c.shape[1],
-                "fid": scores["fid"],
-                "is": scores["is"],
-                "class_prob": class_probability_score(images, labels),
-                "precision": scores["precision"],
-                "recall": scores["recall"],
-            }
-        )
+        row = result_row(spec_row, info, scores, c.shape[1])
+        row["class_prob"] = class_probability_score(images, labels)
+        table.append(row)
         per = images.reshape(num_classes, settings.per_class, 8, 8, 3)
         grids[spec_row["row"]] = np.asarray(per[:, : settings.grid_per_class])
     return {
@@ -314,10 +311,6 @@ def run_paper_sweep(name: str, rows: list[SweepRow], settings: SweepSettings) ->
     labels = balanced_labels(entry.num_classes, settings.per_class)
     seeds = sample_seeds(settings.base_seed, len(labels))
     decode = decoder_for_checkpoint(name, device=device)
-    c = model.condition(
-        entry.time.initial(entry.num_classes, device),
-        torch.arange(entry.num_classes, device=device),
-    ).cpu()
     cfg, grids = entry.config, {}
     latent_shape = (cfg["in_channels"], cfg["input_size"], cfg["input_size"])
     table = []
@@ -337,19 +330,9 @@ def run_paper_sweep(name: str, rows: list[SweepRow], settings: SweepSettings) ->
             bf16=device == "cuda",
         )
         scores = evaluate(images, profile="paper")
-        table.append(
-            {
-                "row": spec_row["row"],
-                "tau": spec_row["tau"],
-                "removed": removed_summary(info),
-                "d": c.shape[1],
-                "fid": scores["fid"],
-                "is": scores["is"],
-                "clip": clip_score(images, labels),
-                "precision": scores["precision"],
-                "recall": scores["recall"],
-            }
-        )
+        row = result_row(spec_row, info, scores, cfg["hidden_size"])
+        row["clip"] = clip_score(images, labels)
+        table.append(row)
         grids[spec_row["row"]] = np.asarray(images[: settings.grid_per_class * 8])[None]
     return {"table": table, "grids": grids, "sampler": repr(sampler)}
 

@@ -7,7 +7,6 @@ artifact cache, keyed by every training parameter, so a second book build reuses
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,17 +18,12 @@ from semantic_bottleneck.training.trainer import TrainConfig, train
 from semantic_bottleneck.zoo import build_model
 
 # Sizes and rates chosen so the paper's dynamics show in CPU minutes (DESIGN.md, measured facts):
-# nPR of c rises within ~100 steps, then falls while cosine across classes stays high.
+# nPR of c rises within ~100 steps, then falls (measured curves: the Fig 12 page).
 TESTBED_MODELS: dict[str, TrainConfig] = {
     # DiT/MDT convention: epsilon + learned variance, integer t, t = 999 is noise
     "testbed-ddpm": TrainConfig(family="dit", objective="ddpm", learn_sigma=True),
     # REPA/MG convention: linear path, velocity, float t, t = 1 is noise
     "testbed-flow": TrainConfig(family="sit", objective="repa", learn_sigma=False),
-}
-
-DESCRIPTIONS = {
-    "testbed-ddpm": "DiT class, DDPM epsilon + learned sigma, integer t (DiT/MDT convention)",
-    "testbed-flow": "SiT class, linear path + velocity, t = 1 noise (REPA/MG convention)",
 }
 
 
@@ -71,11 +65,6 @@ def load_trained(config: TrainConfig, weights: str = "ema", progress: bool = Tru
     file = "model.safetensors" if weights == "ema" else "online.safetensors"
     model.load_state_dict(load_file(folder / file), strict=True)
     return model.eval().requires_grad_(False), read_log(folder / "log.jsonl"), folder
-
-
-def training_seconds(folder: Path) -> float:
-    """Wall time the training of an artifact took when it was produced."""
-    return json.loads((Path(folder) / "config.json").read_text())["seconds"]
 
 
 def training_log(name: str, **overrides) -> tuple[list[dict], TrainConfig]:
