@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -109,15 +109,9 @@ def prune_from_args(args: argparse.Namespace) -> PruneSpec | None:
 
 def sampler_from_args(family: str, num_classes: int, args: argparse.Namespace):
     """The family's headline sampler config, with --mode, --num-steps and --cfg-scale applied."""
-    overrides = {"null_class": num_classes}
-    if args.cfg_scale is not None:
-        overrides["scale"] = args.cfg_scale
-    config = sampling.default_config(family, args.mode, **overrides)
-    if args.num_steps is not None:
-        names = {f.name for f in fields(config)}
-        key = "num_sampling_steps" if "num_sampling_steps" in names else "num_steps"
-        config = sampling.default_config(family, args.mode, **overrides, **{key: args.num_steps})
-    return config
+    return sampling.headline_config(
+        family, num_classes, args.mode, num_steps=args.num_steps, cfg_scale=args.cfg_scale
+    )
 
 
 def init_distributed() -> bool:

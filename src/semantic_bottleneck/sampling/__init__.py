@@ -114,6 +114,29 @@ def default_config(family: str, mode: str | None = None, **overrides) -> Sampler
     return dataclasses.replace(config, **sampler_kw)
 
 
+def headline_config(
+    family: str,
+    null_class: int,
+    mode: str | None = None,
+    num_steps: int | None = None,
+    cfg_scale: float | None = None,
+    **overrides,
+) -> SamplerConfig:
+    """The family's headline sampler for a model whose null label is `null_class`, with the step
+    count and CFG scale replaced where given (None keeps the headline value).
+
+    `num_steps` names the DDPM configs' `num_sampling_steps` and the flow configs' `num_steps`.
+    """
+    overrides["null_class"] = null_class
+    if cfg_scale is not None:
+        overrides["scale"] = cfg_scale
+    config = default_config(family, mode, **overrides)
+    if num_steps is not None:
+        key = "num_sampling_steps" if isinstance(config, DDPMConfig) else "num_steps"
+        config = dataclasses.replace(config, **{key: num_steps})
+    return config
+
+
 def _sampler(config: SamplerConfig):
     if type(config) not in _SAMPLERS:
         raise ValueError(
@@ -183,6 +206,7 @@ __all__ = [
     "flow_ode_sample",
     "guidance_active",
     "guided",
+    "headline_config",
     "initial_time",
     "make_masks",
     "num_steps",
