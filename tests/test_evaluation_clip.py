@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import open_clip
 import pytest
 import torch
+from fakes import TINY_CLIP as TINY
+from fakes import tiny_clip
 from PIL import Image
-from safetensors.torch import save_file
 
 from semantic_bottleneck.evaluation.classifier import digits_classifier
 from semantic_bottleneck.evaluation.clip_score import (
@@ -23,24 +22,11 @@ from semantic_bottleneck.evaluation.fidelity import to_adm_images
 from semantic_bottleneck.evaluation.inputs import MissingInputError
 from semantic_bottleneck.training.data import digits
 
-TINY = "tiny-clip-eval-test"
-TINY_CONFIG = {  # a ViT CLIP small enough for a CPU test; the real tokenizer (77 tokens, BPE)
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
     """A randomly initialised tiny open_clip model registered as TINY, and its weights file."""
-    folder = tmp_path_factory.mktemp("clip")
-    (folder / f"{TINY}.json").write_text(json.dumps(TINY_CONFIG))
-    open_clip.add_model_config(folder / f"{TINY}.json")
-    torch.manual_seed(0)
-    model = open_clip.create_model(TINY)
-    save_file(model.state_dict(), str(folder / "tiny.safetensors"))
-    return model.eval(), folder / "tiny.safetensors"
+    return tiny_clip(tmp_path_factory.mktemp("clip"))
 
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:

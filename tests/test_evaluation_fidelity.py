@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch_fidelity
+from fakes import random_inception
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.utils import create_feature_extractor
 
@@ -196,16 +197,7 @@ def test_unsafe_inception_weights_are_refused_before_unpickling(tmp_path):
 
 
 def test_paper_profile_runs_inception_against_an_adm_style_batch(tmp_path):
-    import torch_fidelity.feature_extractor_inceptionv3 as inception
-
-    # a randomly initialised torch-fidelity InceptionV3, saved as its weights file would be
-    Inception = inception.FeatureExtractorInceptionV3
-    with (
-        mock.patch.object(inception, "load_state_dict_from_url", lambda *a, **k: None),
-        mock.patch.object(Inception, "load_state_dict", lambda self, state: None),
-    ):
-        torch.manual_seed(0)
-        net = Inception("inception-v3-compat", ["2048", "logits_unbiased"])
+    net = random_inception()  # saved as its weights file would be
     weights = tmp_path / "inception.pth"
     torch.save(net.state_dict(), weights)
     samples, ref = _noise(4, 16), _noise(4, 16, seed=1)

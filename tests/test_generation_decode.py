@@ -7,24 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
+from fakes import tiny_sd_vae
 
 from semantic_bottleneck.generation import decode as D
 from semantic_bottleneck.generation import vavae as V
 from semantic_bottleneck.zoo.checkpoint import CheckpointError
-
-
-def tiny_sd_vae(seed: int = 0) -> AutoencoderKL:
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return AutoencoderKL(
-            block_out_channels=(8, 8),
-            down_block_types=("DownEncoderBlock2D",) * 2,
-            up_block_types=("UpDecoderBlock2D",) * 2,
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=4,
-        ).eval()
-
 
 # ----------------------------------------------------------------------------- pixel conventions
 
