@@ -18,6 +18,12 @@ import torch
 from torch import Tensor
 
 from semantic_bottleneck import metrics, paper
+from semantic_bottleneck.cache import cached
+from semantic_bottleneck.evaluation.clip_score import (
+    DEFAULT_MODEL,
+    DEFAULT_PRETRAINED,
+    DEFAULT_TEMPLATE,
+)
 from semantic_bottleneck.sampling import PruneSpec
 
 
@@ -177,18 +183,11 @@ def testbed_sampler_config(objective: str, settings: SweepSettings, num_classes:
 
     The digits have one channel, so DiT's "first 3 channels" guidance becomes that one channel.
     """
-    from semantic_bottleneck.sampling import default_config
+    from semantic_bottleneck.sampling import headline_config
 
-    overrides = {"null_class": num_classes}
-    if settings.cfg_scale is not None:
-        overrides["scale"] = settings.cfg_scale
-    if objective == "ddpm":
-        if settings.num_steps is not None:
-            overrides["num_sampling_steps"] = settings.num_steps
-        return "dit", default_config("dit", guided_channels=1, **overrides)
-    if settings.num_steps is not None:
-        overrides["num_steps"] = settings.num_steps
-    return "repa", default_config("repa", **overrides)
+    family, extra = ("dit", {"guided_channels": 1}) if objective == "ddpm" else ("repa", {})
+    steps, scale = settings.num_steps, settings.cfg_scale
+    return family, headline_config(family, num_classes, num_steps=steps, cfg_scale=scale, **extra)
 
 
 def run_testbed_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, **train) -> dict:
@@ -207,7 +206,6 @@ def run_testbed_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, 
     """
     import json
 
-    from semantic_bottleneck.cache import cached
     from semantic_bottleneck.testbed import testbed_config, trained
 
     config = testbed_config(name, **train)
@@ -285,63 +283,176 @@ def paper_inputs(name: str, cache_dir: str | None = None) -> list:
     ]
 
 
-def run_paper_sweep(name: str, rows: list[SweepRow], settings: SweepSettings) -> dict:
-    """Sample every row from an official checkpoint with the paper's tau and evaluate it (FID, IS,
-    precision/recall against the ADM batch; CLIP score). Needs a GPU in practice."""
+# the classes DiT's sample.py draws; the paper-profile figure grids show them
+GRID_CLASSES = (207, 360, 387, 974, 88, 979, 417, 279)
+
+
+@dataclass(frozen=True)
+class PaperEval:
+    """How a paper-profile sweep scores its samples (keys the score cache, not the samples').
+
+    Attributes:
+        clip_model: open_clip model name.
+        clip_pretrained: open_clip tag or weights file.
+        clip_template: CLIP prompt with one "{}" for the class name.
+    """
+
+    clip_model: str = DEFAULT_MODEL
+    clip_pretrained: str = DEFAULT_PRETRAINED
+    clip_template: str = DEFAULT_TEMPLATE
+
+
+def run_paper_sweep(
+    name: str,
+    rows: list[SweepRow],
+    settings: SweepSettings,
+    scoring: PaperEval = PaperEval(),
+    *,
+    cache_dir: str | None = None,
+    device: str | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> dict:
+    """Sample every row from an official checkpoint with the paper's tau and evaluate it: FID, IS
+    and precision/recall against the ADM batch, and CLIP score. Needs a GPU in practice.
+
+    Each row's samples are an artifact of their own (an ADM `.npz` with labels, seeds and removed
+    counts, reusable by ADM's evaluator), keyed by the checkpoint, sampler, labels, seeds, prune
+    spec and bf16; its scores are keyed by those samples and `scoring`. A killed sweep resumes at
+    the first row not yet written, and pages sharing a sweep share its rows.
+
+    Args:
+        name: registry checkpoint.
+        rows: the paper's rows (`paper_rows`), pruned with the paper's tau.
+        settings: sampling settings.
+        scoring: CLIP settings.
+        cache_dir: weights cache (default `fetch.default_cache_dir()`).
+        device: where sampling runs (default: cuda when available; bf16 autocast there).
+        batch_size: samples per sampler call (does not change the samples).
+        progress: progress bars.
+
+    Returns:
+        {"table": row dicts (row, tau, removed, d, fid, is, clip, precision, recall), "grids":
+        {row label: uint8 (classes, grid_per_class, H, W, 3)}, "sampler": the config as text,
+        "samples": {row label: path of its .npz}}.
+
+    Raises:
+        MissingInputError: an input is not in the weights cache (named, with its fetch command),
+            before any model is loaded.
+    """
+    from semantic_bottleneck.evaluation.inputs import MissingInputError
+    from semantic_bottleneck.generation.cli import load_model, resolve_model
+    from semantic_bottleneck.generation.npz import load_samples
+    from semantic_bottleneck.sampling import balanced_labels, headline_config, sample_seeds
+    from semantic_bottleneck.zoo import fetch, registry
+
+    missing = paper_inputs(name, cache_dir)
+    if missing:
+        listed = "; ".join(f"{m.name} (`{m.command}`)" for m in missing)
+        raise MissingInputError(f"the {name} sweep needs {listed}", tuple(m.name for m in missing))
+    source = resolve_model(name)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    sampler = headline_config(
+        source.family,
+        source.num_classes,
+        num_steps=settings.num_steps,
+        cfg_scale=settings.cfg_scale,
+    )
+    labels = balanced_labels(source.num_classes, settings.per_class)
+    seeds = sample_seeds(settings.base_seed, len(labels))
+    path = fetch.locate(name, cache_dir)
+    checkpoint = dict(name=name, size=path.stat().st_size, sha256=fetch.recorded_sha256(path))
+    base = dict(
+        checkpoint=checkpoint,
+        vae=source.vae,
+        sampler=repr(sampler),
+        per_class=settings.per_class,
+        base_seed=settings.base_seed,
+        bf16=torch.device(device).type == "cuda",
+    )
+    loaded: dict = {}  # model and decoder, loaded by the first row not in the cache
+
+    def sample_row(spec: PruneSpec | None, out) -> None:
+        from semantic_bottleneck.generation.decode import load_decoder
+        from semantic_bottleneck.generation.npz import save_samples
+        from semantic_bottleneck.generation.run import generate
+        from semantic_bottleneck.zoo import denoiser
+
+        if not loaded:
+            torch.backends.cuda.matmul.allow_tf32 = True  # the official scripts' default
+            loaded["model"] = load_model(source, cache_dir, device)
+            loaded["decode"] = load_decoder(source.vae, source.family, cache_dir, device)
+        model = loaded["model"]
+        images, info = generate(
+            denoiser(model), model.condition, source.family, labels, seeds, sampler,
+            loaded["decode"], latent_shape=source.latent_shape, prune=spec,
+            batch_size=batch_size, device=device, bf16=base["bf16"], progress=progress,
+        )  # fmt: skip
+        per_sample = {k: info.pop(k) for k in ("removed", "null_removed")}
+        info.update(model=name, vae=source.vae)
+        save_samples(out / "samples.npz", images, labels, seeds, **per_sample, info=info)
+
+    table, grids, files = [], {}, {}
+    d = registry.get_checkpoint(name).config["hidden_size"]
+    for spec_row in spec_table(rows, None, settings.last_k):
+        spec = spec_row["spec"]
+        key = dict(base, prune=None if spec is None else spec.__dict__)
+        folder, _ = cached("paper-samples", key, lambda out, spec=spec: sample_row(spec, out))
+        npz = folder / "samples.npz"
+        samples = load_samples(npz)
+        scores = _paper_scores(npz, folder.name, scoring, cache_dir)
+        row = result_row(spec_row, {"removed": samples.removed}, scores, d)
+        row["clip"] = scores["clip"]
+        table.append(row)
+        grids[spec_row["row"]] = paper_grid(
+            samples.images, settings.per_class, settings.grid_per_class
+        )
+        files[spec_row["row"]] = str(npz)
+    return {"table": table, "grids": grids, "sampler": repr(sampler), "samples": files}
+
+
+def _paper_scores(npz, samples_key: str, scoring: PaperEval, cache_dir) -> dict:
+    """FID, IS, precision/recall and CLIP score of one sample file (cached)."""
+    import json
+
     from semantic_bottleneck.evaluation.clip_score import clip_score
     from semantic_bottleneck.evaluation.fidelity import evaluate
-    from semantic_bottleneck.generation.decode import decoder_for_checkpoint
-    from semantic_bottleneck.generation.run import generate
-    from semantic_bottleneck.sampling import balanced_labels, default_config, sample_seeds
-    from semantic_bottleneck.zoo import build_model, denoiser, fetch, registry
-    from semantic_bottleneck.zoo.checkpoint import load_into
+    from semantic_bottleneck.generation.npz import load_samples
+    from semantic_bottleneck.zoo import fetch
 
-    missing = paper_inputs(name)
-    if missing:
-        raise FileNotFoundError("missing inputs: " + ", ".join(m.command for m in missing))
-    entry = registry.get_checkpoint(name)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = build_model(entry.family, **entry.config)
-    load_into(model, fetch.locate(entry), entry.weights_key)
-    model = model.to(device).eval().requires_grad_(False)
-    overrides = {} if settings.num_steps is None else {"num_steps": settings.num_steps}
-    if settings.cfg_scale is not None:
-        overrides["scale"] = settings.cfg_scale
-    sampler = default_config(entry.family, **_steps_field(entry.family, overrides))
-    labels = balanced_labels(entry.num_classes, settings.per_class)
-    seeds = sample_seeds(settings.base_seed, len(labels))
-    decode = decoder_for_checkpoint(name, device=device)
-    cfg, grids = entry.config, {}
-    latent_shape = (cfg["in_channels"], cfg["input_size"], cfg["input_size"])
-    table = []
-    for spec_row in spec_table(rows, None, settings.last_k):
-        images, info = generate(
-            denoiser(model),
-            model.condition,
-            entry.family,
-            labels,
-            seeds,
-            sampler,
-            decode,
-            latent_shape=latent_shape,
-            prune=spec_row["spec"],
-            batch_size=64,
-            device=device,
-            bf16=device == "cuda",
+    def produce(out) -> None:
+        samples = load_samples(npz)
+        scores = evaluate(samples.images, profile="paper", cache_dir=cache_dir)
+        scores["clip"] = clip_score(
+            samples.images,
+            samples.labels,
+            scoring.clip_model,
+            scoring.clip_pretrained,
+            scoring.clip_template,
+            device="cuda" if torch.cuda.is_available() else "cpu",
+            cache_dir=cache_dir,
         )
-        scores = evaluate(images, profile="paper")
-        row = result_row(spec_row, info, scores, cfg["hidden_size"])
-        row["clip"] = clip_score(images, labels)
-        table.append(row)
-        grids[spec_row["row"]] = np.asarray(images[: settings.grid_per_class * 8])[None]
-    return {"table": table, "grids": grids, "sampler": repr(sampler)}
+        (out / "scores.json").write_text(json.dumps(scores))
+
+    inputs = {n: fetch.recorded_sha256(fetch.locate(n, cache_dir)) for n in _EVAL_INPUTS}
+    key = dict(samples=samples_key, scoring=scoring.__dict__, inputs=inputs)
+    folder, _ = cached("paper-scores", key, produce)
+    return json.loads((folder / "scores.json").read_text())
 
 
-def _steps_field(family: str, overrides: dict) -> dict:
-    """Rename `num_steps` to the DDPM config's `num_sampling_steps` where needed."""
-    if family in ("dit", "mdt", "mdtv2") and "num_steps" in overrides:
-        overrides = dict(overrides, num_sampling_steps=overrides.pop("num_steps"))
-    return overrides
+_EVAL_INPUTS = ("adm-ref-imagenet256", "inception-fidelity")
+
+
+def paper_grid(images: np.ndarray, per_class: int, grid_per_class: int) -> np.ndarray:
+    """The figure grid of a class-major sample set: the first `grid_per_class` samples of
+    `GRID_CLASSES` (of the first 8 classes when the model has fewer than 1000).
+
+    Shapes: images (classes * per_class, H, W, 3) -> (8, grid_per_class, H, W, 3).
+    """
+    num_classes = len(images) // per_class
+    classes = GRID_CLASSES if num_classes >= 1000 else range(min(8, num_classes))
+    per = images.reshape(num_classes, per_class, *images.shape[1:])
+    return np.ascontiguousarray(per[list(classes), :grid_per_class])
 
 
 METRIC_COLUMNS = ["fid", "is", "clip", "precision", "recall"]

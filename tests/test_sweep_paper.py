@@ -1,0 +1,233 @@
+"""The paper-profile pruning sweep with every input present: a tiny REPA checkpoint registered
+beside the official ones, and small stand-ins of its VAE, the ADM batch, Inception and CLIP, all
+in a temporary weights cache read by the real loading code."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from unittest import mock
+
+import matplotlib
+import nbformat
+import numpy as np
+import pytest
+import torch
+from fakes import TINY_CLIP, random_inception, tiny_clip, tiny_sd_vae
+
+from semantic_bottleneck import sweep
+from semantic_bottleneck.evaluation.clip_score import clip_score
+from semantic_bottleneck.evaluation.fidelity import evaluate
+from semantic_bottleneck.evaluation.inputs import MissingInputError
+from semantic_bottleneck.generation import cli as G_cli
+from semantic_bottleneck.generation.decode import load_decoder
+from semantic_bottleneck.generation.npz import load_samples
+from semantic_bottleneck.generation.run import generate
+from semantic_bottleneck.sampling import balanced_labels, headline_config, sample_seeds
+from semantic_bottleneck.zoo import build_model, denoiser, registry
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "tiny-repa"
+TINY_CONFIG = dict(
+    path_type="edm", input_size=4, patch_size=2, in_channels=4, hidden_size=32,
+    decoder_hidden_size=32, encoder_depth=1, depth=2, num_heads=2, mlp_ratio=4.0,
+    class_dropout_prob=0.1, num_classes=4, use_cfg=True, z_dims=[16], projector_dim=32,
+    fused_attn=False, qk_norm=False,
+)  # fmt: skip
+SETTINGS = sweep.SweepSettings(per_class=2, num_steps=4, last_k=2, grid_per_class=1)
+
+
+def _tiny_model() -> torch.nn.Module:
+    """The tiny REPA model with every weight random (its zero-initialised layers included)."""
+    model = build_model("repa", **TINY_CONFIG)
+    g = torch.Generator().manual_seed(0)
+    state = {k: 0.2 * torch.randn(v.shape, generator=g) for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    return model.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A weights cache holding every input of the tiny checkpoint's sweep, the tiny checkpoint
+    registered, and the artifact cache in a temporary folder. Yields (weights dir, scoring)."""
+    weights = tmp_path_factory.mktemp("weights")
+    entry = replace(
+        registry.get_checkpoint("repa-sit-xl-2"), name=NAME, manifest="tiny.json",
+        urls=("https://example.invalid/last.pt",), num_classes=4, null_class=4,
+    )  # fmt: skip
+    manifests = {"tiny.json": {"config": TINY_CONFIG}}
+    load_manifest = registry.load_manifest
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(registry.REGISTRY, NAME, entry)
+        mp.setattr(registry, "load_manifest", lambda f: manifests.get(f) or load_manifest(f))
+        mp.setenv("SEMANTIC_BOTTLENECK_WEIGHTS", str(weights))
+        mp.setenv("SEMANTIC_BOTTLENECK_CACHE", str(tmp_path_factory.mktemp("cache")))
+        (weights / NAME).mkdir()
+        torch.save(_tiny_model().state_dict(), weights / NAME / "last.pt")
+        tiny_sd_vae().save_pretrained(weights / "sd-vae-ft-ema")
+        (weights / "inception-fidelity").mkdir()
+        inception = weights / "inception-fidelity" / "weights-inception-2015-12-05-6726825d.pth"
+        torch.save(random_inception().state_dict(), inception)
+        (weights / "adm-ref-imagenet256").mkdir()
+        g = np.random.default_rng(1)
+        np.savez(
+            weights / "adm-ref-imagenet256" / "VIRTUAL_imagenet256_labeled.npz",
+            arr_0=g.integers(0, 256, (8, 8, 8, 3), dtype=np.uint8),
+            mu=np.full(2048, 0.01),
+            sigma=np.zeros((2048, 2048)),
+        )
+        clip_model, _ = tiny_clip(tmp_path_factory.mktemp("clip"))
+        clip_weights = weights / "clip-vit-l-14-openai" / "open_clip_pytorch_model.bin"
+        clip_weights.parent.mkdir()
+        torch.save(clip_model.state_dict(), clip_weights)
+        yield weights, sweep.PaperEval(clip_model=TINY_CLIP, clip_pretrained=str(clip_weights))
+
+
+@pytest.fixture(scope="module")
+def result(inputs):
+    return sweep.run_paper_sweep(
+        NAME, sweep.paper_rows("table2"), SETTINGS, inputs[1], progress=False
+    )
+
+
+def test_every_row_is_sampled_and_scored(result):
+    table = {r["row"]: r for r in result["table"]}
+    assert list(table) == [r.label for r in sweep.paper_rows("table2")]
+    for row in table.values():
+        assert row["d"] == 32
+        for metric in ("fid", "is", "clip", "precision", "recall"):
+            assert np.isfinite(row[metric]), (row["row"], metric)
+    assert table["baseline"]["removed"] == 0 and table["baseline"]["tau"] is None
+    assert table["tail 0.05 t_i"]["tau"] == 0.05  # the paper's own tau, not a matched one
+
+
+def test_removed_counts_follow_the_papers_tau_on_c_at_t1(result):
+    model = _tiny_model()
+    labels = balanced_labels(4, SETTINGS.per_class)
+    c = model.condition(torch.ones(len(labels)), labels).abs()
+    table = {r["row"]: r for r in result["table"]}
+    for row in sweep.paper_rows("table2")[1:]:
+        kept = c < row.paper_tau if row.side == "tail" else c > row.paper_tau
+        assert table[row.label]["removed"] == pytest.approx(kept.sum(1).double().mean().item())
+    assert 0 < table["tail 0.05 t_i"]["removed"] < 32  # the stand-in prunes for real
+
+
+def test_samples_are_paired_adm_npz_files_equal_to_generate(result, inputs):
+    base = load_samples(result["samples"]["baseline"])
+    assert base.images.dtype == np.uint8 and base.images.shape == (8, 8, 8, 3)
+    assert base.labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert base.seeds.tolist() == sample_seeds(SETTINGS.base_seed, 8)
+    # the baseline is what `generate` samples from the checkpoint with the headline sampler
+    source = G_cli.resolve_model(NAME)
+    model = G_cli.load_model(source, inputs[0], "cpu")
+    sampler = headline_config("repa", 4, num_steps=SETTINGS.num_steps)
+    decode = load_decoder("sd-vae-ft-ema", "repa", inputs[0])
+    images, _ = generate(
+        denoiser(model), model.condition, "repa", base.labels, base.seeds, sampler, decode,
+        latent_shape=(4, 4, 4), progress=False,
+    )  # fmt: skip
+    assert np.array_equal(images.numpy(), base.images)
+    head = load_samples(result["samples"]["head 1 t_i"])
+    assert head.seeds.tolist() == base.seeds.tolist()  # same noise, pruned c: other images
+    assert not np.array_equal(head.images, base.images)
+    assert head.info["prune"]["side"] == "head" and head.info["model"] == NAME
+
+
+def test_scores_equal_the_metrics_on_the_saved_samples(result, inputs):
+    samples = load_samples(result["samples"]["tail 0.02 t_i"])
+    row = next(r for r in result["table"] if r["row"] == "tail 0.02 t_i")
+    scores = evaluate(samples.images, profile="paper", cuda=False)
+    for metric in ("fid", "is", "precision", "recall"):
+        assert row[metric] == pytest.approx(scores[metric])
+    scoring = inputs[1]
+    want = clip_score(samples.images, samples.labels, scoring.clip_model, scoring.clip_pretrained)
+    assert row["clip"] == pytest.approx(want)
+
+
+def test_grids_hold_the_first_samples_of_each_class(result):
+    base = load_samples(result["samples"]["baseline"]).images
+    grid = result["grids"]["baseline"]
+    assert grid.shape == (4, 1, 8, 8, 3)
+    assert np.array_equal(grid[:, 0], base[::2])
+
+
+def test_a_second_sweep_reads_every_row_from_the_cache(result, inputs):
+    boom = mock.Mock(side_effect=AssertionError("nothing should be recomputed"))
+    with (
+        mock.patch.object(G_cli, "load_model", boom),
+        mock.patch("semantic_bottleneck.evaluation.fidelity.evaluate", boom),
+    ):
+        again = sweep.run_paper_sweep(
+            NAME, sweep.paper_rows("table2"), SETTINGS, inputs[1], progress=False
+        )
+    assert again["table"] == result["table"]
+
+
+def test_missing_inputs_are_named_before_any_model_is_loaded(inputs, tmp_path):
+    load = mock.Mock()
+    with mock.patch.object(G_cli, "load_model", load), pytest.raises(MissingInputError) as err:
+        sweep.run_paper_sweep(NAME, sweep.paper_rows("table2"), SETTINGS, cache_dir=tmp_path)
+    assert "semantic-bottleneck fetch sd-vae-ft-ema" in str(err.value)
+    assert NAME in err.value.names and "adm-ref-imagenet256" in err.value.names
+    load.assert_not_called()
+
+
+# ----------------------------------------------------------------------------- the pages
+
+
+def _run_page(name: str, **params) -> dict:
+    """Execute a page's code cells in this process, with its parameters replaced."""
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    space: dict = {"display": lambda *a, **k: None}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        exec(cell.source, space)
+        if "parameters" in cell.metadata.get("tags", []):
+            space.update(params)
+    return space
+
+
+PAGE_PARAMS = dict(profile="paper", per_class=2, num_steps=4, last_k=2)
+
+
+@pytest.mark.parametrize(
+    "page, table_key",
+    [
+        ("tab02-pruning-repa", "table"),
+        ("tab03-pruning-mg-lightningdit", "tables"),
+        ("tab06-precision-recall", "frames"),
+        ("fig07-head-removal", None),
+        ("fig08-tail-removal", None),
+    ],
+)
+def test_sweep_pages_render_measured_rows_in_the_paper_profile(inputs, result, page, table_key):
+    matplotlib.use("Agg")
+    params = dict(PAGE_PARAMS, model=NAME)
+    if page.startswith("tab03"):
+        params["model_lightningdit"] = NAME
+    if page.startswith("tab06"):
+        params["model_table3"] = NAME
+    run = partial(sweep.run_paper_sweep, scoring=inputs[1], progress=False)
+    with mock.patch.object(sweep, "run_paper_sweep", run):
+        space = _run_page(page, **params)
+    if table_key is None:
+        assert space["fig"] is not None and len(space["fig"].axes) >= 3
+        return
+    found = space[table_key]
+    frames = found.values() if isinstance(found, dict) else [found]
+    for frame in frames:
+        measured = frame.filter(like="(this run)").drop(columns=["tau (this run)"], errors="ignore")
+        assert not measured.empty and np.isfinite(measured.to_numpy(dtype=float)).all()
+        assert any(c.endswith("(diff)") for c in frame.columns)
+
+
+def test_tab02_summary_glues_measured_numbers(inputs, result):
+    run = partial(sweep.run_paper_sweep, scoring=inputs[1], progress=False)
+    with mock.patch.object(sweep, "run_paper_sweep", run):
+        space = _run_page("tab02-pruning-repa", **PAGE_PARAMS, model=NAME)
+    base = next(r for r in result["table"] if r["row"] == "baseline")
+    assert space["ours"].loc["baseline", "fid"] == pytest.approx(base["fid"])
+    assert json.dumps(space["ours"]["d"].tolist()) == "[32, 32, 32, 32, 32, 32, 32, 32, 32]"
