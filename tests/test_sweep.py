@@ -67,3 +67,9 @@ def test_beside_paper_adds_differences_in_the_paper_profile_only():
     out = sweep.beside_paper(table, "table2", "REPA", "paper")
     assert out.loc["baseline", "fid (diff)"] == pytest.approx(8.0 - 7.1694)
     assert "fid (diff)" not in sweep.beside_paper(table, "table2", "REPA", "testbed").columns
+
+
+def test_beside_paper_without_measured_rows_shows_the_paper_alone():
+    out = sweep.beside_paper([], "table3", "LightningDiT", "paper")
+    assert not [c for c in out.columns if "this run" in c or "diff" in c]
+    assert out.loc["baseline", "fid (paper)"] == pytest.approx(7.0802)

@@ -88,7 +88,7 @@ def inputs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def result(inputs):
     return sweep.run_paper_sweep(
-        NAME, sweep.paper_rows("table2"), SETTINGS, inputs[1], progress=False
+        NAME, sweep.paper_rows("table2"), SETTINGS, inputs[1], progress=False, allow_cpu=True
     )
 
 
@@ -158,11 +158,35 @@ def test_a_second_sweep_reads_every_row_from_the_cache(result, inputs):
     with (
         mock.patch.object(G_cli, "load_model", boom),
         mock.patch("semantic_bottleneck.evaluation.fidelity.evaluate", boom),
-    ):
+    ):  # every row cached: no GPU needed either
         again = sweep.run_paper_sweep(
             NAME, sweep.paper_rows("table2"), SETTINGS, inputs[1], progress=False
         )
     assert again["table"] == result["table"]
+
+
+def test_rows_to_sample_on_a_cpu_need_allow_cpu(inputs, result):
+    load = mock.Mock()
+    other = replace(SETTINGS, base_seed=1)  # other noise: no row is cached
+    with mock.patch.object(G_cli, "load_model", load):
+        with pytest.raises(sweep.NeedsGPUError, match="9 of the 9 rows"):
+            sweep.run_paper_sweep(NAME, sweep.paper_rows("table2"), other, inputs[1])
+        shown = []
+        with mock.patch("semantic_bottleneck.pages.display", shown.append):
+            assert sweep.page_sweep("paper", NAME, sweep.paper_rows("table2"), other) is None
+    assert "no CUDA device" in shown[0].data
+    load.assert_not_called()
+
+
+def test_page_sweep_shows_the_fetch_commands_of_missing_inputs(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEMANTIC_BOTTLENECK_WEIGHTS", str(tmp_path))
+    shown = []
+    with mock.patch("semantic_bottleneck.pages.display", shown.append):
+        rows = sweep.paper_rows("table2")
+        assert sweep.page_sweep("paper", "repa-sit-xl-2", rows, SETTINGS) is None
+    assert "semantic-bottleneck fetch repa-sit-xl-2" in shown[0].data
+    with pytest.raises(ValueError, match="profile must be"):
+        sweep.page_sweep("imagenet", "repa-sit-xl-2", rows, SETTINGS)
 
 
 def test_missing_inputs_are_named_before_any_model_is_loaded(inputs, tmp_path):
@@ -210,7 +234,7 @@ def test_sweep_pages_render_measured_rows_in_the_paper_profile(inputs, result, p
         params["model_lightningdit"] = NAME
     if page.startswith("tab06"):
         params["model_table3"] = NAME
-    run = partial(sweep.run_paper_sweep, scoring=inputs[1], progress=False)
+    run = partial(sweep.run_paper_sweep, scoring=inputs[1], progress=False, allow_cpu=True)
     with mock.patch.object(sweep, "run_paper_sweep", run):
         space = _run_page(page, **params)
     if table_key is None:
@@ -225,7 +249,7 @@ def test_sweep_pages_render_measured_rows_in_the_paper_profile(inputs, result, p
 
 
 def test_tab02_summary_glues_measured_numbers(inputs, result):
-    run = partial(sweep.run_paper_sweep, scoring=inputs[1], progress=False)
+    run = partial(sweep.run_paper_sweep, scoring=inputs[1], progress=False, allow_cpu=True)
     with mock.patch.object(sweep, "run_paper_sweep", run):
         space = _run_page("tab02-pruning-repa", **PAGE_PARAMS, model=NAME)
     base = next(r for r in result["table"] if r["row"] == "baseline")

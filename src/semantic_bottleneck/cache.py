@@ -38,6 +38,12 @@ def params_key(params) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def lookup(kind: str, params, root: Path | None = None) -> Path | None:
+    """The artifact folder for (kind, params) when it is complete, else None (nothing is made)."""
+    folder = (Path(root) if root is not None else cache_root()) / kind / params_key(params)
+    return folder if (folder / "params.json").exists() else None
+
+
 def cached(
     kind: str, params, produce: Callable[[Path], None], root: Path | None = None
 ) -> tuple[Path, bool]:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from semantic_bottleneck import metrics, paper
-from semantic_bottleneck.cache import cached
+from semantic_bottleneck.cache import cached, lookup
 from semantic_bottleneck.evaluation.clip_score import (
     DEFAULT_MODEL,
     DEFAULT_PRETRAINED,
@@ -283,6 +283,40 @@ def paper_inputs(name: str, cache_dir: str | None = None) -> list:
     ]
 
 
+class NeedsGPUError(RuntimeError):
+    """A paper-profile sweep would sample full-size models on a CPU."""
+
+
+def page_sweep(
+    profile: str, model: str, rows: list[SweepRow], settings: SweepSettings, train_steps=None
+) -> dict | None:
+    """The sweep behind a page: the testbed sweep (`run_testbed_sweep`), or the paper sweep
+    (`run_paper_sweep`) when the checkpoint's inputs are present and its rows are cached or a GPU
+    is there. Otherwise a notice saying what is missing, and None.
+
+    Args:
+        profile: "testbed" or "paper".
+        model: testbed model or registry checkpoint.
+        rows, settings: as in the sweeps.
+        train_steps: testbed only: training steps of the model (None: its default).
+    """
+    from semantic_bottleneck import pages
+
+    if profile == "testbed":
+        return run_testbed_sweep(model, rows, settings, steps=train_steps)
+    if profile != "paper":
+        raise ValueError(f"profile must be 'testbed' or 'paper', got {profile!r}")
+    missing = paper_inputs(model)
+    pages.show_notice(missing)
+    if missing:
+        return None
+    try:
+        return run_paper_sweep(model, rows, settings)
+    except NeedsGPUError as err:
+        pages.show_note(str(err))
+        return None
+
+
 # the classes DiT's sample.py draws; the paper-profile figure grids show them
 GRID_CLASSES = (207, 360, 387, 974, 88, 979, 417, 279)
 
@@ -312,6 +346,7 @@ def run_paper_sweep(
     device: str | None = None,
     batch_size: int = 64,
     progress: bool = True,
+    allow_cpu: bool = False,
 ) -> dict:
     """Sample every row from an official checkpoint with the paper's tau and evaluate it: FID, IS
     and precision/recall against the ADM batch, and CLIP score. Needs a GPU in practice.
@@ -330,6 +365,7 @@ def run_paper_sweep(
         device: where sampling runs (default: cuda when available; bf16 autocast there).
         batch_size: samples per sampler call (does not change the samples).
         progress: progress bars.
+        allow_cpu: sample rows on a CPU (at XL size 5,000 samples take days there).
 
     Returns:
         {"table": row dicts (row, tau, removed, d, fid, is, clip, precision, recall), "grids":
@@ -339,6 +375,7 @@ def run_paper_sweep(
     Raises:
         MissingInputError: an input is not in the weights cache (named, with its fetch command),
             before any model is loaded.
+        NeedsGPUError: rows are still to be sampled, the device is a CPU and allow_cpu is off.
     """
     from semantic_bottleneck.evaluation.inputs import MissingInputError
     from semantic_bottleneck.generation.cli import load_model, resolve_model
@@ -392,11 +429,20 @@ def run_paper_sweep(
         info.update(model=name, vae=source.vae)
         save_samples(out / "samples.npz", images, labels, seeds, **per_sample, info=info)
 
+    specs = spec_table(rows, None, settings.last_k)
+    keys = [dict(base, prune=None if r["spec"] is None else r["spec"].__dict__) for r in specs]
+    todo = sum(lookup("paper-samples", key) is None for key in keys)
+    if todo and torch.device(device).type == "cpu" and not allow_cpu:
+        raise NeedsGPUError(
+            f"{todo} of the {len(keys)} rows of the {name} sweep are not sampled yet and no CUDA "
+            f"device is present: {len(labels)} samples per row take days on a CPU. Run this page "
+            "on a GPU machine (rows are cached under the artifact cache's paper-samples/ and "
+            "reused here), or call run_paper_sweep with allow_cpu=True."
+        )
     table, grids, files = [], {}, {}
     d = registry.get_checkpoint(name).config["hidden_size"]
-    for spec_row in spec_table(rows, None, settings.last_k):
+    for spec_row, key in zip(specs, keys, strict=True):
         spec = spec_row["spec"]
-        key = dict(base, prune=None if spec is None else spec.__dict__)
         folder, _ = cached("paper-samples", key, lambda out, spec=spec: sample_row(spec, out))
         npz = folder / "samples.npz"
         samples = load_samples(npz)
@@ -474,8 +520,9 @@ def beside_paper(table: list[dict], table_id: str, model: str, profile: str) -> 
     ours = ours.rename(columns={"class_prob": "clip"}).set_index("row")
     out = pd.DataFrame(index=labels)
     out["removed (paper)"] = theirs.get("removed")
-    out["removed (this run)"] = ours.get("removed")
-    out["tau (this run)"] = ours.get("tau")
+    for col in ("removed", "tau"):
+        if col in ours.columns:
+            out[f"{col} (this run)"] = ours[col]
     for col in METRIC_COLUMNS:
         if col in theirs.columns:
             out[f"{col} (paper)"] = theirs[col]
