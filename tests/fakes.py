@@ -47,7 +47,15 @@ def random_inception(seed: int = 0) -> torch.nn.Module:
         torch.random.fork_rng(),
     ):
         torch.manual_seed(seed)
-        return Inception("inception-v3-compat", ["2048", "logits_unbiased"])
+        net = Inception("inception-v3-compat", ["2048", "logits_unbiased"])
+        # He initialisation keeps the activations alive through the 90-odd ReLU layers (the
+        # default one shrinks the pool features to ~1e-7, which makes every metric constant)
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            elif isinstance(m, torch.nn.Linear):
+                torch.nn.init.normal_(m.weight, std=m.in_features**-0.5)
+        return net
 
 
 def tiny_clip(folder: Path, seed: int = 0) -> tuple[torch.nn.Module, Path]:

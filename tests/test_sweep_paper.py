@@ -4,7 +4,9 @@ in a temporary weights cache read by the real loading code."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -15,9 +17,12 @@ import nbformat
 import numpy as np
 import pytest
 import torch
+import torch.multiprocessing as torch_mp
 from fakes import TINY_CLIP, random_inception, tiny_clip, tiny_sd_vae
 
 from semantic_bottleneck import sweep
+from semantic_bottleneck.book_params import resolve_parameters
+from semantic_bottleneck.cli import main
 from semantic_bottleneck.evaluation.clip_score import clip_score
 from semantic_bottleneck.evaluation.fidelity import evaluate
 from semantic_bottleneck.evaluation.inputs import MissingInputError
@@ -48,20 +53,25 @@ def _tiny_model() -> torch.nn.Module:
     return model.eval().requires_grad_(False)
 
 
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    """A weights cache holding every input of the tiny checkpoint's sweep, the tiny checkpoint
-    registered, and the artifact cache in a temporary folder. Yields (weights dir, scoring)."""
-    weights = tmp_path_factory.mktemp("weights")
+def register_tiny(mp: pytest.MonkeyPatch) -> None:
+    """Register the tiny checkpoint NAME beside the official ones (REPA's entry, tiny config)."""
     entry = replace(
         registry.get_checkpoint("repa-sit-xl-2"), name=NAME, manifest="tiny.json",
         urls=("https://example.invalid/last.pt",), num_classes=4, null_class=4,
     )  # fmt: skip
     manifests = {"tiny.json": {"config": TINY_CONFIG}}
     load_manifest = registry.load_manifest
+    mp.setitem(registry.REGISTRY, NAME, entry)
+    mp.setattr(registry, "load_manifest", lambda f: manifests.get(f) or load_manifest(f))
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A weights cache holding every input of the tiny checkpoint's sweep, the tiny checkpoint
+    registered, and the artifact cache in a temporary folder. Yields (weights dir, scoring)."""
+    weights = tmp_path_factory.mktemp("weights")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(registry.REGISTRY, NAME, entry)
-        mp.setattr(registry, "load_manifest", lambda f: manifests.get(f) or load_manifest(f))
+        register_tiny(mp)
         mp.setenv("SEMANTIC_BOTTLENECK_WEIGHTS", str(weights))
         mp.setenv("SEMANTIC_BOTTLENECK_CACHE", str(tmp_path_factory.mktemp("cache")))
         (weights / NAME).mkdir()
@@ -78,11 +88,12 @@ def inputs(tmp_path_factory):
             mu=np.full(2048, 0.01),
             sigma=np.zeros((2048, 2048)),
         )
-        clip_model, _ = tiny_clip(tmp_path_factory.mktemp("clip"))
+        clip_model, clip_file = tiny_clip(tmp_path_factory.mktemp("clip"))
         clip_weights = weights / "clip-vit-l-14-openai" / "open_clip_pytorch_model.bin"
         clip_weights.parent.mkdir()
         torch.save(clip_model.state_dict(), clip_weights)
-        yield weights, sweep.PaperEval(clip_model=TINY_CLIP, clip_pretrained=str(clip_weights))
+        scoring = sweep.PaperEval(clip_model=TINY_CLIP, clip_pretrained=str(clip_weights))
+        yield weights, scoring, clip_file.parent
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +111,9 @@ def test_every_row_is_sampled_and_scored(result):
         for metric in ("fid", "is", "clip", "precision", "recall"):
             assert np.isfinite(row[metric]), (row["row"], metric)
     assert table["baseline"]["removed"] == 0 and table["baseline"]["tau"] is None
+    # the stand-in networks see the images: pruned samples score differently
+    assert table["head 1 t_i"]["fid"] != table["baseline"]["fid"]
+    assert table["head 1 t_i"]["clip"] != table["baseline"]["clip"]
     assert table["tail 0.05 t_i"]["tau"] == 0.05  # the paper's own tau, not a matched one
 
 
@@ -196,6 +210,74 @@ def test_missing_inputs_are_named_before_any_model_is_loaded(inputs, tmp_path):
     assert "semantic-bottleneck fetch sd-vae-ft-ema" in str(err.value)
     assert NAME in err.value.names and "adm-ref-imagenet256" in err.value.names
     load.assert_not_called()
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def test_cli_defaults_are_the_paper_profile_page_parameters():
+    args = argparse.Namespace(per_class=None, base_seed=None, num_steps=None, last_k=None,
+                              cfg_scale=None)  # fmt: skip
+    page = resolve_parameters("tab02-pruning-repa", "paper")
+    settings = sweep.sweep_settings("table2", args)
+    assert (settings.per_class, settings.num_steps, settings.last_k) == (
+        page["per_class"], page["num_steps"], page["last_k"],
+    )  # fmt: skip
+    args.per_class, args.cfg_scale = 2, 3.0
+    assert sweep.sweep_settings("table3", args).per_class == 2
+    assert sweep.sweep_settings("table3", args).cfg_scale == 3.0
+
+
+def test_cli_fills_the_rows_the_pages_read(inputs, result, capsys):
+    scoring = inputs[1]
+    flags = ["--per-class", "2", "--num-steps", "4", "--last-k", "2", "--allow-cpu"]
+    flags += ["--clip-model", scoring.clip_model, "--clip-pretrained", scoring.clip_pretrained]
+    load = mock.Mock(side_effect=AssertionError("every row is cached"))
+    with mock.patch.object(G_cli, "load_model", load):
+        assert main(["sweep", "table2", NAME, *flags, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "fid (this run)" in out and "tail 0.01 t_{n-k,n}" in out
+    assert main(["sweep", "table2", "no-such-model", *flags]) == 2
+    assert "unknown checkpoint or input 'no-such-model'" in capsys.readouterr().err
+
+
+def _sweep_rank(rank: int, world: int, init_file: str, cache: str, clip_folder, scoring) -> None:
+    import open_clip
+
+    torch.set_num_threads(1)
+    os.environ["SEMANTIC_BOTTLENECK_CACHE"] = cache
+    register_tiny(pytest.MonkeyPatch())
+    open_clip.add_model_config(Path(clip_folder) / f"{TINY_CLIP}.json")
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world
+    )
+    try:
+        rows = [r for r in sweep.paper_rows("table2") if r.label in RANK_ROWS]
+        out = sweep.run_paper_sweep(NAME, rows, SETTINGS, scoring, progress=False, allow_cpu=True)
+        if rank == 0:
+            Path(cache, "result.json").write_text(json.dumps(out["samples"]))
+        else:
+            assert out is None
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+RANK_ROWS = ("baseline", "tail 0.05 t_i", "head 1 t_i")
+
+
+def test_two_gloo_ranks_share_each_row_and_match_one_process(inputs, result, tmp_path):
+    cache = tmp_path / "ranks-cache"
+    args = (2, str(tmp_path / "init"), str(cache), str(inputs[2]), inputs[1])
+    torch_mp.spawn(_sweep_rank, args=args, nprocs=2, join=True)
+    files = json.loads((cache / "result.json").read_text())
+    assert list(files) == list(RANK_ROWS)
+    for label, path in files.items():
+        got, single = load_samples(path), load_samples(result["samples"][label])
+        assert got.labels.tolist() == single.labels.tolist()
+        assert got.removed.tolist() == single.removed.tolist() and got.info["world_size"] == 2
+        # other batch shapes than the single process: only float summation order may differ
+        assert np.abs(got.images.astype(int) - single.images.astype(int)).max() <= 1
+    assert not list(cache.rglob("*.staging")) and not list(cache.rglob("*.shard-*"))
 
 
 # ----------------------------------------------------------------------------- the pages

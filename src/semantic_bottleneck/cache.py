@@ -44,6 +44,17 @@ def lookup(kind: str, params, root: Path | None = None) -> Path | None:
     return folder if (folder / "params.json").exists() else None
 
 
+def _publish(tmp: Path, final: Path, kind: str, params) -> None:
+    """Mark a filled folder complete (params.json) and move it into place in one rename."""
+    (tmp / "params.json").write_text(
+        json.dumps({"kind": kind, "version": __version__, "params": _plain(params)}, indent=1)
+    )
+    if final.exists():  # a concurrent producer won: keep theirs
+        shutil.rmtree(tmp)
+    else:
+        os.replace(tmp, final)
+
+
 def cached(
     kind: str, params, produce: Callable[[Path], None], root: Path | None = None
 ) -> tuple[Path, bool]:
@@ -66,14 +77,41 @@ def cached(
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         produce(tmp)
-        (tmp / "params.json").write_text(
-            json.dumps({"kind": kind, "version": __version__, "params": _plain(params)}, indent=1)
-        )
-        if final.exists():  # a concurrent producer won: keep theirs
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, final)
+        _publish(tmp, final, kind, params)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final, False
+
+
+def cached_on_ranks(kind: str, params, produce: Callable[[Path], None], root: Path | None = None):
+    """`cached` for a producer that every rank of torch.distributed runs, each writing its part
+    into one folder (e.g. a sample file's shards, merged by rank 0). Every rank must call it;
+    without torch.distributed it is `cached`.
+
+    Rank 0 empties the staging folder `<kind>/.<key>.staging`, every rank runs `produce` on it,
+    and rank 0 publishes it atomically once all have finished. The cache root must be one folder
+    seen by every rank (one machine, or a shared file system).
+
+    Returns:
+        the artifact folder, on every rank.
+    """
+    from semantic_bottleneck.generation.run import barrier, rank_and_world
+
+    rank, world = rank_and_world()
+    if world == 1:
+        return cached(kind, params, produce, root)[0]
+    final = (Path(root) if root is not None else cache_root()) / kind / params_key(params)
+    if (final / "params.json").exists():  # published only between barriers: every rank agrees
+        return final
+    staging = final.parent / f".{final.name}.staging"
+    if rank == 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    barrier()
+    produce(staging)
+    barrier()
+    if rank == 0:
+        _publish(staging, final, kind, params)
+    barrier()
+    return final

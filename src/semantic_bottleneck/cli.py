@@ -17,6 +17,7 @@ COMMANDS = {
     "train": "semantic_bottleneck.training.cli",
     "book": "semantic_bottleneck.book",
     "generate": "semantic_bottleneck.generation.cli",
+    "sweep": "semantic_bottleneck.sweep",
 }
 
 

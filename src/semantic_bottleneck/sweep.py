@@ -347,14 +347,15 @@ def run_paper_sweep(
     batch_size: int = 64,
     progress: bool = True,
     allow_cpu: bool = False,
-) -> dict:
+) -> dict | None:
     """Sample every row from an official checkpoint with the paper's tau and evaluate it: FID, IS
     and precision/recall against the ADM batch, and CLIP score. Needs a GPU in practice.
 
     Each row's samples are an artifact of their own (an ADM `.npz` with labels, seeds and removed
     counts, reusable by ADM's evaluator), keyed by the checkpoint, sampler, labels, seeds, prune
     spec and bf16; its scores are keyed by those samples and `scoring`. A killed sweep resumes at
-    the first row not yet written, and pages sharing a sweep share its rows.
+    the first row not yet written, and pages sharing a sweep share its rows. Under torchrun every
+    rank samples its shard of each row (`generation.run.generate_npz`) and rank 0 scores them.
 
     Args:
         name: registry checkpoint.
@@ -362,24 +363,26 @@ def run_paper_sweep(
         settings: sampling settings.
         scoring: CLIP settings.
         cache_dir: weights cache (default `fetch.default_cache_dir()`).
-        device: where sampling runs (default: cuda when available; bf16 autocast there).
-        batch_size: samples per sampler call (does not change the samples).
+        device: where sampling runs (default: cuda:LOCAL_RANK when available; bf16 there).
+        batch_size: samples per sampler call (per rank).
         progress: progress bars.
         allow_cpu: sample rows on a CPU (at XL size 5,000 samples take days there).
 
     Returns:
         {"table": row dicts (row, tau, removed, d, fid, is, clip, precision, recall), "grids":
         {row label: uint8 (classes, grid_per_class, H, W, 3)}, "sampler": the config as text,
-        "samples": {row label: path of its .npz}}.
+        "samples": {row label: path of its .npz}}; None on ranks other than 0.
 
     Raises:
         MissingInputError: an input is not in the weights cache (named, with its fetch command),
             before any model is loaded.
         NeedsGPUError: rows are still to be sampled, the device is a CPU and allow_cpu is off.
     """
+    from semantic_bottleneck.cache import cached_on_ranks
     from semantic_bottleneck.evaluation.inputs import MissingInputError
-    from semantic_bottleneck.generation.cli import load_model, resolve_model
+    from semantic_bottleneck.generation.cli import default_device, resolve_model
     from semantic_bottleneck.generation.npz import load_samples
+    from semantic_bottleneck.generation.run import rank_and_world
     from semantic_bottleneck.sampling import balanced_labels, headline_config, sample_seeds
     from semantic_bottleneck.zoo import fetch, registry
 
@@ -388,73 +391,78 @@ def run_paper_sweep(
         listed = "; ".join(f"{m.name} (`{m.command}`)" for m in missing)
         raise MissingInputError(f"the {name} sweep needs {listed}", tuple(m.name for m in missing))
     source = resolve_model(name)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    sampler = headline_config(
-        source.family,
-        source.num_classes,
-        num_steps=settings.num_steps,
-        cfg_scale=settings.cfg_scale,
-    )
+    device = device or default_device()
+    steps, scale = settings.num_steps, settings.cfg_scale
+    sampler = headline_config(source.family, source.num_classes, num_steps=steps, cfg_scale=scale)
     labels = balanced_labels(source.num_classes, settings.per_class)
     seeds = sample_seeds(settings.base_seed, len(labels))
     path = fetch.locate(name, cache_dir)
-    checkpoint = dict(name=name, size=path.stat().st_size, sha256=fetch.recorded_sha256(path))
     base = dict(
-        checkpoint=checkpoint,
+        checkpoint=dict(name=name, size=path.stat().st_size, sha256=fetch.recorded_sha256(path)),
         vae=source.vae,
         sampler=repr(sampler),
         per_class=settings.per_class,
         base_seed=settings.base_seed,
         bf16=torch.device(device).type == "cuda",
     )
-    loaded: dict = {}  # model and decoder, loaded by the first row not in the cache
-
-    def sample_row(spec: PruneSpec | None, out) -> None:
-        from semantic_bottleneck.generation.decode import load_decoder
-        from semantic_bottleneck.generation.npz import save_samples
-        from semantic_bottleneck.generation.run import generate
-        from semantic_bottleneck.zoo import denoiser
-
-        if not loaded:
-            torch.backends.cuda.matmul.allow_tf32 = True  # the official scripts' default
-            loaded["model"] = load_model(source, cache_dir, device)
-            loaded["decode"] = load_decoder(source.vae, source.family, cache_dir, device)
-        model = loaded["model"]
-        images, info = generate(
-            denoiser(model), model.condition, source.family, labels, seeds, sampler,
-            loaded["decode"], latent_shape=source.latent_shape, prune=spec,
-            batch_size=batch_size, device=device, bf16=base["bf16"], progress=progress,
-        )  # fmt: skip
-        per_sample = {k: info.pop(k) for k in ("removed", "null_removed")}
-        info.update(model=name, vae=source.vae)
-        save_samples(out / "samples.npz", images, labels, seeds, **per_sample, info=info)
-
     specs = spec_table(rows, None, settings.last_k)
     keys = [dict(base, prune=None if r["spec"] is None else r["spec"].__dict__) for r in specs]
     todo = sum(lookup("paper-samples", key) is None for key in keys)
     if todo and torch.device(device).type == "cpu" and not allow_cpu:
         raise NeedsGPUError(
             f"{todo} of the {len(keys)} rows of the {name} sweep are not sampled yet and no CUDA "
-            f"device is present: {len(labels)} samples per row take days on a CPU. Run this page "
-            "on a GPU machine (rows are cached under the artifact cache's paper-samples/ and "
-            "reused here), or call run_paper_sweep with allow_cpu=True."
+            f"device is present: {len(labels)} samples per row take days on a CPU. Run "
+            f"`semantic-bottleneck sweep` on a GPU machine (rows are cached under the artifact "
+            "cache's paper-samples/ and reused here), or call run_paper_sweep with allow_cpu=True."
         )
+    sample = _RowSampler(source, sampler, labels, seeds, cache_dir, device, base["bf16"])
+    options = dict(batch_size=batch_size, progress=progress)
+    folders = [
+        cached_on_ranks("paper-samples", key, lambda out, s=r["spec"]: sample(s, out, **options))
+        for r, key in zip(specs, keys, strict=True)
+    ]
+    if rank_and_world()[0] != 0:
+        return None
     table, grids, files = [], {}, {}
     d = registry.get_checkpoint(name).config["hidden_size"]
-    for spec_row, key in zip(specs, keys, strict=True):
-        spec = spec_row["spec"]
-        folder, _ = cached("paper-samples", key, lambda out, spec=spec: sample_row(spec, out))
+    for spec_row, folder in zip(specs, folders, strict=True):
         npz = folder / "samples.npz"
         samples = load_samples(npz)
         scores = _paper_scores(npz, folder.name, scoring, cache_dir)
         row = result_row(spec_row, {"removed": samples.removed}, scores, d)
         row["clip"] = scores["clip"]
         table.append(row)
-        grids[spec_row["row"]] = paper_grid(
-            samples.images, settings.per_class, settings.grid_per_class
-        )
+        grid = paper_grid(samples.images, settings.per_class, settings.grid_per_class)
+        grids[spec_row["row"]] = grid
         files[spec_row["row"]] = str(npz)
     return {"table": table, "grids": grids, "sampler": repr(sampler), "samples": files}
+
+
+class _RowSampler:
+    """Writes one row's samples.npz; loads the model and decoder on its first call."""
+
+    def __init__(self, source, sampler, labels, seeds, cache_dir, device, bf16: bool):
+        self.source, self.sampler, self.labels, self.seeds = source, sampler, labels, seeds
+        self.cache_dir, self.device, self.bf16 = cache_dir, device, bf16
+        self.model = self.decode = None
+
+    def __call__(self, spec: PruneSpec | None, out, batch_size: int, progress: bool) -> None:
+        from semantic_bottleneck.generation.cli import load_model
+        from semantic_bottleneck.generation.decode import load_decoder
+        from semantic_bottleneck.generation.run import generate_npz
+        from semantic_bottleneck.zoo import denoiser
+
+        src = self.source
+        if self.model is None:
+            torch.backends.cuda.matmul.allow_tf32 = True  # the official scripts' default
+            self.model = load_model(src, self.cache_dir, self.device)
+            self.decode = load_decoder(src.vae, src.family, self.cache_dir, self.device)
+        generate_npz(
+            out / "samples.npz", denoiser(self.model), self.model.condition, src.family,
+            self.labels, self.seeds, self.sampler, self.decode, latent_shape=src.latent_shape,
+            extra_info={"model": src.name, "vae": src.vae}, prune=spec, batch_size=batch_size,
+            device=self.device, bf16=self.bf16, progress=progress,
+        )  # fmt: skip
 
 
 def _paper_scores(npz, samples_key: str, scoring: PaperEval, cache_dir) -> dict:
@@ -547,3 +555,85 @@ def ledger_measurements(table: list[dict]) -> dict[str, float]:
         "head-removal-destroys-quality": fid["head 1 t_i"] / base - 1,
         "late-step-pruning-best-fid": fid["tail 0.01 t_{n-k,n}"] / other - 1,
     }
+
+
+# ----------------------------------------------------------------------------- command line
+
+SWEEP_PAGES = {"table2": "tab02-pruning-repa", "table3": "tab03-pruning-mg-lightningdit"}
+
+
+def sweep_settings(table: str, args) -> SweepSettings:
+    """The paper-profile settings of the table's page, with the flags that were given applied, so
+    that by default the command writes exactly the rows the page reads."""
+    from semantic_bottleneck.book_params import resolve_parameters
+
+    page = resolve_parameters(SWEEP_PAGES[table], "paper")
+    keys = ("per_class", "base_seed", "num_steps", "last_k")
+    values = {k: page[k] for k in keys} | {
+        k: getattr(args, k) for k in (*keys, "cfg_scale") if getattr(args, k) is not None
+    }
+    return SweepSettings(**values)
+
+
+def _cmd_sweep(args) -> int:
+    import sys
+
+    from semantic_bottleneck.evaluation.inputs import MissingInputError
+    from semantic_bottleneck.generation.cli import init_distributed
+
+    name = args.model
+    # Table 3 prints the same rows for MG and LightningDiT; other checkpoints are shown beside MG
+    paper_model = "REPA" if args.table == "table2" else paper.PAPER_MODEL_NAMES.get(name, "MG")
+    if paper_model not in ("REPA", "MG", "LightningDiT"):
+        paper_model = "MG"
+    try:
+        rows = paper_rows(args.table, None if args.table == "table2" else paper_model)
+        settings = sweep_settings(args.table, args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    started = init_distributed()
+    try:
+        scoring = PaperEval(args.clip_model, args.clip_pretrained, args.clip_template)
+        result = run_paper_sweep(
+            name, rows, settings, scoring, cache_dir=args.cache_dir, device=args.device,
+            batch_size=args.batch_size, progress=not args.no_progress, allow_cpu=args.allow_cpu,
+        )  # fmt: skip
+    except (MissingInputError, NeedsGPUError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if started:
+            torch.distributed.destroy_process_group()
+    if result is not None:
+        print(beside_paper(result["table"], args.table, paper_model, "paper").to_string())
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    """Register the `sweep` subcommand."""
+    p = subparsers.add_parser(
+        "sweep",
+        help="sample and score a pruning table from an official checkpoint into the cache the "
+        "paper-profile pages read (under torchrun every rank samples a shard of each row)",
+    )
+    p.add_argument("table", choices=sorted(SWEEP_PAGES), help="the paper's table")
+    p.add_argument(
+        "model", help="registry checkpoint: repa-sit-xl-2 (table2), mg-sit-xl-2 or "
+        "lightningdit-xl-1 (table3)",
+    )  # fmt: skip
+    unset = "default: the paper profile's value for the table's page"
+    p.add_argument("--per-class", type=int, default=None, help=f"samples per class ({unset})")
+    p.add_argument("--base-seed", type=int, default=None, help=f"seed of sample 0 ({unset})")
+    p.add_argument("--num-steps", type=int, default=None, help=f"sampler steps ({unset})")
+    p.add_argument("--last-k", type=int, default=None, help=f"k of t_(n-k,n) ({unset})")
+    p.add_argument("--cfg-scale", type=float, default=None, help="default: the headline scale")
+    p.add_argument("--clip-model", default=DEFAULT_MODEL, help="open_clip model of CLIP score")
+    p.add_argument("--clip-pretrained", default=DEFAULT_PRETRAINED, help="open_clip tag or file")
+    p.add_argument("--clip-template", default=DEFAULT_TEMPLATE, help='prompt with one "{}"')
+    p.add_argument("--batch-size", type=int, default=64, help="samples per sampler call per rank")
+    p.add_argument("--device", default=None, help="default: cuda:LOCAL_RANK if available")
+    p.add_argument("--cache-dir", default=None, help="weights cache")
+    p.add_argument("--allow-cpu", action="store_true", help="sample on a CPU (days at XL size)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_sweep)

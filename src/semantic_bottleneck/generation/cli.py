@@ -127,7 +127,8 @@ def init_distributed() -> bool:
     return True
 
 
-def _default_device() -> str:
+def default_device() -> str:
+    """cuda:LOCAL_RANK when a GPU is present (torchrun sets LOCAL_RANK), else cpu."""
     if torch.cuda.is_available():
         return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     return "cpu"
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> Path | None:
     started = init_distributed()
     try:
         torch.backends.cuda.matmul.allow_tf32 = args.tf32  # the official scripts' default: on
-        device = args.device or _default_device()
+        device = args.device or default_device()
         model = load_model(source, args.cache_dir, device)
         decode = load_decoder(vae, source.family, args.cache_dir, device)
         from semantic_bottleneck.zoo import denoiser
