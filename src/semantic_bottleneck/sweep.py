@@ -10,6 +10,7 @@ are reported. Baseline and pruned runs share labels and noise seeds (paired comp
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -204,8 +205,6 @@ def run_testbed_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, 
         precision, recall), "grids": {row label: uint8 (classes, grid_per_class, 8, 8, 3)},
         "sampler": the sampler config as text}.
     """
-    import json
-
     from semantic_bottleneck.testbed import testbed_config, trained
 
     config = testbed_config(name, **train)
@@ -467,8 +466,6 @@ class _RowSampler:
 
 def _paper_scores(npz, samples_key: str, scoring: PaperEval, cache_dir) -> dict:
     """FID, IS, precision/recall and CLIP score of one sample file (cached)."""
-    import json
-
     from semantic_bottleneck.evaluation.clip_score import clip_score
     from semantic_bottleneck.evaluation.fidelity import evaluate
     from semantic_bottleneck.generation.npz import load_samples
