@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from diffusers import AutoencoderKL
+from fakes import tiny_sd_vae
 
 from semantic_bottleneck import cli as top_cli
 from semantic_bottleneck import sampling as S
@@ -38,17 +38,7 @@ def tiny_model(family: str = "sit", scale: float = 0.3, seed: int = 0):
 
 
 def tiny_decoder(pixels: str = "dit") -> D.LatentDecoder:
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        vae = AutoencoderKL(
-            block_out_channels=(8, 8),
-            down_block_types=("DownEncoderBlock2D",) * 2,
-            up_block_types=("UpDecoderBlock2D",) * 2,
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=4,
-        )
-    return D.LatentDecoder(vae, pixels)
+    return D.LatentDecoder(tiny_sd_vae(), pixels)
 
 
 def setup(case: str = "sit-sde"):
