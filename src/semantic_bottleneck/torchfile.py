@@ -42,7 +42,8 @@ EMBEDDER_KEYS = (
     "t_embedder.mlp.2.bias",
     "y_embedder.embedding_table.weight",
 )
-# tried in this order when no weights_key is given (as zoo.checkpoint.load_state_dict)
+# tried in this order when no weights_key is given (the official loaders' order; also used by
+# zoo.checkpoint.load_state_dict)
 WRAPPER_KEYS = ("ema", "model")
 
 # torch dtype name -> numpy type code; bfloat16 is read as its raw 16 bits, then widened
@@ -204,21 +205,27 @@ def _archive_prefix(zf: zipfile.ZipFile, path: Path) -> str:
     raise _fail(f"{path}: a zip file without <archive>/data.pkl is not a torch.save checkpoint")
 
 
-def _unwrap(obj: object, weights_key: str | None, path: Path) -> Mapping[str, object]:
-    """The state dict inside a training checkpoint: weights_key, else 'ema' -> 'model' -> bare."""
+def preview_keys(keys: Iterable[str], limit: int = 20) -> str:
+    """The first `limit` keys, sorted, and how many there are (for error messages)."""
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return f"[{shown}{', ...' if len(keys) > limit else ''}] ({len(keys)} in all)"
+
+
+def unwrap_state(obj: object, weights_key: str | None, path: Path) -> dict[object, object]:
+    """The state dict inside a training checkpoint: weights_key, else 'ema' -> 'model' -> bare,
+    with DistributedDataParallel's `module.` prefix removed from its keys."""
     if not isinstance(obj, Mapping):
         raise _fail(f"{path}: expected a dict at top level, found {type(obj).__name__}")
     if weights_key is not None:
         if weights_key not in obj:
-            raise _fail(
-                f"{path}: no {weights_key!r} entry; top-level keys are {sorted(map(str, obj))[:20]}"
-            )
+            top = preview_keys(map(str, obj))
+            raise _fail(f"{path}: no {weights_key!r} entry; top-level keys are {top}")
         obj = obj[weights_key]
     else:
         obj = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), obj)
     if not isinstance(obj, Mapping):
         raise _fail(f"{path}: weights entry is a {type(obj).__name__}, not a dict")
-    # DistributedDataParallel saves every key as `module.<key>`
     return {k.removeprefix("module.") if isinstance(k, str) else k: v for k, v in obj.items()}
 
 
@@ -258,7 +265,7 @@ def read_index(path: str | os.PathLike, weights_key: str | None = None) -> dict[
                 raise
             # a malformed or hostile pickle: wrong arguments, BUILD on an immutable marker, ...
             raise _fail(f"{path}: unreadable pickle ({type(err).__name__}: {err})") from None
-    return _unwrap(obj, weights_key, path)
+    return unwrap_state(obj, weights_key, path)
 
 
 # ----------------------------------------------------------------------------- the bytes

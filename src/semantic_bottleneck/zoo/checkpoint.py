@@ -27,10 +27,10 @@ from typing import BinaryIO
 import torch
 from torch import Tensor, nn
 
+from semantic_bottleneck.torchfile import preview_keys, unwrap_state
+
 PathLike = str | os.PathLike
 
-# tried in this order when no weights_key is given (the official loaders' order)
-WRAPPER_KEYS = ("ema", "model")
 # the only non-tensor class a checkpoint may contain (argparse args of train.py checkpoints)
 SAFE_GLOBALS = [argparse.Namespace]
 _ACCEPTED = (
@@ -77,44 +77,13 @@ def _torch_load(path: Path) -> object:
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({err})") from None
 
 
-def _unwrap(obj: object, weights_key: str | None, path: Path) -> Mapping[str, object]:
-    """Pick the state dict out of a training checkpoint: weights_key, else 'ema' -> 'model' -> bare."""
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path}: expected a dict at top level, found {type(obj).__name__}")
-    if weights_key is not None:
-        if weights_key not in obj:
-            raise CheckpointError(
-                f"{path}: no {weights_key!r} entry; top-level keys are {_preview(obj.keys())}"
-            )
-        obj = obj[weights_key]
-    else:
-        for key in WRAPPER_KEYS:
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path}: weights entry is a {type(obj).__name__}, not a dict")
-    return obj
-
-
-def _preview(keys: Iterable[str], limit: int = 20) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:limit])
-    return f"[{shown}{', ...' if len(keys) > limit else ''}] ({len(keys)} in all)"
-
-
-def _strip_prefix(state: Mapping[str, object]) -> dict[str, object]:
-    # DistributedDataParallel saves every key as `module.<key>`
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
 def _select(state: dict[str, object], keys: Iterable[str] | None, path: Path) -> dict[str, Tensor]:
     """Return the wanted keys (all if None), checking each is present and is a tensor."""
     wanted = list(state) if keys is None else list(keys)
     missing = [k for k in wanted if k not in state]
     if missing:
         raise CheckpointError(
-            f"{path}: missing keys {missing}; keys found: {_preview(state.keys())}"
+            f"{path}: missing keys {missing}; keys found: {preview_keys(state.keys())}"
         )
     not_tensors = [k for k in wanted if not isinstance(state[k], Tensor)]
     if not_tensors:
@@ -133,7 +102,9 @@ def _load_safetensors(path: Path, keys: Iterable[str] | None) -> dict[str, Tenso
         lookup = {k.removeprefix("module."): k for k in names}
         missing = [k for k in keys if k not in lookup]
         if missing:
-            raise CheckpointError(f"{path}: missing keys {missing}; keys found: {_preview(lookup)}")
+            raise CheckpointError(
+                f"{path}: missing keys {missing}; keys found: {preview_keys(lookup)}"
+            )
         return {k: f.get_tensor(lookup[k]) for k in keys}
 
 
@@ -166,7 +137,7 @@ def load_state_dict(
         keys = list(keys)
     if _is_safetensors(path):
         return _load_safetensors(path, keys)
-    state = _strip_prefix(_unwrap(_torch_load(path), weights_key, path))
+    state = unwrap_state(_torch_load(path), weights_key, path)
     return _select(state, keys, path)
 
 
