@@ -73,3 +73,17 @@ def test_beside_paper_without_measured_rows_shows_the_paper_alone():
     out = sweep.beside_paper([], "table3", "LightningDiT", "paper")
     assert not [c for c in out.columns if "this run" in c or "diff" in c]
     assert out.loc["baseline", "fid (paper)"] == pytest.approx(7.0802)
+
+
+def test_class_grid_shows_every_class_or_the_showcase_classes_of_imagenet():
+    import numpy as np
+
+    small = np.repeat(np.arange(10, dtype=np.uint8), 3)[:, None, None, None] * np.ones((1, 2, 2, 3))
+    grid = sweep.class_grid(small.astype(np.uint8), per_class=3, grid_per_class=2)
+    assert grid.shape == (10, 2, 2, 2, 3) and grid[:, :, 0, 0, 0].tolist() == [
+        [c, c] for c in range(10)
+    ]
+    labels = np.arange(1000).repeat(2)
+    big = (labels % 256).astype(np.uint8)[:, None, None, None] * np.ones((1, 1, 1, 3), np.uint8)
+    grid = sweep.class_grid(big, per_class=2, grid_per_class=1)
+    assert grid[:, 0, 0, 0, 0].tolist() == [c % 256 for c in sweep.GRID_CLASSES]

@@ -259,8 +259,7 @@ def _testbed_sweep(config, rows: list[SweepRow], settings: SweepSettings) -> dic
         row = result_row(spec_row, info, scores, c.shape[1])
         row["class_prob"] = class_probability_score(images, labels)
         table.append(row)
-        per = images.reshape(num_classes, settings.per_class, 8, 8, 3)
-        grids[spec_row["row"]] = np.asarray(per[:, : settings.grid_per_class])
+        grids[spec_row["row"]] = class_grid(images, settings.per_class, settings.grid_per_class)
     return {
         "table": table,
         "grids": grids,
@@ -431,7 +430,7 @@ def run_paper_sweep(
         row = result_row(spec_row, {"removed": samples.removed}, scores, d)
         row["clip"] = scores["clip"]
         table.append(row)
-        grid = paper_grid(samples.images, settings.per_class, settings.grid_per_class)
+        grid = class_grid(samples.images, settings.per_class, settings.grid_per_class)
         grids[spec_row["row"]] = grid
         files[spec_row["row"]] = str(npz)
     return {"table": table, "grids": grids, "sampler": repr(sampler), "samples": files}
@@ -494,16 +493,17 @@ def _paper_scores(npz, samples_key: str, scoring: PaperEval, cache_dir) -> dict:
 _EVAL_INPUTS = ("adm-ref-imagenet256", "inception-fidelity")
 
 
-def paper_grid(images: np.ndarray, per_class: int, grid_per_class: int) -> np.ndarray:
-    """The figure grid of a class-major sample set: the first `grid_per_class` samples of
-    `GRID_CLASSES` (of the first 8 classes when the model has fewer than 1000).
+def class_grid(images, per_class: int, grid_per_class: int) -> np.ndarray:
+    """The figure grid of a class-major sample set: the first `grid_per_class` samples of each
+    class, or of `GRID_CLASSES` for an ImageNet-size set.
 
-    Shapes: images (classes * per_class, H, W, 3) -> (8, grid_per_class, H, W, 3).
+    Shapes: images (classes * per_class, H, W, 3) -> (classes shown, grid_per_class, H, W, 3).
     """
+    images = np.asarray(images)
     num_classes = len(images) // per_class
-    classes = GRID_CLASSES if num_classes >= 1000 else range(min(8, num_classes))
+    classes = list(GRID_CLASSES) if num_classes >= 1000 else slice(None)
     per = images.reshape(num_classes, per_class, *images.shape[1:])
-    return np.ascontiguousarray(per[list(classes), :grid_per_class])
+    return np.ascontiguousarray(per[classes, :grid_per_class])
 
 
 METRIC_COLUMNS = ["fid", "is", "clip", "precision", "recall"]
