@@ -8,7 +8,8 @@ timestep shift):
 - ODE: torchdiffeq's fixed-grid solvers on linspace(0, 1, num_steps) in float32: "heun2" (SiT's
   ODE number: 125 Heun steps = 250 evaluations, per the SiT maintainers in issue #18) or "euler"
   (LightningDiT: 250 points, timestep shift 0.3, CFG 6.7 on 3 channels from t >= 0.125).
-Guidance acts on the velocity, before the score is derived from it, as in `forward_with_cfg`.
+Guidance acts on the velocity, before the score is derived from it, as in the official
+samplers, which integrate the model's `forward_with_cfg` as the velocity field.
 """
 
 from __future__ import annotations

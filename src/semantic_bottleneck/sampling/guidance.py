@@ -1,10 +1,13 @@
 """Classifier-free guidance as a wrapper around a row-wise callable (a model or a drift).
 
-The official forwards (DiT/SiT/LightningDiT/MDT `forward_with_cfg`, REPA `samplers.py`) all
-run the batch [x; x] with labels [y; null] and combine out = uncond + w (cond - uncond):
-- DiT, SiT, MDT and LightningDiT combine only the first 3 channels ("for exact reproducibility
-  reasons", a comment copied from DiT); the other channels keep the conditional output. Here this
-  is `guided_channels=3`; `guided_channels=None` guides every channel (REPA, diffusers).
+The official code (DiT/SiT/LightningDiT/MDT `forward_with_cfg`, REPA `samplers.py`) runs the
+batch [x; x] with labels [y; null] and combines out = uncond + w (cond - uncond):
+- DiT, SiT, MDT and LightningDiT combine only the first 3 channels (DiT's default, inherited by
+  the others). Their `forward_with_cfg` returns 2N rows: the guided channels copied to both
+  halves, every other channel as its own row produced it, so the conditional half, which the
+  official samplers keep, holds the conditional output there. Here this is `guided_channels=3`,
+  computed on the N conditional rows only; `guided_channels=None` guides every channel (REPA,
+  diffusers, and MG's `forward_with_cfg`, which guides all `in_channels`).
 - REPA guides only while guidance_low <= t <= guidance_high (0 <= t <= 0.7, t = 1 noise) and
   LightningDiT only while t >= cfg_interval_start (0.125, t = 0 noise): `interval=(low, high)`.
   Outside the interval the result is the conditional output, computed on the conditional rows only.

@@ -13,6 +13,10 @@ Attribute names equal the checkpoint keys (see `semantic_bottleneck/manifests/*.
 files load with `strict=True`. The conditional vector c = t_embedder(t) + y_embedder(y) is exposed
 as `condition(t, y)`, and every forward takes `c_fn`, a callable applied to c before the blocks
 (the pruning operator P(c) of the paper); `c_fn=None` is the official forward.
+
+`forward_with_cfg` exists exactly where the official class has one: DiT, SiT and MG (whose copy
+guides every channel rather than DiT's first three); REPA's SiT has none (its guidance lives in
+REPA's `samplers.py`), so `REPASiT` derives from the CFG-free `DiTBackbone`.
 """
 
 from __future__ import annotations
@@ -78,6 +82,32 @@ def _sincos_1d(embed_dim: int, pos: np.ndarray) -> np.ndarray:
     omega = 1.0 / 10000 ** (np.arange(embed_dim // 2, dtype=np.float64) / (embed_dim / 2.0))
     out = np.einsum("m,d->md", pos.reshape(-1), omega)
     return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+
+def combine_cfg_halves(
+    out: Tensor, cfg_scale: float | Tensor, channels: int, guide: bool = True
+) -> Tensor:
+    """The combination step shared by the official `forward_with_cfg` methods.
+
+    The leading `channels` channels of the [cond; uncond] output become
+    uncond + cfg_scale (cond - uncond) (or stay cond when `guide` is False), written to both
+    halves; the remaining channels are returned row for row as the model produced them.
+
+    Args:
+        out: model output on the batch [cond; uncond].
+        cfg_scale: guidance scale, a float or a tensor broadcasting against (N, channels, H, W).
+        channels: number of leading channels to guide.
+        guide: False keeps the conditional rows (LightningDiT outside its interval).
+
+    Returns:
+        the 2N-row result.
+
+    Shapes: out (2N, C, H, W) -> (2N, C, H, W).
+    """
+    eps, rest = out[:, :channels], out[:, channels:]
+    cond_eps, uncond_eps = torch.split(eps, len(eps) // 2, dim=0)
+    half_eps = uncond_eps + cfg_scale * (cond_eps - uncond_eps) if guide else cond_eps
+    return torch.cat([torch.cat([half_eps, half_eps], dim=0), rest], dim=1)
 
 
 # ----------------------------------------------------------------------------- embedders
@@ -233,8 +263,9 @@ class FinalLayer(nn.Module):
 # ----------------------------------------------------------------------------- models
 
 
-class DiT(nn.Module):
-    """DiT: epsilon (and, with learn_sigma, variance) prediction; t is the DDPM index 0..999."""
+class DiTBackbone(nn.Module):
+    """The AdaLN-Zero transformer that DiT, SiT, REPA and MG share, with DiT's forward and no CFG
+    forward (REPA's official SiT has none)."""
 
     def __init__(
         self,
@@ -330,19 +361,38 @@ class DiT(nn.Module):
         """DiT forward. Shapes: x (N, C, H, W), t (N,), y (N,) -> (N, 2C or C, H, W)."""
         return self.backbone(x, t, y, c_fn)
 
+
+class DiT(DiTBackbone):
+    """DiT: epsilon (and, with learn_sigma, variance) prediction; t is the DDPM index 0..999."""
+
     def forward_with_cfg(
         self, x: Tensor, t: Tensor, y: Tensor, cfg_scale: float, c_fn: CFn = None
     ) -> Tensor:
-        """The official CFG forward: batch = [cond; uncond], guidance on the first 3 channels only.
+        """`DiT.forward_with_cfg` of facebookresearch/DiT `models.py` (and, through inheritance,
+        `SiT.forward_with_cfg` of willisma/SiT `models.py`, the same method over SiT's forward).
 
-        Shapes: x (2N, C, H, W) whose halves are equal, y = [labels; null] -> (2N, C_out, H, W).
+        The first half of x is run twice, against the labels y = [labels; null]; channels 0-2
+        only (not the whole epsilon: the official default, kept for parity) get
+        uncond + cfg_scale (cond - uncond), copied to both halves, and every other channel is the
+        raw output of its own row. The project's samplers do not call this: they wrap `forward`
+        in `sampling.guidance.guided`, which computes the same combination (guided_channels=3)
+        on the conditional rows.
+
+        Args:
+            x: (2N, ...) latents; only the first half is read.
+            t: timesteps, (2N,).
+            y: [labels; null labels], (2N,).
+            cfg_scale: guidance scale w.
+            c_fn: callable on c, as in `forward` (not in the official signature; None there).
+
+        Returns:
+            [guided; guided] on channels :3, the raw [cond; uncond] output on the rest.
+
+        Shapes: x (2N, C, H, W), t (2N,), y (2N,) -> (2N, C_out, H, W).
         """
         half = x[: len(x) // 2]
-        out = self.forward(torch.cat([half, half]), t, y, c_fn)
-        eps, rest = out[:, :3], out[:, 3:]  # "for exact reproducibility reasons" (DiT)
-        cond_eps, uncond_eps = torch.split(eps, len(eps) // 2, dim=0)
-        half_eps = uncond_eps + cfg_scale * (cond_eps - uncond_eps)
-        return torch.cat([torch.cat([half_eps, half_eps]), rest], dim=1)
+        out = self.forward(torch.cat([half, half], dim=0), t, y, c_fn)
+        return combine_cfg_halves(out, cfg_scale, 3)
 
 
 class SiT(DiT):
@@ -362,6 +412,33 @@ class MGSiT(SiT):
         config.setdefault("learn_sigma", False)
         super().__init__(null_row=True, **config)
 
+    def forward_with_cfg(
+        self, x: Tensor, t: Tensor, y: Tensor, cfg_scale: float, c_fn: CFn = None
+    ) -> Tensor:
+        """`SiT.forward_with_cfg` of MG's `models.py` (tzco/Diffusion-wo-CFG, read in its copy
+        Peterande/Diffusion-wo-CFG): SiT's method, except that it guides the first `in_channels`
+        channels, i.e. every channel the forward returns, so nothing passes through unguided.
+
+        MG samples without guidance, and the project's samplers never call this; where guidance
+        is wanted they use `sampling.guidance.guided` with guided_channels=None, which computes
+        the same combination on the conditional rows.
+
+        Args:
+            x: (2N, ...) latents; only the first half is read.
+            t: times, (2N,).
+            y: [labels; null labels], (2N,).
+            cfg_scale: guidance scale w.
+            c_fn: callable on c, as in `forward` (not in the official signature; None there).
+
+        Returns:
+            [guided; guided] on all channels.
+
+        Shapes: x (2N, C, H, W), t (2N,), y (2N,) -> (2N, C, H, W).
+        """
+        half = x[: len(x) // 2]
+        out = self.forward(torch.cat([half, half], dim=0), t, y, c_fn)
+        return combine_cfg_halves(out, cfg_scale, self.in_channels)
+
 
 def build_projector(hidden_size: int, projector_dim: int, z_dim: int) -> nn.Sequential:
     """REPA's projector MLP: hidden -> projector_dim -> projector_dim -> z_dim with SiLU."""
@@ -374,10 +451,12 @@ def build_projector(hidden_size: int, projector_dim: int, z_dim: int) -> nn.Sequ
     )
 
 
-class REPASiT(DiT):
+class REPASiT(DiTBackbone):
     """REPA's SiT: no learn_sigma, projectors after block `encoder_depth`, forward -> (x, zs).
 
     Float t in [0, 1] with t = 1 noise (linear path x_t = (1 - t) x + t eps, velocity target).
+    The official class (sihyun-yu/REPA `models/sit.py`) has no `forward_with_cfg`: REPA guides in
+    its `samplers.py`, which `sampling.repa` reproduces, so this class offers none either.
     """
 
     def __init__(

@@ -341,25 +341,29 @@ class LightningDiT(nn.Module):
         t: Tensor,
         y: Tensor,
         cfg_scale: float,
-        cfg_interval: bool = False,
-        cfg_interval_start: float = 0.0,
+        cfg_interval: bool | None = None,
+        cfg_interval_start: float | None = None,
         c_fn: CFn = None,
     ) -> Tensor:
-        """The official CFG forward: batch = [cond; uncond], guidance on the first 3 channels only.
+        """`LightningDiT.forward_with_cfg` of hustvl/LightningDiT `models/lightningdit.py`.
 
-        With `cfg_interval=True`, guidance is off for the whole batch (the conditional output is
-        returned on the guided channels) when t[0] < cfg_interval_start, i.e. near the noise end;
-        only the first time in the batch is read and `cfg_interval` is tested with `is True`, as in
-        the official code.
+        DiT's method (channels 0-2 guided, copied to both halves; the others raw per row) with
+        one addition: when `cfg_interval is True` (an identity test, as officially) and
+        t[0] < cfg_interval_start, the guided channels keep the conditional output, i.e. no
+        guidance near the noise end; only the first time of the batch is read. The project's
+        samplers do not call this: they wrap `forward` in `sampling.guidance.guided` with
+        guided_channels=3 and interval=(cfg_interval_start, 1), which computes the same
+        combination on the conditional rows (and, outside the interval, runs those rows alone).
 
         Args:
-            x: (2N, ...) whose first half is used for both halves.
+            x: (2N, ...) latents; only the first half is read.
             t: times, (2N,).
             y: [labels; null labels], (2N,).
             cfg_scale: guidance scale w: uncond + w (cond - uncond).
-            cfg_interval: switch guidance off below `cfg_interval_start`.
-            cfg_interval_start: first t (inclusive) that gets guidance.
-            c_fn: callable on c, as in `forward`.
+            cfg_interval: True switches guidance off below `cfg_interval_start`.
+            cfg_interval_start: first t (inclusive) that gets guidance; read only when
+                `cfg_interval is True`.
+            c_fn: callable on c, as in `forward` (not in the official signature; None there).
 
         Returns:
             [guided; guided] on channels :3, the raw [cond; uncond] output on the rest.
@@ -370,12 +374,8 @@ class LightningDiT(nn.Module):
             raise ValueError(f"x must hold [cond; uncond] halves, got odd batch {len(x)}")
         half = x[: len(x) // 2]
         out = self.forward(torch.cat([half, half], dim=0), t, y, c_fn)
-        eps, rest = out[:, :3], out[:, 3:]  # "for exact reproducibility reasons" (DiT)
-        cond_eps, uncond_eps = torch.split(eps, len(eps) // 2, dim=0)
-        half_eps = uncond_eps + cfg_scale * (cond_eps - uncond_eps)
-        if cfg_interval is True and t[0] < cfg_interval_start:
-            half_eps = cond_eps
-        return torch.cat([torch.cat([half_eps, half_eps], dim=0), rest], dim=1)
+        guide = not (cfg_interval is True and t[0] < cfg_interval_start)
+        return dit.combine_cfg_halves(out, cfg_scale, 3, guide=guide)
 
 
 # Official size names -> architecture (models/lightningdit.py); the released model is XL/1.

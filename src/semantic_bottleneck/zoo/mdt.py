@@ -310,25 +310,27 @@ class _MaskedDiT(nn.Module):
         scale_pow: float = 4.0,
         c_fn: CFn = None,
     ) -> Tensor:
-        """The official CFG forward with MDT's power-cosine schedule, on the first 3 channels.
+        """`MDT.forward_with_cfg` of sail-sg/MDT `masked_diffusion/models.py` (the same method on
+        the `mdtv1` and `main` branches), with MDT's power-cosine guidance weight.
 
-        The guidance weight grows from 1 at t = diffusion_steps (noise) to cfg_scale at t = 0:
+        DiT's method (channels 0-2 guided, copied to both halves; the others raw per row) with a
+        per-row weight read from the first half of t, which grows from 1 at t = diffusion_steps
+        (noise) to cfg_scale at t = 0:
         w(t) = 1 + (cfg_scale - 1) (1 - cos(pi (1 - t / diffusion_steps)^scale_pow)) / 2.
-        With cfg_scale None it is the plain forward.
+        With cfg_scale None it is the plain forward on x as given. The project's samplers do not
+        call this: they wrap `forward` in `sampling.guidance.guided` with guided_channels=3 and
+        schedule="power_cosine" (`power_cosine_scale`), which computes the same combination on
+        the conditional rows.
 
-        Shapes: x (2N, C, H, W) whose halves are equal, t (2N,), y = [labels; null] ->
-        (2N, C_out, H, W).
+        Shapes: x (2N, C, H, W), t (2N,), y = [labels; null] (2N,) -> (2N, C_out, H, W).
         """
         if cfg_scale is None:
             return self.forward(x, t, y, c_fn=c_fn)
         half = x[: len(x) // 2]
-        out = self.forward(torch.cat([half, half]), t, y, c_fn=c_fn)
-        eps, rest = out[:, :3], out[:, 3:]  # 3 channels, as DiT "for exact reproducibility"
-        cond_eps, uncond_eps = torch.split(eps, len(eps) // 2, dim=0)
+        out = self.forward(torch.cat([half, half], dim=0), t, y, c_fn=c_fn)
         s = (1 - torch.cos(((1 - t / diffusion_steps) ** scale_pow) * math.pi)) * 1 / 2  # (2N,)
         w = ((cfg_scale - 1) * s + 1)[: len(x) // 2].view(-1, 1, 1, 1)
-        half_eps = uncond_eps + w * (cond_eps - uncond_eps)
-        return torch.cat([torch.cat([half_eps, half_eps]), rest], dim=1)
+        return dit.combine_cfg_halves(out, w, 3)
 
 
 class MDT(_MaskedDiT):
