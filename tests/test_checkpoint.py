@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from semantic_bottleneck.zoo import build_model, registry
 from semantic_bottleneck.zoo.checkpoint import (
     CheckpointError,
     UnsafeCheckpointError,
@@ -168,3 +169,111 @@ def test_load_into_lists_missing_unexpected_and_shape_mismatch(tmp_path):
     assert "unexpected keys (1): extra.bias" in message
     assert "a.weight: expected (3, 2), found (4, 2)" in message
     _assert_same(model.state_dict(), before)  # nothing copied on failure
+
+
+# ----------------------------------------------------------------------------- mismatch messages
+# Files shaped like the released checkpoints, read from the packaged manifests: every tensor is
+# a stride-0 view of one zero, so a file of XL shapes takes a few kB on disk.
+
+
+def _manifest_state(name: str, prefix: str = "", **shapes) -> dict[str, torch.Tensor]:
+    keys = dict(registry.get_checkpoint(name).shapes, **shapes)
+    zero = torch.zeros(())
+    return {f"{prefix}{k}": zero.expand(*s) for k, s in keys.items()}
+
+
+def _xl(name: str) -> nn.Module:
+    entry = registry.get_checkpoint(name)
+    with torch.device("meta"):
+        return build_model(entry.family, **entry.config)
+
+
+def _error(model: nn.Module, obj: object, path: pathlib.Path, **kw) -> str:
+    torch.save(obj, path)
+    with pytest.raises(CheckpointError) as err:
+        load_into(model, path, **kw)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("family", ["mdt", "mdtv2"])
+def test_another_family_is_named_with_counts_and_a_few_keys(tmp_path, family):
+    file = _manifest_state(f"{family}-xl-2")
+    expected = _xl("dit-xl-2").state_dict()
+    missing, unexpected = sorted(set(expected) - set(file)), sorted(set(file) - set(expected))
+    message = _error(_xl("dit-xl-2"), file, tmp_path / "mdt.pt")
+    assert f"{family}-xl-2" in message and f"'{family}'" in message  # the registry entry
+    assert f"unexpected keys ({len(unexpected)})" in message
+    assert unexpected[0] in message and unexpected[-1] not in message
+    assert f"... and {len(unexpected) - 5} more" in message
+    if missing:
+        assert f"missing keys ({len(missing)})" in message and missing[0] in message
+    assert len(message.splitlines()) < 25 and len(message) < 2500
+
+
+def test_training_checkpoint_names_its_entries_and_the_weights_key(tmp_path):
+    ckpt = {
+        "model_ema": _manifest_state("dit-xl-2"),
+        "opt": {"state": {}, "param_groups": [{"lr": 1e-4}]},
+        "args": argparse.Namespace(model="DiT-XL/2"),
+        "steps": 400000,
+    }
+    message = _error(_xl("dit-xl-2"), ckpt, tmp_path / "train.pt")
+    assert "training checkpoint" in message
+    for entry in ("model_ema", "opt", "args", "steps"):
+        assert entry in message
+    assert "weights_key='model_ema'" in message
+    assert len(message.splitlines()) < 25
+
+
+def test_auto_picked_ema_of_another_model_says_where_the_weights_came_from(tmp_path):
+    ckpt = {"ema": _manifest_state("mdt-xl-2"), "model": _manifest_state("dit-xl-2"), "steps": 10}
+    message = _error(_xl("dit-xl-2"), ckpt, tmp_path / "train.pt")
+    assert "'ema'" in message and "weights_key='model'" in message and "mdt-xl-2" in message
+
+
+def test_ddp_and_compile_prefixes_are_named(tmp_path):
+    file = _manifest_state("dit-xl-2", prefix="module._orig_mod.")
+    message = _error(_xl("dit-xl-2"), file, tmp_path / "ddp.pt")
+    assert "'module.'" in message and "'_orig_mod.'" in message
+    assert "torch.compile" in message and "DistributedDataParallel" in message
+    assert len(message.splitlines()) < 25
+
+
+def test_nested_ddp_state_dict_names_the_entry_and_the_prefix(tmp_path):
+    file = {"state_dict": _manifest_state("dit-xl-2", prefix="module.")}
+    message = _error(_xl("dit-xl-2"), file, tmp_path / "nested.pt")
+    assert "nested" in message and "weights_key='state_dict'" in message and "'module.'" in message
+
+
+def test_wrapped_model_is_named(tmp_path):
+    class Wrapper(nn.Module):
+        def __init__(self, inner: nn.Module):
+            super().__init__()
+            self.module = inner
+
+    message = _error(Wrapper(_Tiny()), _Tiny().state_dict(), tmp_path / "t.pt")
+    assert "'module.'" in message and "model.module" in message
+
+
+def test_wrong_class_count_names_num_classes(tmp_path):
+    file = _manifest_state("dit-xl-2", **{"y_embedder.embedding_table.weight": [11, 1152]})
+    message = _error(_xl("dit-xl-2"), file, tmp_path / "classes.pt")
+    assert "shape mismatches (1)" in message and "y_embedder.embedding_table.weight" in message
+    assert "num_classes" in message and "1000" in message and "10" in message
+    assert "missing keys" not in message and "unexpected keys" not in message
+
+
+def test_other_size_names_the_config_differences(tmp_path):
+    # a tiny DiT's file into another tiny DiT: depth, width and patch size differ
+    small = dict(input_size=8, in_channels=4, num_heads=2, num_classes=10)
+    file = build_model("dit", **small, patch_size=4, hidden_size=16, depth=1).state_dict()
+    model = build_model("dit", **small, patch_size=2, hidden_size=32, depth=2)
+    message = _error(model, file, tmp_path / "small.pt")
+    for name in ("depth 2 vs 1", "hidden_size 32 vs 16", "patch_size 2 vs 4"):
+        assert name in message
+
+
+def test_safetensors_read_whole_strips_the_ddp_prefix_too(tmp_path):
+    path = save_atomic({f"module.{k}": v for k, v in _state().items()}, tmp_path / "d.safetensors")
+    _assert_same(load_state_dict(path), _state())
+    load_into(_Tiny(), path)  # the same keys as the model once the prefix is gone

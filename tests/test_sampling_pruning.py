@@ -149,7 +149,7 @@ def test_pruning_changes_exactly_the_selected_coordinates_of_c(schedule, k):
     y, seeds = torch.tensor([1, 2]), [0, 1]
     spec = PruneSpec(side="tail", count=12, schedule=schedule, k=k)
     hook = prune_hook(
-        model.condition, y, S.initial_time(config), spec, S.num_steps(config), NUM_CLASSES
+        model.condition, y, S.initial_t(config), spec, S.num_steps(config), NUM_CLASSES
     )
     spy = CSpy(denoiser(model))
     S.sample(
@@ -184,7 +184,7 @@ def test_tau_masks_use_c_at_the_initial_ddpm_step():
     c0 = model.condition(torch.full((2,), 999), y).detach()
     tau = float(c0.abs().median())
     hook = prune_hook(
-        model.condition, y, S.initial_time(config), PruneSpec(side="tail", tau=tau), 5, NUM_CLASSES
+        model.condition, y, S.initial_t(config), PruneSpec(side="tail", tau=tau), 5, NUM_CLASSES
     )
     assert torch.equal(hook.mask, metrics.tail_mask(c0, tau))
     assert 0 < hook.removed.sum() < c0.numel()
@@ -196,7 +196,7 @@ def _paired(hook_spec, config, model, sampler_hook=True):
     hook = None
     if sampler_hook:
         hook = prune_hook(
-            model.condition, y, S.initial_time(config), hook_spec, S.num_steps(config), NUM_CLASSES
+            model.condition, y, S.initial_t(config), hook_spec, S.num_steps(config), NUM_CLASSES
         )
     return S.sample(denoiser(model), noise, y, config, S.sample_generators(seeds), c_fn_at=hook)
 
@@ -261,3 +261,38 @@ def test_a_guided_sampler_rejects_a_hook_without_null_masks_before_sampling():
     with pytest.raises(ValueError, match="null_class"):
         S.repa_sde_sample(model_fn, noise, y, config, S.sample_generators([0, 1]), c_fn_at=hook)
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    "spec, fields, message",
+    [
+        # a value's own rule comes before the rules between values
+        (PruneSpec(side="tail", tau=-0.1, count=3), ("tau",), "tau: expected a finite number"),
+        (PruneSpec(side="tail", count=2, k=0), ("k",), "k: expected an integer >= 1, got 0"),
+        (PruneSpec(side="tail", tau=0.1, count=3), ("tau", "count"), "exactly one of tau and"),
+        (PruneSpec(side="tail"), ("tau", "count"), "exactly one of tau and count, got neither"),
+        (PruneSpec(side="tail", tau=0.1, k=3), ("k", "schedule"), "k: only schedule 'last_k'"),
+        (PruneSpec(side="mid", tau=0.1), ("side",), "side: expected one of"),
+    ],
+)
+def test_spec_errors_name_their_fields_for_callers_to_rename(spec, fields, message):
+    with pytest.raises(S.pruning.PruneSpecError) as err:
+        validate(spec, 10)
+    assert err.value.fields == fields and message in str(err.value)
+    flags = {f: f"--{f}" for f in fields}
+    assert all(f"--{f}" in err.value.render(flags) for f in fields)
+
+
+def test_check_spec_leaves_only_the_step_bound_to_validate():
+    spec = PruneSpec(side="tail", tau=0.1, schedule="last_k", k=50)
+    S.pruning.check_spec(spec)  # no sampler yet: k <= steps cannot be known
+    with pytest.raises(S.pruning.PruneSpecError, match=r"k <= steps = 10, got 50") as err:
+        validate(spec, 10)
+    assert err.value.fields == ("k", "schedule", "steps")
+    with pytest.raises(S.pruning.PruneSpecError, match="tau: expected"):
+        S.pruning.check_settings(tau=float("inf"))
+
+
+def test_a_value_with_braces_is_shown_as_is():
+    with pytest.raises(S.pruning.PruneSpecError, match=r"got \{'a': 1\}"):
+        validate(PruneSpec(side="tail", count={"a": 1}), 10)

@@ -34,7 +34,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-# the five tensors that define c (PAPER.md); conditioning.py imports them from here
+# the five tensors that define c (book/method.md#method-conditional-vector); conditioning.py
+# imports them from here
 EMBEDDER_KEYS = (
     "t_embedder.mlp.0.weight",
     "t_embedder.mlp.0.bias",
@@ -45,6 +46,8 @@ EMBEDDER_KEYS = (
 # tried in this order when no weights_key is given (the official loaders' order; also used by
 # zoo.checkpoint.load_state_dict)
 WRAPPER_KEYS = ("ema", "model")
+# DistributedDataParallel's key prefix, removed on every read
+DDP_PREFIX = "module."
 
 # torch dtype name -> numpy type code; bfloat16 is read as its raw 16 bits, then widened
 _DTYPES = {
@@ -205,28 +208,43 @@ def _archive_prefix(zf: zipfile.ZipFile, path: Path) -> str:
     raise _fail(f"{path}: a zip file without <archive>/data.pkl is not a torch.save checkpoint")
 
 
-def preview_keys(keys: Iterable[str], limit: int = 20) -> str:
-    """The first `limit` keys, sorted, and how many there are (for error messages)."""
-    keys = sorted(keys)
-    shown = ", ".join(keys[:limit])
-    return f"[{shown}{', ...' if len(keys) > limit else ''}] ({len(keys)} in all)"
+def preview_keys(keys: Iterable[object], limit: int = 5, sep: str = ", ") -> str:
+    """The first `limit` keys, sorted, then how many more there are (for error messages)."""
+    keys = sorted(map(str, keys))
+    shown = sep.join(keys[:limit])
+    return f"{shown}{sep}... and {len(keys) - limit} more" if len(keys) > limit else shown
+
+
+def weights_entry(obj: object, weights_key: str | None, path: Path) -> tuple[str | None, Mapping]:
+    """(name, mapping) of the top-level entry holding the weights: weights_key, else 'ema' ->
+    'model' -> the bare dict (name None); keys as stored, `module.` prefixes included."""
+    if not isinstance(obj, Mapping):
+        raise _fail(f"{path}: expected a dict at top level, found {type(obj).__name__}")
+    if weights_key is not None:
+        if weights_key not in obj:
+            top = preview_keys(obj, limit=10)
+            # without a nested dict the file cannot be a training checkpoint: it is the weights
+            bare = bool(obj) and not any(isinstance(v, Mapping) for v in obj.values())
+            hint = "; it is a bare state_dict: pass weights_key=None" if bare else ""
+            raise _fail(f"{path}: no {weights_key!r} entry; top-level keys are {top}{hint}")
+        entry = weights_key
+    else:
+        entry = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+    weights = obj if entry is None else obj[entry]
+    if not isinstance(weights, Mapping):
+        raise _fail(f"{path}: weights entry is a {type(weights).__name__}, not a dict")
+    return entry, weights
+
+
+def strip_ddp_prefix(state: Mapping) -> dict[object, object]:
+    """The state dict with DistributedDataParallel's `module.` prefix removed from its keys."""
+    return {k.removeprefix(DDP_PREFIX) if isinstance(k, str) else k: v for k, v in state.items()}
 
 
 def unwrap_state(obj: object, weights_key: str | None, path: Path) -> dict[object, object]:
     """The state dict inside a training checkpoint: weights_key, else 'ema' -> 'model' -> bare,
     with DistributedDataParallel's `module.` prefix removed from its keys."""
-    if not isinstance(obj, Mapping):
-        raise _fail(f"{path}: expected a dict at top level, found {type(obj).__name__}")
-    if weights_key is not None:
-        if weights_key not in obj:
-            top = preview_keys(map(str, obj))
-            raise _fail(f"{path}: no {weights_key!r} entry; top-level keys are {top}")
-        obj = obj[weights_key]
-    else:
-        obj = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), obj)
-    if not isinstance(obj, Mapping):
-        raise _fail(f"{path}: weights entry is a {type(obj).__name__}, not a dict")
-    return {k.removeprefix("module.") if isinstance(k, str) else k: v for k, v in obj.items()}
+    return strip_ddp_prefix(weights_entry(obj, weights_key, path)[1])
 
 
 def read_index(path: str | os.PathLike, weights_key: str | None = None) -> dict[str, object]:

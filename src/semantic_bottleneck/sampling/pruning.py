@@ -17,7 +17,7 @@ step, so such a run equals the unpruned baseline bit for bit.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -50,35 +50,104 @@ class PruneSpec:
     k: int | None = None
 
 
-def validate(spec: PruneSpec, steps: int) -> None:
-    """Raise ValueError, before any sampling, for a spec that cannot run with `steps` steps."""
-    if not isinstance(spec, PruneSpec):
-        raise ValueError(f"spec: expected a PruneSpec, got {type(spec).__name__}")
-    if spec.side not in SIDES:
-        raise ValueError(f"side: expected one of {SIDES}, got {spec.side!r}")
-    if spec.schedule not in SCHEDULES:
-        raise ValueError(f"schedule: expected one of {SCHEDULES}, got {spec.schedule!r}")
-    if (spec.tau is None) == (spec.count is None):
-        raise ValueError(
-            f"give exactly one of tau and count, got tau={spec.tau!r}, count={spec.count!r}"
-        )
-    if spec.tau is not None:
-        tau = spec.tau
-        if isinstance(tau, bool) or not isinstance(tau, Real) or not math.isfinite(tau) or tau < 0:
-            raise ValueError(f"tau: expected a finite number >= 0, got {tau!r}")
-    if spec.count is not None and (
-        isinstance(spec.count, bool) or not isinstance(spec.count, Integral) or spec.count < 0
+class PruneSpecError(ValueError):
+    """A PruneSpec setting that cannot run.
+
+    Attributes:
+        template: the message with each setting at fault written `{field}`, so that a caller can
+            name the settings its own way (the command line: by their flags, see `render`).
+        fields: those settings ('side', 'tau', 'count', 'schedule', 'k', 'steps' or 'spec').
+    """
+
+    def __init__(self, template: str, *fields: str):
+        self.template, self.fields = template, fields
+        super().__init__(self.render())
+
+    def render(self, names: Mapping[str, str] | None = None) -> str:
+        """The message with each field called `names[field]` (default: its own name)."""
+        names = names or {}
+        return self.template.format_map({f: names.get(f, f) for f in self.fields})
+
+
+def _shown(value: object) -> str:
+    # values go into a format template: braces in their repr must stay literal
+    return repr(value).replace("{", "{{").replace("}", "}}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def check_settings(
+    tau: float | None = None,
+    count: int | None = None,
+    schedule: str = "every",
+    k: int | None = None,
+) -> None:
+    """Raise PruneSpecError for settings that cannot run: each value for itself, then together.
+
+    The rules of `check_spec` but those on `side` and on giving neither tau nor count, so that a
+    caller can check the settings it was given before it has a side.
+
+    Args:
+        tau, count, schedule, k: as in PruneSpec (None = not given).
+    """
+    if tau is not None and (
+        isinstance(tau, bool) or not isinstance(tau, Real) or not math.isfinite(tau) or tau < 0
     ):
-        raise ValueError(f"count: expected an integer >= 0, got {spec.count!r}")
-    if isinstance(steps, bool) or not isinstance(steps, Integral) or steps < 1:
-        raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
-    if spec.schedule == "last_k":
-        k = spec.k
-        if isinstance(k, bool) or not isinstance(k, Integral) or not 1 <= k <= steps:
-            raise ValueError(f"k: schedule 'last_k' needs an integer 1 <= k <= {steps}, got {k!r}")
-    elif spec.k is not None:
-        raise ValueError(
-            f"k: only schedule 'last_k' takes k, got k={spec.k!r} with {spec.schedule!r}"
+        raise PruneSpecError(f"{{tau}}: expected a finite number >= 0, got {_shown(tau)}", "tau")
+    if count is not None and (not _is_int(count) or count < 0):
+        raise PruneSpecError(f"{{count}}: expected an integer >= 0, got {_shown(count)}", "count")
+    if schedule not in SCHEDULES:
+        raise PruneSpecError(
+            f"{{schedule}}: expected one of {SCHEDULES}, got {_shown(schedule)}", "schedule"
+        )
+    if k is not None and (not _is_int(k) or k < 1):
+        raise PruneSpecError(f"{{k}}: expected an integer >= 1, got {_shown(k)}", "k")
+    if tau is not None and count is not None:
+        raise PruneSpecError(
+            f"give exactly one of {{tau}} and {{count}}, got {{tau}} {_shown(tau)} and "
+            f"{{count}} {_shown(count)}",
+            "tau",
+            "count",
+        )
+    if schedule == "last_k" and k is None:
+        raise PruneSpecError(
+            "{k}: {schedule} 'last_k' needs an integer k >= 1, got none", "k", "schedule"
+        )
+    if schedule != "last_k" and k is not None:
+        raise PruneSpecError(
+            f"{{k}}: only {{schedule}} 'last_k' takes it, got {_shown(k)} with {{schedule}} "
+            f"{_shown(schedule)}",
+            "k",
+            "schedule",
+        )
+
+
+def check_spec(spec: PruneSpec) -> None:
+    """Raise PruneSpecError for a spec that cannot run whatever the sampler: every rule of
+    `validate` but k <= steps (for a caller that has no sampler yet)."""
+    if not isinstance(spec, PruneSpec):
+        raise PruneSpecError(f"{{spec}}: expected a PruneSpec, got {type(spec).__name__}", "spec")
+    if spec.side not in SIDES:
+        raise PruneSpecError(f"{{side}}: expected one of {SIDES}, got {_shown(spec.side)}", "side")
+    check_settings(spec.tau, spec.count, spec.schedule, spec.k)
+    if spec.tau is None and spec.count is None:
+        raise PruneSpecError("give exactly one of {tau} and {count}, got neither", "tau", "count")
+
+
+def validate(spec: PruneSpec, steps: int) -> None:
+    """Raise PruneSpecError (a ValueError), before any sampling, for a spec that cannot run with
+    `steps` steps."""
+    check_spec(spec)
+    if not _is_int(steps) or steps < 1:
+        raise PruneSpecError(f"{{steps}}: expected an integer >= 1, got {_shown(steps)}", "steps")
+    if spec.schedule == "last_k" and spec.k > steps:
+        raise PruneSpecError(
+            f"{{k}}: {{schedule}} 'last_k' needs 1 <= k <= {{steps}} = {steps}, got {spec.k}",
+            "k",
+            "schedule",
+            "steps",
         )
 
 
@@ -236,7 +305,7 @@ def prune_hook(
     Args:
         condition_fn: (t, y) -> c of the model being sampled.
         y: class labels of the samples.
-        initial_t: the model's time at the sampler's step 0 (see `sampling.initial_time`).
+        initial_t: the model's time at the sampler's step 0 (see `sampling.initial_t`).
         spec: what to remove and when; None builds an empty hook (the baseline).
         steps: the sampler's number of steps (see `sampling.num_steps`).
         null_class: the null label for guided sampling (masks of the null rows), or None.
