@@ -9,17 +9,22 @@ CHW tensors, `isc_features_to_metric`, `fid_features_to_statistics` and
 | paper | torch-fidelity's InceptionV3 ("inception-v3-compat", the 2015-12-05 graph of ADM's evaluator) | "2048" (pool3) | "logits_unbiased" (1008 classes, no bias) | ADM `VIRTUAL_imagenet256_labeled.npz`: `mu`/`sigma` for FID, the 10k images `arr_0` for P/R |
 | testbed | the digits classifier, registered as "digits-classifier" | "features" (pooled, C) | "logits_unbiased" (10 classes, no bias) | the digits test split |
 
-Settings follow ADM's evaluator (guided-diffusion `evaluations/evaluator.py`): IS over consecutive
-splits of the samples, one split by default (ADM splits every 5,000 samples, so 5,000 samples are
-one split); precision/recall with k = 3 nearest neighbours, samples against the reference images;
+Settings follow ADM's evaluator (guided-diffusion `evaluations/evaluator.py`): precision/recall
+with k = 3 nearest neighbours, samples against the reference images;
 FID of the samples' statistics against the reference batch's precomputed `mu` and `sigma`
 (statistics of the whole ImageNet train set). Where a reference has no statistics (the testbed),
 they are computed from its images through the same extractor, as `calculate_metrics` would.
+
+The Inception Score is reported under two protocols, `IS_PROTOCOLS`, from the same logits:
+"is_adm" (ADM's evaluator: chunks of 5,000 samples) and "is_10_splits" (torch-fidelity's default:
+10 shuffled splits). They are different numbers on ImageNet: IS <= min(split size, classes), and a
+split of 500 samples sees about 400 of the 1,000 classes, so it scores well below a split of 5,000.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,6 +233,169 @@ def load_reference(reference, need_images: bool, use_stats: bool) -> Reference:
     return Reference(str(path), images, stats)
 
 
+# ----------------------------------------------------------------------------- inception score
+
+ADM_SPLIT_SIZE = 5000  # guided-diffusion `compute_inception_score(..., split_size=5000)`
+FIDELITY_SPLITS = DEFAULTS["isc_splits"]  # 10
+FIDELITY_SEED = DEFAULTS["rng_seed"]  # 2020, the seed of torch-fidelity's sample shuffle
+
+
+def _logit_matrix(x, what: str) -> Tensor:
+    x = torch.as_tensor(x).detach().cpu()
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1 or not x.is_floating_point():
+        raise ValueError(f"{what}: expected a float array (N, K), got {x.dtype} {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{what}: not all finite")
+    return x
+
+
+def adm_inception_score(
+    predictions, split_size: int = ADM_SPLIT_SIZE, *, from_logits: bool = True
+) -> float:
+    """Inception Score as ADM's evaluator computes it: mean over consecutive chunks of samples.
+
+    Numerics of guided-diffusion `evaluations/evaluator.py`, `Evaluator.compute_inception_score`:
+    float32 softmax of the bias-free logits, then, per chunk `preds[i : i + split_size]` (the last
+    chunk may be shorter and counts as much as the others), exp(mean_x sum_y p log(p / p_chunk))
+    in float32 numpy, and the float32 mean of the chunk scores. The same numpy operations run here,
+    so on the same float32 probabilities the result is bit-identical to ADM's. One deliberate
+    change: a probability that is exactly 0 (one-hot input, or float32 underflow of exp below
+    ~1e-45) contributes its limit 0 log 0 = 0, where ADM's expression gives NaN; every result that
+    ADM returns finite is unchanged.
+
+    Samples are not shuffled, as in ADM, so for N > split_size a class-major order (all samples
+    of class 0 first, ...) gives each chunk only part of the classes and lowers the score.
+
+    Args:
+        predictions: (N, K) logits (`from_logits`) or probabilities, numpy or tensor; cast to
+            float32 as ADM's graph is.
+        split_size: samples per chunk.
+        from_logits: whether `predictions` are logits (softmax applied) or probabilities.
+
+    Returns:
+        the mean chunk score (1 <= IS <= min(K, chunk size) up to float error).
+
+    Shapes: (N, K) -> scalar.
+    """
+    x = _logit_matrix(predictions, "predictions").float()
+    if isinstance(split_size, bool) or not isinstance(split_size, int) or split_size < 1:
+        raise ValueError(f"split_size must be an integer >= 1, got {split_size!r}")
+    if from_logits:
+        preds = x.softmax(dim=1).numpy()
+    else:
+        preds = x.numpy()
+        if (preds < 0).any() or not np.allclose(preds.sum(1), 1, atol=1e-3):
+            raise ValueError("probabilities must be >= 0 with rows summing to 1")
+    scores = []
+    with np.errstate(divide="ignore", invalid="ignore"):  # log 0 = -inf, masked below
+        for i in range(0, len(preds), split_size):
+            part = preds[i : i + split_size]
+            kl = part * (np.log(part) - np.log(np.expand_dims(np.mean(part, 0), 0)))
+            kl = np.where(part > 0, kl, np.float32(0))
+            kl = np.mean(np.sum(kl, 1))
+            scores.append(np.exp(kl))
+    return float(np.mean(scores))
+
+
+def split_inception_score(
+    logits, splits: int = FIDELITY_SPLITS, *, shuffle: bool = True, seed: int = FIDELITY_SEED
+) -> float:
+    """Inception Score as torch-fidelity computes it: mean over a fixed number of splits.
+
+    Calls torch-fidelity's own `metric_isc.isc_features_to_metric` (what
+    `calculate_metrics(isc=True)` runs): optional permutation of the samples by
+    `np.random.RandomState(seed)`, float64 softmax and log-softmax of the logits, `splits` splits
+    with bounds `i * N // splits` (sizes differ by at most one, none dropped), exp(mean KL) per
+    split, float64 mean over splits.
+
+    Args:
+        logits: (N, K) logits, numpy or tensor.
+        splits: number of splits; needs N >= splits (an empty split has no score).
+        shuffle: permute the samples first (torch-fidelity's default `samples_shuffle=True`).
+        seed: the permutation's seed (torch-fidelity's default `rng_seed=2020`).
+
+    Returns:
+        the mean split score.
+
+    Shapes: (N, K) -> scalar.
+    """
+    x = _logit_matrix(logits, "logits")
+    if isinstance(splits, bool) or not isinstance(splits, int) or splits < 1:
+        raise ValueError(f"splits must be an integer >= 1, got {splits!r}")
+    if x.shape[0] < splits:
+        raise ValueError(
+            f"IS over {splits} splits needs at least {splits} samples, got {x.shape[0]}"
+        )
+    return isc_features_to_metric(x, splits, shuffle=shuffle, rng_seed=seed)[KEY_METRIC_ISC_MEAN]
+
+
+@dataclass(frozen=True)
+class ISProtocol:
+    """One definition of the Inception Score, with the names it is reported under.
+
+    Both protocols score the softmax of the classifier's bias-free logits ("logits_unbiased"; for
+    Inception the 1,008-way `softmax/logits/MatMul` of the 2015-12-05 graph, the tensor ADM's
+    evaluator reads) as exp(mean_x KL(p(y|x) || p(y))), p(y) being the mean prediction of a split,
+    and average that over splits. They differ only in the splits:
+
+    - "is_adm", "IS (ADM, 5,000 per split)": the samples in their given order, cut into
+      consecutive chunks of 5,000 (the last one may be shorter and weighs as much); float32.
+      5,000 samples are one chunk, 50,000 are ten. Source: openai/guided-diffusion,
+      evaluations/evaluator.py, `Evaluator.compute_inception_score(activations, split_size=5000)`.
+    - "is_10_splits", "IS (10 splits)": the samples permuted with seed 2020, then cut into 10
+      near-equal splits whatever N is (500 each for 5,000 samples); float64. These are
+      `calculate_metrics(isc=True)`'s defaults (isc_splits=10, samples_shuffle=True,
+      rng_seed=2020). Source: toshas/torch-fidelity, torch_fidelity/metric_isc.py,
+      `isc_features_to_metric`. Needs at least 10 samples.
+
+    Attributes:
+        key: the snake_case key of `evaluate`'s result.
+        label: the column name for tables.
+        source: the official implementation it reproduces (repository, file, function).
+        min_samples: the fewest samples it is defined for.
+        score: logits (N, K) -> IS.
+    """
+
+    key: str
+    label: str
+    source: str
+    min_samples: int
+    score: Callable[[Tensor], float]
+
+
+IS_PROTOCOLS: dict[str, ISProtocol] = {
+    p.key: p
+    for p in (
+        ISProtocol(
+            "is_adm",
+            "IS (ADM, 5,000 per split)",
+            "openai/guided-diffusion@22e0df8 evaluations/evaluator.py "
+            "Evaluator.compute_inception_score",
+            1,
+            adm_inception_score,
+        ),
+        ISProtocol(
+            "is_10_splits",
+            "IS (10 splits)",
+            "toshas/torch-fidelity v0.4.0 torch_fidelity/metric_isc.py isc_features_to_metric",
+            FIDELITY_SPLITS,
+            split_inception_score,
+        ),
+    )
+}
+
+
+def inception_scores(logits, keys=tuple(IS_PROTOCOLS)) -> dict[str, float]:
+    """The Inception Score of logits under the protocols `keys` of `IS_PROTOCOLS` (all by default).
+
+    Shapes: logits (N, K) -> {key: scalar}.
+    """
+    unknown = [k for k in keys if k not in IS_PROTOCOLS]
+    if unknown or not keys:
+        raise ValueError(f"keys must be a non-empty subset of {tuple(IS_PROTOCOLS)}, got {keys}")
+    return {k: IS_PROTOCOLS[k].score(logits) for k in keys}
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 
@@ -253,24 +421,23 @@ def evaluate(
     metrics=METRICS,
     *,
     weights: PathLike | None = None,
-    isc_splits: int = 1,
     prc_neighborhood: int = 3,
     batch_size: int = 128,
     cuda: bool | None = None,
     cache_dir: PathLike | None = None,
     verbose: bool = False,
 ) -> dict:
-    """FID, Inception Score and precision/recall of samples, as ADM's evaluator defines them.
+    """FID, Inception Score (two protocols) and precision/recall of samples.
 
     Args:
         samples: uint8 (N, H, W, 3) images (numpy or tensor), the ADM npz's `arr_0` layout.
         reference: npz path or uint8 (M, H, W, 3) images; None = the profile's reference (paper:
             the ADM batch from the weights cache; testbed: the digits test split).
         profile: "paper" (Inception) or "testbed" (digits classifier).
-        metrics: any of "fid", "is", "prc".
+        metrics: any of "fid", "is" (both protocols of `IS_PROTOCOLS`: they come from the same
+            logits), "prc".
         weights: paper: torch-fidelity Inception weights file (default: registry entry
             inception-fidelity); testbed: a classifier folder (default: the trained classifier).
-        isc_splits: IS splits (consecutive, unshuffled, as ADM; 1 for 5,000 samples).
         prc_neighborhood: k of the k-NN radii of precision/recall (3 as ADM).
         batch_size: images per feature-extraction batch.
         cuda: run the feature network on the GPU; None = when available.
@@ -278,11 +445,11 @@ def evaluate(
         verbose: torch-fidelity progress output.
 
     Returns:
-        {"fid", "is", "precision", "recall"} (those asked for) plus "n_samples", "n_reference",
-        "extractor", "reference".
+        {"fid", "is_adm", "is_10_splits", "precision", "recall"} (those asked for) plus
+        "n_samples", "n_reference", "extractor", "reference".
 
     Raises:
-        ValueError: bad images, metrics or profile.
+        ValueError: bad images, metrics or profile; IS with fewer than 10 samples.
         MissingInputError: a paper-profile input is not in the weights cache (named, with the
             command that fetches it).
     """
@@ -291,8 +458,12 @@ def evaluate(
     metrics = _check_metrics(metrics)
     images = as_chw_images(samples, "samples")
     _check_count(images.shape[0], "samples", metrics, prc_neighborhood)
-    if not 1 <= isc_splits <= images.shape[0]:
-        raise ValueError(f"isc_splits must be in 1..{images.shape[0]}, got {isc_splits}")
+    if "is" in metrics:
+        for p in IS_PROTOCOLS.values():
+            if images.shape[0] < p.min_samples:
+                raise ValueError(
+                    f"{p.label} needs at least {p.min_samples} samples, got {images.shape[0]}"
+                )
     weights, ref = _inputs(profile, reference, weights, metrics, cache_dir)
     if ref is not None and ref.images is not None:
         _check_count(ref.images.shape[0], "reference images", metrics, prc_neighborhood)
@@ -318,8 +489,7 @@ def evaluate(
     if "fid" in metrics:
         out["fid"] = _fid(feats[layers["fid"]], ref, ref_feats, layers["fid"], verbose)
     if "is" in metrics:
-        isc = isc_features_to_metric(feats[layers["is"]], isc_splits, shuffle=False)
-        out["is"] = isc[KEY_METRIC_ISC_MEAN]
+        out.update(inception_scores(feats[layers["is"]]))
     if "prc" in metrics:
         prc = prc_features_to_metric(
             feats[layers["prc"]],
