@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from semantic_bottleneck import metrics, sweep
+from semantic_bottleneck import display, metrics, sweep
 
 
 def test_paper_rows_follow_table2():
@@ -53,24 +53,35 @@ def test_ledger_measurements_are_relative_fid_changes():
     assert m["late-step-pruning-best-fid"] == pytest.approx(10.0 / 10.5 - 1)
 
 
-def test_beside_paper_puts_the_papers_values_next_to_ours():
-    table = [{"row": "baseline", "fid": 3.0, "is": 2.0, "class_prob": 90.0, "removed": 0.0}]
-    out = sweep.beside_paper(table, "table2", "REPA", "testbed")
+def test_rows_beside_paper_puts_the_papers_values_next_to_ours():
+    table = [
+        {"row": "baseline", "fid": 3.0, "is_10_splits": 2.0, "class_prob": 90.0, "removed": 0.0}
+    ]
+    out = sweep.rows_beside_paper(table, "table2", "REPA", "testbed")
     assert out.loc["baseline", "fid (paper)"] == pytest.approx(7.1694)
     assert out.loc["baseline", "fid (this run)"] == 3.0
     assert "class prob. x100 (this run, CLIP stand-in)" in out.columns
     assert out["fid (this run)"].isna().sum() == len(out) - 1
 
 
-def test_beside_paper_adds_differences_in_the_paper_profile_only():
-    table = [{"row": "baseline", "fid": 8.0, "is": 170.0, "clip": 29.0, "removed": 0.0}]
-    out = sweep.beside_paper(table, "table2", "REPA", "paper")
+def test_rows_beside_paper_adds_differences_in_the_paper_profile_only():
+    table = [{"row": "baseline", "fid": 8.0, "is_10_splits": 170.0, "clip": 29.0, "removed": 0.0}]
+    out = sweep.rows_beside_paper(table, "table2", "REPA", "paper")
     assert out.loc["baseline", "fid (diff)"] == pytest.approx(8.0 - 7.1694)
-    assert "fid (diff)" not in sweep.beside_paper(table, "table2", "REPA", "testbed").columns
+    assert "fid (diff)" not in sweep.rows_beside_paper(table, "table2", "REPA", "testbed").columns
 
 
-def test_beside_paper_without_measured_rows_shows_the_paper_alone():
-    out = sweep.beside_paper([], "table3", "LightningDiT", "paper")
+def test_is_is_shown_under_both_protocols_and_compared_under_the_papers():
+    row = {"row": "baseline", "fid": 8.0, "is_10_splits": 170.0, "is_adm": 290.0, "removed": 0}
+    out = sweep.rows_beside_paper([row], "table2", "REPA", "paper")
+    assert out.loc["baseline", "is_10_splits (diff)"] == pytest.approx(170.0 - 176.02)
+    assert "is_adm (this run)" in out.columns and "is_adm (paper)" not in out.columns
+    shown = display.readable(out).columns
+    assert "IS (10 splits) (paper)" in shown and "IS (ADM, 5,000 per split) (this run)" in shown
+
+
+def test_rows_beside_paper_without_measured_rows_shows_the_paper_alone():
+    out = sweep.rows_beside_paper([], "table3", "LightningDiT", "paper")
     assert not [c for c in out.columns if "this run" in c or "diff" in c]
     assert out.loc["baseline", "fid (paper)"] == pytest.approx(7.0802)
 

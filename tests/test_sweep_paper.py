@@ -27,10 +27,11 @@ from semantic_bottleneck.evaluation.clip_score import clip_score
 from semantic_bottleneck.evaluation.fidelity import evaluate
 from semantic_bottleneck.evaluation.inputs import MissingInputError
 from semantic_bottleneck.generation import cli as G_cli
+from semantic_bottleneck.generation import rows as G_rows
 from semantic_bottleneck.generation.decode import load_decoder
 from semantic_bottleneck.generation.npz import load_samples
 from semantic_bottleneck.generation.run import generate
-from semantic_bottleneck.sampling import balanced_labels, headline_config, sample_seeds
+from semantic_bottleneck.sampling import balanced_labels, sample_seeds
 from semantic_bottleneck.zoo import build_model, denoiser, registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +42,8 @@ TINY_CONFIG = dict(
     class_dropout_prob=0.1, num_classes=4, use_cfg=True, z_dims=[16], projector_dim=32,
     fused_attn=False, qk_norm=False,
 )  # fmt: skip
-SETTINGS = sweep.SweepSettings(per_class=2, num_steps=4, last_k=2, grid_per_class=1)
+# 3 per class: 12 samples, since IS under the 10-split protocol needs at least 10
+SETTINGS = sweep.SweepSettings(per_class=3, num_steps=4, last_k=2, grid_per_class=1)
 
 
 def _tiny_model() -> torch.nn.Module:
@@ -60,9 +62,9 @@ def register_tiny(mp: pytest.MonkeyPatch) -> None:
         urls=("https://example.invalid/last.pt",), num_classes=4, null_class=4,
     )  # fmt: skip
     manifests = {"tiny.json": {"config": TINY_CONFIG}}
-    load_manifest = registry.load_manifest
+    read_manifest = registry.read_manifest
     mp.setitem(registry.REGISTRY, NAME, entry)
-    mp.setattr(registry, "load_manifest", lambda f: manifests.get(f) or load_manifest(f))
+    mp.setattr(registry, "read_manifest", lambda f: manifests.get(f) or read_manifest(f))
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +110,12 @@ def test_every_row_is_sampled_and_scored(result):
     assert list(table) == [r.label for r in sweep.paper_rows("table2")]
     for row in table.values():
         assert row["d"] == 32
-        for metric in ("fid", "is", "clip", "precision", "recall"):
+        for metric in ("fid", "is_adm", "is_10_splits", "clip", "precision", "recall"):
             assert np.isfinite(row[metric]), (row["row"], metric)
     assert table["baseline"]["removed"] == 0 and table["baseline"]["tau"] is None
+    # the official numerics unless bf16 is asked for, recorded with the result and each file
+    assert result["numerics"].startswith("float32")
+    assert load_samples(result["samples"]["baseline"]).info["bf16"] is False
     # the stand-in networks see the images: pruned samples score differently
     assert table["head 1 t_i"]["fid"] != table["baseline"]["fid"]
     assert table["head 1 t_i"]["clip"] != table["baseline"]["clip"]
@@ -130,13 +135,13 @@ def test_removed_counts_follow_the_papers_tau_on_c_at_t1(result):
 
 def test_samples_are_paired_adm_npz_files_equal_to_generate(result, inputs):
     base = load_samples(result["samples"]["baseline"])
-    assert base.images.dtype == np.uint8 and base.images.shape == (8, 8, 8, 3)
-    assert base.labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
-    assert base.seeds.tolist() == sample_seeds(SETTINGS.base_seed, 8)
+    assert base.images.dtype == np.uint8 and base.images.shape == (12, 8, 8, 3)
+    assert base.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert base.seeds.tolist() == sample_seeds(SETTINGS.base_seed, 12)
     # the baseline is what `generate` samples from the checkpoint with the headline sampler
     source = G_cli.resolve_model(NAME)
     model = G_cli.load_model(source, inputs[0], "cpu")
-    sampler = headline_config("repa", 4, num_steps=SETTINGS.num_steps)
+    sampler = registry.get_checkpoint(NAME).sampler_config(num_steps=SETTINGS.num_steps)
     decode = load_decoder("sd-vae-ft-ema", "repa", inputs[0])
     images, _ = generate(
         denoiser(model), model.condition, "repa", base.labels, base.seeds, sampler, decode,
@@ -153,7 +158,7 @@ def test_scores_equal_the_metrics_on_the_saved_samples(result, inputs):
     samples = load_samples(result["samples"]["tail 0.02 t_i"])
     row = next(r for r in result["table"] if r["row"] == "tail 0.02 t_i")
     scores = evaluate(samples.images, profile="paper", cuda=False)
-    for metric in ("fid", "is", "precision", "recall"):
+    for metric in ("fid", "is_adm", "is_10_splits", "precision", "recall"):
         assert row[metric] == pytest.approx(scores[metric])
     scoring = inputs[1]
     want = clip_score(samples.images, samples.labels, scoring.clip_model, scoring.clip_pretrained)
@@ -164,13 +169,13 @@ def test_grids_hold_the_first_samples_of_each_class(result):
     base = load_samples(result["samples"]["baseline"]).images
     grid = result["grids"]["baseline"]
     assert grid.shape == (4, 1, 8, 8, 3)
-    assert np.array_equal(grid[:, 0], base[::2])
+    assert np.array_equal(grid[:, 0], base[::3])
 
 
 def test_a_second_sweep_reads_every_row_from_the_cache(result, inputs):
     boom = mock.Mock(side_effect=AssertionError("nothing should be recomputed"))
     with (
-        mock.patch.object(G_cli, "load_model", boom),
+        mock.patch.object(G_rows, "load_checkpoint", boom),
         mock.patch("semantic_bottleneck.evaluation.fidelity.evaluate", boom),
     ):  # every row cached: no GPU needed either
         again = sweep.run_paper_sweep(
@@ -182,7 +187,7 @@ def test_a_second_sweep_reads_every_row_from_the_cache(result, inputs):
 def test_rows_to_sample_on_a_cpu_need_allow_cpu(inputs, result):
     load = mock.Mock()
     other = replace(SETTINGS, base_seed=1)  # other noise: no row is cached
-    with mock.patch.object(G_cli, "load_model", load):
+    with mock.patch.object(G_rows, "load_checkpoint", load):
         with pytest.raises(sweep.NeedsGPUError, match="9 of the 9 rows"):
             sweep.run_paper_sweep(NAME, sweep.paper_rows("table2"), other, inputs[1])
         shown = []
@@ -205,7 +210,10 @@ def test_page_sweep_shows_the_fetch_commands_of_missing_inputs(tmp_path, monkeyp
 
 def test_missing_inputs_are_named_before_any_model_is_loaded(inputs, tmp_path):
     load = mock.Mock()
-    with mock.patch.object(G_cli, "load_model", load), pytest.raises(MissingInputError) as err:
+    with (
+        mock.patch.object(G_rows, "load_checkpoint", load),
+        pytest.raises(MissingInputError) as err,
+    ):
         sweep.run_paper_sweep(NAME, sweep.paper_rows("table2"), SETTINGS, cache_dir=tmp_path)
     assert "semantic-bottleneck fetch sd-vae-ft-ema" in str(err.value)
     assert NAME in err.value.names and "adm-ref-imagenet256" in err.value.names
@@ -230,13 +238,14 @@ def test_cli_defaults_are_the_paper_profile_page_parameters():
 
 def test_cli_fills_the_rows_the_pages_read(inputs, result, capsys):
     scoring = inputs[1]
-    flags = ["--per-class", "2", "--num-steps", "4", "--last-k", "2", "--allow-cpu"]
+    flags = ["--per-class", "3", "--num-steps", "4", "--last-k", "2", "--allow-cpu"]
     flags += ["--clip-model", scoring.clip_model, "--clip-pretrained", scoring.clip_pretrained]
     load = mock.Mock(side_effect=AssertionError("every row is cached"))
-    with mock.patch.object(G_cli, "load_model", load):
+    with mock.patch.object(G_rows, "load_checkpoint", load):
         assert main(["sweep", "table2", NAME, *flags, "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "fid (this run)" in out and "tail 0.01 t_{n-k,n}" in out
+    assert "FID (this run)" in out and "IS (ADM, 5,000 per split) (this run)" in out
+    assert "tail 0.01 t_{n-k,n}" in out
     assert main(["sweep", "table2", "no-such-model", *flags]) == 2
     assert "unknown checkpoint or input 'no-such-model'" in capsys.readouterr().err
 
@@ -296,7 +305,7 @@ def _run_page(name: str, **params) -> dict:
     return space
 
 
-PAGE_PARAMS = dict(profile="paper", per_class=2, num_steps=4, last_k=2)
+PAGE_PARAMS = dict(profile="paper", per_class=3, num_steps=4, last_k=2)
 
 
 @pytest.mark.parametrize(

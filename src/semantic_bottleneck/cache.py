@@ -1,12 +1,21 @@
-"""Artifact cache: results keyed by a hash of every parameter that changes them.
+"""Artifact cache: results keyed by their parameters and by the code that produces them.
 
 An artifact is a folder `<root>/<kind>/<key>/` holding `params.json` (what made it) and whatever
 files the producer writes (safetensors, JSONL, ...). The folder appears atomically: it is built
 under a temporary name and renamed, so an interrupted run leaves nothing that looks complete.
+
+The key hashes the parameters together with the code of the artifact's kind (`code_hash`): the
+producing modules named in `PRODUCERS` and every module of the package they import, followed
+statically (imports inside functions included). A change to that code gives new keys, so a
+cached result never outlives the code that made it, while an edit elsewhere (a plotting module,
+a page, the ledger) keeps every key: a paper-profile sweep row that took a GPU half an hour is
+not thrown away by a change to how a figure is drawn. Docstrings, comments and formatting are
+not part of the hash, because they do not change what the code computes.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -14,40 +23,137 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
+from functools import cache
 from pathlib import Path
 
-from semantic_bottleneck import __version__
+from semantic_bottleneck.ranks import barrier, rank_and_world
 
 ENV_VAR = "SEMANTIC_BOTTLENECK_CACHE"
+PACKAGE = "semantic_bottleneck"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+# artifact kind -> the modules whose functions produce it (their imports are followed)
+PRODUCERS: dict[str, tuple[str, ...]] = {
+    "testbed-model": ("semantic_bottleneck.training.trainer",),
+    "digits-classifier": ("semantic_bottleneck.evaluation.classifier",),
+    "pruning-sweep": ("semantic_bottleneck.sweep_testbed",),
+    "paper-samples": ("semantic_bottleneck.generation.rows",),
+    "paper-scores": ("semantic_bottleneck.evaluation.scores",),
+}
 
 
 def cache_root() -> Path:
     """`$SEMANTIC_BOTTLENECK_CACHE/artifacts`, else `.cache/artifacts` under the project root."""
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]) / "artifacts"
-    return Path(__file__).resolve().parents[2] / ".cache" / "artifacts"
+    return PACKAGE_DIR.parents[1] / ".cache" / "artifacts"
+
+
+def _module_file(name: str, package_dir: Path) -> Path | None:
+    """The source file of a package module name, or None for a name outside the package."""
+    parts = name.split(".")
+    if parts[0] != PACKAGE:
+        return None
+    base = package_dir.joinpath(*parts[1:])
+    for file in (base.with_suffix(".py"), base / "__init__.py"):
+        if file.is_file():
+            return file
+    return None
+
+
+def _module_name(file: Path, package_dir: Path) -> str:
+    parts = file.relative_to(package_dir).with_suffix("").parts
+    return ".".join((PACKAGE, *(parts[:-1] if parts[-1] == "__init__" else parts)))
+
+
+def _imported_names(tree: ast.AST, module: str, is_package: bool) -> set[str]:
+    """Every module name an import statement of `tree` may load (absolute, unresolved)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = module.split(".")
+                anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)  # submodules
+    return names
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def producer_files(kind: str, package_dir: Path = PACKAGE_DIR) -> list[Path]:
+    """The package files whose code produces artifacts of `kind`: the import closure of its
+    producing modules, with the packages (`__init__.py`) that importing them runs."""
+    if kind not in PRODUCERS:
+        raise ValueError(f"unknown artifact kind {kind!r}; expected one of {sorted(PRODUCERS)}")
+    todo, seen = list(PRODUCERS[kind]), {}
+    while todo:
+        name = todo.pop()
+        file = _module_file(name, package_dir)
+        if file is None or file in seen.values():
+            continue
+        seen[name] = file
+        module = _module_name(file, package_dir)
+        tree = ast.parse(file.read_text(), str(file))
+        todo += _parents(module)
+        todo += _imported_names(tree, module, file.name == "__init__.py")
+    return sorted(set(seen.values()))
+
+
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+@cache
+def code_hash(kind: str, package_dir: Path = PACKAGE_DIR) -> str:
+    """Hash of the code that produces `kind` (see the module docstring): 16 hex digits."""
+    digest = hashlib.sha256()
+    for file in producer_files(kind, package_dir):
+        tree = _without_docstrings(ast.parse(file.read_text(), str(file)))
+        digest.update(f"{file.relative_to(package_dir).as_posix()}\n".encode())
+        digest.update(ast.dump(tree).encode())
+    return digest.hexdigest()[:16]
 
 
 def _plain(params) -> dict:
     return asdict(params) if is_dataclass(params) else dict(params)
 
 
-def params_key(params) -> str:
-    """Hash of the parameters (a dict or dataclass) and the package version: 16 hex digits."""
-    blob = json.dumps({"params": _plain(params), "version": __version__}, sort_keys=True)
+def params_key(kind: str, params, package_dir: Path = PACKAGE_DIR) -> str:
+    """Hash of the parameters (a dict or dataclass) and of the kind's code: 16 hex digits."""
+    code = code_hash(kind, package_dir)
+    blob = json.dumps({"params": _plain(params), "code": code}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def lookup(kind: str, params, root: Path | None = None) -> Path | None:
     """The artifact folder for (kind, params) when it is complete, else None (nothing is made)."""
-    folder = (Path(root) if root is not None else cache_root()) / kind / params_key(params)
+    folder = (Path(root) if root is not None else cache_root()) / kind / params_key(kind, params)
     return folder if (folder / "params.json").exists() else None
 
 
 def _publish(tmp: Path, final: Path, kind: str, params) -> None:
     """Mark a filled folder complete (params.json) and move it into place in one rename."""
     (tmp / "params.json").write_text(
-        json.dumps({"kind": kind, "version": __version__, "params": _plain(params)}, indent=1)
+        json.dumps({"kind": kind, "code": code_hash(kind), "params": _plain(params)}, indent=1)
     )
     if final.exists():  # a concurrent producer won: keep theirs
         shutil.rmtree(tmp)
@@ -61,7 +167,7 @@ def cached(
     """Return the artifact folder for (kind, params), producing it first when absent.
 
     Args:
-        kind: artifact family, e.g. "testbed-model".
+        kind: artifact kind, a key of PRODUCERS, e.g. "testbed-model".
         params: dict or dataclass of every parameter that changes the result (JSON-able).
         produce: called with an empty temporary folder to fill.
         root: cache root (default `cache_root()`).
@@ -70,7 +176,7 @@ def cached(
         (folder, hit) where hit tells whether the artifact was already there.
     """
     root = Path(root) if root is not None else cache_root()
-    final = root / kind / params_key(params)
+    final = root / kind / params_key(kind, params)
     if (final / "params.json").exists():
         return final, True
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -96,12 +202,10 @@ def cached_on_ranks(kind: str, params, produce: Callable[[Path], None], root: Pa
     Returns:
         the artifact folder, on every rank.
     """
-    from semantic_bottleneck.generation.run import barrier, rank_and_world
-
     rank, world = rank_and_world()
     if world == 1:
         return cached(kind, params, produce, root)[0]
-    final = (Path(root) if root is not None else cache_root()) / kind / params_key(params)
+    final = (Path(root) if root is not None else cache_root()) / kind / params_key(kind, params)
     if (final / "params.json").exists():  # published only between barriers: every rank agrees
         return final
     staging = final.parent / f".{final.name}.staging"

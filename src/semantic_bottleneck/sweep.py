@@ -1,194 +1,71 @@
-"""The pruning sweep of Sec. 5 (Tables 2, 3, 6): sample with c pruned, evaluate, beside the paper.
+"""The pruning sweeps of Sec. 5 (Tables 2, 3, 6): run them, cached, and set them beside the paper.
 
-Each row of the paper's pruning tables becomes a `SweepRow`: which side of c is removed (tail
-|c_i| < tau or head |c_i| > tau), when (the schedules t_i, t_0, t_{n-k,n}), and how much. In the
-paper profile a row prunes with the paper's own tau. In the testbed profile d is far smaller than
-1152, so each row's tau is chosen so that the removed fraction matches the paper's row (tail) or
-the removed count matches it (head: "a handful of head dimensions"), and both tau and the count
-are reported. Baseline and pruned runs share labels and noise seeds (paired comparison).
+The rows are defined in `sweep_spec` (the paper's rows, matched to the testbed's d); the testbed
+rows are produced by `sweep_testbed`, the paper-profile rows by `generation.rows` (samples) and
+`evaluation.scores` (scores), each cached under its own artifact kind. This module runs them
+for a page or the `semantic-bottleneck sweep` command and shows them beside the paper's rows.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import sys
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
 
-from semantic_bottleneck import metrics, paper
-from semantic_bottleneck.cache import cached, lookup
+from semantic_bottleneck import pages, paper
+from semantic_bottleneck.analysis import Missing
+from semantic_bottleneck.book_params import resolve_parameters
+from semantic_bottleneck.cache import cached, cached_on_ranks, lookup
+from semantic_bottleneck.conventions import check_profile
+from semantic_bottleneck.display import readable
 from semantic_bottleneck.evaluation.clip_score import (
     DEFAULT_MODEL,
     DEFAULT_PRETRAINED,
     DEFAULT_TEMPLATE,
 )
-from semantic_bottleneck.sampling import PruneSpec
+from semantic_bottleneck.evaluation.inputs import MissingInputError
+from semantic_bottleneck.evaluation.scores import PaperEval, score_samples
+from semantic_bottleneck.generation.cli import default_device, init_distributed, resolve_model
+from semantic_bottleneck.generation.npz import load_samples
+from semantic_bottleneck.generation.rows import RowSampler
+from semantic_bottleneck.generation.run import rank_and_world
+from semantic_bottleneck.sampling import balanced_labels, sample_seeds
+from semantic_bottleneck.sweep_spec import (
+    GRID_CLASSES,
+    SCHEDULE_NAMES,
+    SweepRow,
+    SweepSettings,
+    class_grid,
+    matched_count,
+    matched_tau,
+    paper_rows,
+    prune_spec,
+    removed_summary,
+    result_row,
+    spec_table,
+)
+from semantic_bottleneck.sweep_testbed import testbed_sweep
+from semantic_bottleneck.testbed import testbed_config, trained
+from semantic_bottleneck.zoo import fetch, registry
 
-
-@dataclass(frozen=True)
-class SweepRow:
-    """One row of a pruning table.
-
-    Attributes:
-        label: row name, e.g. "tail 0.01 t_i".
-        side: "tail", "head" or None (the baseline).
-        schedule: "every" (t_i), "initial" (t_0) or "last_k" (t_{n-k,n}).
-        paper_tau: the paper's tau for this row (None for the baseline).
-        paper_removed: dimensions the paper removes, of paper_d.
-        paper_d: dimension of the paper's c (1152).
-    """
-
-    label: str
-    side: str | None
-    schedule: str = "every"
-    paper_tau: float | None = None
-    paper_removed: int = 0
-    paper_d: int = 1152
-
-
-SCHEDULE_NAMES = {"every": "t_i", "initial": "t_0", "last_k": "t_{n-k,n}"}
-
-
-def paper_rows(table_id: str, model: str | None = None) -> list[SweepRow]:
-    """The rows of one of the paper's pruning tables (table2, table3, table6), in printed order.
-
-    Args:
-        table_id: "table2" (REPA), "table3" (MG, LightningDiT) or "table6".
-        model: keep only this model's rows (the paper's model name); all when None.
-    """
-    if table_id not in ("table2", "table3", "table6"):
-        raise ValueError(f"table_id must be table2, table3 or table6, got {table_id!r}")
-    frame = paper.paper_table(table_id)
-    if model is not None:
-        frame = frame[frame["model"] == model]
-        if frame.empty:
-            raise ValueError(f"{table_id} has no rows of model {model!r}")
-    rows = []
-    for r in frame.to_dict("records"):
-        side = r.get("side") if isinstance(r.get("side"), str) else None
-        schedule = r.get("schedule") if isinstance(r.get("schedule"), str) else "every"
-        tau = r.get("tau")
-        tau = None if tau is None or (isinstance(tau, float) and np.isnan(tau)) else float(tau)
-        removed = r.get("removed")
-        removed = 0 if removed is None or np.isnan(removed) else int(removed)
-        d = r.get("d")
-        d = 1152 if d is None or np.isnan(d) else int(d)
-        label = "baseline" if side is None else f"{side} {tau:g} {SCHEDULE_NAMES[schedule]}"
-        rows.append(SweepRow(label, side, schedule, tau, removed, d))
-    return rows
-
-
-def matched_count(row: SweepRow, d: int) -> int:
-    """Dimensions to remove at dimension d: the paper's fraction for the tail, its count for the
-    head (both kept within 1..d-1 so something is removed and something kept)."""
-    if row.side is None:
-        return 0
-    if row.side == "tail":
-        return int(min(max(round(row.paper_removed / row.paper_d * d), 1), d - 1))
-    return int(min(max(row.paper_removed, 1), d - 1))
-
-
-def matched_tau(c: Tensor, row: SweepRow) -> tuple[float | None, int]:
-    """The tau that removes `matched_count(row, d)` coordinates of the class-mean |c|.
-
-    Args:
-        c: c of every class at the initial t.
-        row: the paper's row.
-
-    Returns:
-        (tau, count); (None, 0) for the baseline.
-
-    Shapes: c (n, d).
-    """
-    count = matched_count(row, c.shape[1])
-    if row.side is None:
-        return None, 0
-    mean_abs = c.abs().mean(0).double().numpy()
-    return float(metrics.tau_for_count(mean_abs, count, row.side)), count
-
-
-def prune_spec(row: SweepRow, tau: float | None, last_k: int) -> PruneSpec | None:
-    """The pruning operator of a row (None for the baseline)."""
-    if row.side is None:
-        return None
-    k = last_k if row.schedule == "last_k" else None
-    return PruneSpec(side=row.side, tau=tau, schedule=row.schedule, k=k)
-
-
-def spec_table(rows: list[SweepRow], c: Tensor | None, last_k: int) -> list[dict]:
-    """Each row with its tau (matched to the testbed's d when c is given, else the paper's),
-    its target count, and its PruneSpec."""
-    out = []
-    for row in rows:
-        if c is None:
-            tau, count = row.paper_tau, None
-        else:
-            tau, count = matched_tau(c, row)
-        out.append(
-            {
-                "row": row.label,
-                "side": row.side,
-                "schedule": row.schedule,
-                "tau": tau,
-                "target count": count,
-                "paper tau": row.paper_tau,
-                "paper removed": f"{row.paper_removed}/{row.paper_d}",
-                "spec": prune_spec(row, tau, last_k),
-            }
-        )
-    return out
-
-
-def result_row(spec_row: dict, info: dict, scores: dict, d: int) -> dict:
-    """One measured row of a sweep: its tau and removed count, and FID, IS, precision, recall."""
-    row = {k: spec_row[k] for k in ("row", "tau", "target count")}
-    row.update(removed=removed_summary(info), d=d)
-    row.update({k: scores[k] for k in ("fid", "is", "precision", "recall")})
-    return row
-
-
-def removed_summary(info: dict) -> float:
-    """Mean number of coordinates of c removed per sample (conditional rows)."""
-    removed = info.get("removed")
-    if removed is None:
-        return 0.0
-    return float(torch.as_tensor(removed, dtype=torch.float64).mean())
-
-
-@dataclass(frozen=True)
-class SweepSettings:
-    """What a sweep samples: every parameter that changes its numbers (hashed into the cache).
-
-    Attributes:
-        per_class: samples per class (the paper: 5 per ImageNet class).
-        base_seed: seed of sample i is derived from (base_seed, i); shared by every row.
-        num_steps: sampler steps (None: the family's headline count, 250).
-        last_k: k of the t_{n-k,n} schedule (the paper does not state it).
-        cfg_scale: guidance scale (None: the family's headline scale).
-        grid_per_class: samples per class kept for the figure grids.
-    """
-
-    per_class: int = 20
-    base_seed: int = 0
-    num_steps: int | None = 100
-    last_k: int = 20
-    cfg_scale: float | None = None
-    grid_per_class: int = 2
-
-
-def testbed_sampler_config(objective: str, settings: SweepSettings, num_classes: int):
-    """The headline sampler of the testbed model's convention (DiT DDPM or REPA SDE).
-
-    The digits have one channel, so DiT's "first 3 channels" guidance becomes that one channel.
-    """
-    from semantic_bottleneck.sampling import headline_config
-
-    family, extra = ("dit", {"guided_channels": 1}) if objective == "ddpm" else ("repa", {})
-    steps, scale = settings.num_steps, settings.cfg_scale
-    return family, headline_config(family, num_classes, num_steps=steps, cfg_scale=scale, **extra)
+__all__ = [
+    "GRID_CLASSES",
+    "SCHEDULE_NAMES",
+    "PaperEval",
+    "SweepRow",
+    "SweepSettings",
+    "class_grid",
+    "matched_count",
+    "matched_tau",
+    "paper_rows",
+    "prune_spec",
+    "removed_summary",
+    "result_row",
+    "spec_table",
+]
 
 
 def run_testbed_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, **train) -> dict:
@@ -205,75 +82,26 @@ def run_testbed_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, 
         precision, recall), "grids": {row label: uint8 (classes, grid_per_class, 8, 8, 3)},
         "sampler": the sampler config as text}.
     """
-    from semantic_bottleneck.testbed import testbed_config, trained
-
     config = testbed_config(name, **train)
     key = dict(model=trained(config).name, rows=[r.__dict__ for r in rows], **settings.__dict__)
 
     def produce(out):
-        result = _testbed_sweep(config, rows, settings)
+        result = testbed_sweep(name, rows, settings, **train)
         grids = result.pop("grids")
         np.savez(out / "grids.npz", **{f"row{i}": g for i, g in enumerate(grids.values())})
         (out / "sweep.json").write_text(json.dumps({**result, "labels": list(grids)}))
 
     folder, _ = cached("pruning-sweep", key, produce)
     result = json.loads((folder / "sweep.json").read_text())
+    result["numerics"] = numerics(settings.bf16)
     with np.load(folder / "grids.npz") as z:
         result["grids"] = {label: z[f"row{i}"] for i, label in enumerate(result.pop("labels"))}
     return result
 
 
-def _testbed_sweep(config, rows: list[SweepRow], settings: SweepSettings) -> dict:
-    from semantic_bottleneck.evaluation.clip_score import class_probability_score
-    from semantic_bottleneck.evaluation.fidelity import evaluate
-    from semantic_bottleneck.generation.decode import decode_digits
-    from semantic_bottleneck.generation.run import generate
-    from semantic_bottleneck.sampling import balanced_labels, initial_time, sample_seeds
-    from semantic_bottleneck.testbed import load_trained
-    from semantic_bottleneck.zoo import denoiser
-
-    model, _, _ = load_trained(config)
-    num_classes = model.num_classes
-    family, sampler = testbed_sampler_config(config.objective, settings, num_classes)
-    labels = balanced_labels(num_classes, settings.per_class)
-    seeds = sample_seeds(settings.base_seed, len(labels))
-    with torch.no_grad():
-        t0 = config.time_convention.initial(num_classes)
-        c = model.condition(t0, torch.arange(num_classes))
-    table, grids = [], {}
-    for spec_row in spec_table(rows, c, settings.last_k):
-        images, info = generate(
-            denoiser(model),
-            model.condition,
-            family,
-            labels,
-            seeds,
-            sampler,
-            decode_digits,
-            latent_shape=(1, 8, 8),
-            prune=spec_row["spec"],
-            batch_size=len(labels),
-            progress=False,
-        )
-        scores = evaluate(images, profile="testbed", metrics=("fid", "is", "prc"))
-        row = result_row(spec_row, info, scores, c.shape[1])
-        row["class_prob"] = class_probability_score(images, labels)
-        table.append(row)
-        grids[spec_row["row"]] = class_grid(images, settings.per_class, settings.grid_per_class)
-    return {
-        "table": table,
-        "grids": grids,
-        "sampler": repr(sampler),
-        "initial_t": initial_time(sampler),
-    }
-
-
 def paper_inputs(name: str, cache_dir: str | None = None) -> list:
     """`analysis.Missing` for every input a paper-profile sweep of `name` needs and lacks:
     the checkpoint, its VAE, the ADM reference batch, the Inception and the CLIP weights."""
-    from semantic_bottleneck.analysis import Missing
-    from semantic_bottleneck.zoo import fetch, registry
-
     entry = registry.get_checkpoint(name)
     needed = [name, entry.vae, "adm-ref-imagenet256", "inception-fidelity", "clip-vit-l-14-openai"]
     return [
@@ -298,47 +126,74 @@ def page_sweep(
         rows, settings: as in the sweeps.
         train_steps: testbed only: training steps of the model (None: its default).
     """
-    from semantic_bottleneck import pages
-
+    check_profile(profile)
     if profile == "testbed":
-        return run_testbed_sweep(model, rows, settings, steps=train_steps)
-    if profile != "paper":
-        raise ValueError(f"profile must be 'testbed' or 'paper', got {profile!r}")
-    missing = paper_inputs(model)
-    pages.show_notice(missing)
-    if missing:
-        return None
-    try:
-        return run_paper_sweep(model, rows, settings)
-    except NeedsGPUError as err:
-        pages.show_note(str(err))
-        return None
+        result = run_testbed_sweep(model, rows, settings, steps=train_steps)
+    else:
+        missing = paper_inputs(model)
+        pages.show_notice(missing)
+        if missing:
+            return None
+        try:
+            result = run_paper_sweep(model, rows, settings)
+        except NeedsGPUError as err:
+            pages.show_note(str(err))
+            return None
+    pages.show_note(f"Sampler: `{result['sampler']}`. Model numerics: {result['numerics']}.")
+    return result
 
 
-# the classes DiT's sample.py draws; the paper-profile figure grids show them
-GRID_CLASSES = (207, 360, 387, 974, 88, 979, 417, 279)
+def numerics(bf16: bool) -> str:
+    """How the model ran, as a page shows it."""
+    return "bf16 autocast" if bf16 else "float32 with TF32 matmuls (as the official scripts)"
 
 
-@dataclass(frozen=True)
-class PaperEval:
-    """How a paper-profile sweep scores its samples (keys the score cache, not the samples').
+def paper_sweep_plan(
+    name: str, rows: list[SweepRow], settings: SweepSettings, cache_dir: str | None = None
+) -> dict:
+    """What a paper-profile sweep of `name` samples, before anything is loaded: the model's own
+    sampler (its registry entry's settings, with `settings.num_steps` / `cfg_scale` applied),
+    labels, seeds, each row's prune spec and each row's sample-cache key.
 
-    Attributes:
-        clip_model: open_clip model name.
-        clip_pretrained: open_clip tag or weights file.
-        clip_template: CLIP prompt with one "{}" for the class name.
+    The key holds the checkpoint file's identity, the decoder, the sampler, the labels' layout,
+    the seeds and the numerics (`bf16`), so that every one of them is recorded with the row.
     """
+    source = resolve_model(name)
+    sampler = source.sampler_config(num_steps=settings.num_steps, cfg_scale=settings.cfg_scale)
+    labels = balanced_labels(source.num_classes, settings.per_class)
+    seeds = sample_seeds(settings.base_seed, len(labels))
+    path = fetch.locate(name, cache_dir)
+    base = dict(
+        checkpoint=dict(name=name, size=path.stat().st_size, sha256=fetch.recorded_sha256(path)),
+        vae=source.vae,
+        sampler=repr(sampler),
+        per_class=settings.per_class,
+        base_seed=settings.base_seed,
+        bf16=settings.bf16,
+    )
+    specs = spec_table(rows, None, settings.last_k)
+    keys = [dict(base, prune=None if r["spec"] is None else r["spec"].__dict__) for r in specs]
+    return dict(source=source, sampler=sampler, labels=labels, seeds=seeds, specs=specs, keys=keys)
 
-    clip_model: str = DEFAULT_MODEL
-    clip_pretrained: str = DEFAULT_PRETRAINED
-    clip_template: str = DEFAULT_TEMPLATE
+
+def cached_paper_sweep(
+    name: str, rows: list[SweepRow], settings: SweepSettings, cache_dir: str | None = None
+) -> dict | None:
+    """The paper sweep's result when every row's samples are already cached, else None
+    (nothing is sampled; missing scores of cached rows are computed)."""
+    if paper_inputs(name, cache_dir):
+        return None
+    keys = paper_sweep_plan(name, rows, settings, cache_dir)["keys"]
+    if any(lookup("paper-samples", key) is None for key in keys):
+        return None
+    return run_paper_sweep(name, rows, settings, cache_dir=cache_dir, progress=False)
 
 
 def run_paper_sweep(
     name: str,
     rows: list[SweepRow],
     settings: SweepSettings,
-    scoring: PaperEval = PaperEval(),
+    scoring: PaperEval | None = None,
     *,
     cache_dir: str | None = None,
     device: str | None = None,
@@ -359,9 +214,10 @@ def run_paper_sweep(
         name: registry checkpoint.
         rows: the paper's rows (`paper_rows`), pruned with the paper's tau.
         settings: sampling settings.
-        scoring: CLIP settings.
+        scoring: CLIP settings (default `PaperEval()`).
         cache_dir: weights cache (default `fetch.default_cache_dir()`).
-        device: where sampling runs (default: cuda:LOCAL_RANK when available; bf16 there).
+        device: where sampling runs (default: cuda:LOCAL_RANK when available). The model runs
+            in float32 with TF32 matmuls as in the official scripts, unless settings.bf16.
         batch_size: samples per sampler call (per rank).
         progress: progress bars.
         allow_cpu: sample rows on a CPU (at XL size 5,000 samples take days there).
@@ -376,35 +232,15 @@ def run_paper_sweep(
             before any model is loaded.
         NeedsGPUError: rows are still to be sampled, the device is a CPU and allow_cpu is off.
     """
-    from semantic_bottleneck.cache import cached_on_ranks
-    from semantic_bottleneck.evaluation.inputs import MissingInputError
-    from semantic_bottleneck.generation.cli import default_device, resolve_model
-    from semantic_bottleneck.generation.npz import load_samples
-    from semantic_bottleneck.generation.run import rank_and_world
-    from semantic_bottleneck.sampling import balanced_labels, headline_config, sample_seeds
-    from semantic_bottleneck.zoo import fetch, registry
-
+    scoring = scoring or PaperEval()
     missing = paper_inputs(name, cache_dir)
     if missing:
         listed = "; ".join(f"{m.name} (`{m.command}`)" for m in missing)
         raise MissingInputError(f"the {name} sweep needs {listed}", tuple(m.name for m in missing))
-    source = resolve_model(name)
     device = device or default_device()
-    steps, scale = settings.num_steps, settings.cfg_scale
-    sampler = headline_config(source.family, source.num_classes, num_steps=steps, cfg_scale=scale)
-    labels = balanced_labels(source.num_classes, settings.per_class)
-    seeds = sample_seeds(settings.base_seed, len(labels))
-    path = fetch.locate(name, cache_dir)
-    base = dict(
-        checkpoint=dict(name=name, size=path.stat().st_size, sha256=fetch.recorded_sha256(path)),
-        vae=source.vae,
-        sampler=repr(sampler),
-        per_class=settings.per_class,
-        base_seed=settings.base_seed,
-        bf16=torch.device(device).type == "cuda",
-    )
-    specs = spec_table(rows, None, settings.last_k)
-    keys = [dict(base, prune=None if r["spec"] is None else r["spec"].__dict__) for r in specs]
+    plan = paper_sweep_plan(name, rows, settings, cache_dir)
+    source, sampler, specs, keys = plan["source"], plan["sampler"], plan["specs"], plan["keys"]
+    labels, seeds = plan["labels"], plan["seeds"]
     todo = sum(lookup("paper-samples", key) is None for key in keys)
     if todo and torch.device(device).type == "cpu" and not allow_cpu:
         raise NeedsGPUError(
@@ -413,7 +249,7 @@ def run_paper_sweep(
             f"`semantic-bottleneck sweep` on a GPU machine (rows are cached under the artifact "
             "cache's paper-samples/ and reused here), or call run_paper_sweep with allow_cpu=True."
         )
-    sample = _RowSampler(source, sampler, labels, seeds, cache_dir, device, base["bf16"])
+    sample = RowSampler(source, sampler, labels, seeds, cache_dir, device, settings.bf16)
     options = dict(batch_size=batch_size, progress=progress)
     folders = [
         cached_on_ranks("paper-samples", key, lambda out, s=r["spec"]: sample(s, out, **options))
@@ -433,55 +269,20 @@ def run_paper_sweep(
         grid = class_grid(samples.images, settings.per_class, settings.grid_per_class)
         grids[spec_row["row"]] = grid
         files[spec_row["row"]] = str(npz)
-    return {"table": table, "grids": grids, "sampler": repr(sampler), "samples": files}
-
-
-class _RowSampler:
-    """Writes one row's samples.npz; loads the model and decoder on its first call."""
-
-    def __init__(self, source, sampler, labels, seeds, cache_dir, device, bf16: bool):
-        self.source, self.sampler, self.labels, self.seeds = source, sampler, labels, seeds
-        self.cache_dir, self.device, self.bf16 = cache_dir, device, bf16
-        self.model = self.decode = None
-
-    def __call__(self, spec: PruneSpec | None, out, batch_size: int, progress: bool) -> None:
-        from semantic_bottleneck.generation.cli import load_model
-        from semantic_bottleneck.generation.decode import load_decoder
-        from semantic_bottleneck.generation.run import generate_npz
-        from semantic_bottleneck.zoo import denoiser
-
-        src = self.source
-        if self.model is None:
-            torch.backends.cuda.matmul.allow_tf32 = True  # the official scripts' default
-            self.model = load_model(src, self.cache_dir, self.device)
-            self.decode = load_decoder(src.vae, src.family, self.cache_dir, self.device)
-        generate_npz(
-            out / "samples.npz", denoiser(self.model), self.model.condition, src.family,
-            self.labels, self.seeds, self.sampler, self.decode, latent_shape=src.latent_shape,
-            extra_info={"model": src.name, "vae": src.vae}, prune=spec, batch_size=batch_size,
-            device=self.device, bf16=self.bf16, progress=progress,
-        )  # fmt: skip
+    return {
+        "table": table,
+        "grids": grids,
+        "sampler": repr(sampler),
+        "numerics": numerics(settings.bf16),
+        "samples": files,
+    }
 
 
 def _paper_scores(npz, samples_key: str, scoring: PaperEval, cache_dir) -> dict:
     """FID, IS, precision/recall and CLIP score of one sample file (cached)."""
-    from semantic_bottleneck.evaluation.clip_score import clip_score
-    from semantic_bottleneck.evaluation.fidelity import evaluate
-    from semantic_bottleneck.generation.npz import load_samples
-    from semantic_bottleneck.zoo import fetch
 
     def produce(out) -> None:
-        samples = load_samples(npz)
-        scores = evaluate(samples.images, profile="paper", cache_dir=cache_dir)
-        scores["clip"] = clip_score(
-            samples.images,
-            samples.labels,
-            scoring.clip_model,
-            scoring.clip_pretrained,
-            scoring.clip_template,
-            device="cuda" if torch.cuda.is_available() else "cpu",
-            cache_dir=cache_dir,
-        )
+        scores = score_samples(npz, scoring, cache_dir)
         (out / "scores.json").write_text(json.dumps(scores))
 
     inputs = {n: fetch.recorded_sha256(fetch.locate(n, cache_dir)) for n in _EVAL_INPUTS}
@@ -493,25 +294,15 @@ def _paper_scores(npz, samples_key: str, scoring: PaperEval, cache_dir) -> dict:
 _EVAL_INPUTS = ("adm-ref-imagenet256", "inception-fidelity")
 
 
-def class_grid(images, per_class: int, grid_per_class: int) -> np.ndarray:
-    """The figure grid of a class-major sample set: the first `grid_per_class` samples of each
-    class, or of `GRID_CLASSES` for an ImageNet-size set.
-
-    Shapes: images (classes * per_class, H, W, 3) -> (classes shown, grid_per_class, H, W, 3).
-    """
-    images = np.asarray(images)
-    num_classes = len(images) // per_class
-    classes = list(GRID_CLASSES) if num_classes >= 1000 else slice(None)
-    per = images.reshape(num_classes, per_class, *images.shape[1:])
-    return np.ascontiguousarray(per[classes, :grid_per_class])
+# is_10_splits is the protocol the paper's IS values match; is_adm has no paper column
+METRIC_COLUMNS = ["fid", "is_10_splits", "is_adm", "clip", "precision", "recall"]
 
 
-METRIC_COLUMNS = ["fid", "is", "clip", "precision", "recall"]
-
-
-def beside_paper(table: list[dict], table_id: str, model: str, profile: str) -> pd.DataFrame:
+def rows_beside_paper(table: list[dict], table_id: str, model: str, profile: str) -> pd.DataFrame:
     """The sweep's rows beside the paper's rows of the same label: paper | this run per metric,
-    and, in the paper profile (same checkpoint, same metric), their difference.
+    and, in the paper profile (same checkpoint, same metric), their difference. Columns keep the
+    value keys (`display.readable` gives the headers a page shows). IS is reported under both
+    protocols; the paper's values are `is_10_splits`, so only that one has a paper column.
 
     In the testbed profile the CLIP column holds the digits classifier's probability of the
     conditioned class (x100), the stand-in for CLIP score, and FID/IS/precision/recall use the
@@ -562,8 +353,6 @@ SWEEP_PAGES = {"table2": "tab02-pruning-repa", "table3": "tab03-pruning-mg-light
 def sweep_settings(table: str, args) -> SweepSettings:
     """The paper-profile settings of the table's page, with the flags that were given applied, so
     that by default the command writes exactly the rows the page reads."""
-    from semantic_bottleneck.book_params import resolve_parameters
-
     page = resolve_parameters(SWEEP_PAGES[table], "paper")
     keys = ("per_class", "base_seed", "num_steps", "last_k")
     values = {k: page[k] for k in keys} | {
@@ -573,11 +362,6 @@ def sweep_settings(table: str, args) -> SweepSettings:
 
 
 def _cmd_sweep(args) -> int:
-    import sys
-
-    from semantic_bottleneck.evaluation.inputs import MissingInputError
-    from semantic_bottleneck.generation.cli import init_distributed
-
     name = args.model
     # Table 3 prints the same rows for MG and LightningDiT; other checkpoints are shown beside MG
     paper_model = "REPA" if args.table == "table2" else paper.PAPER_MODEL_NAMES.get(name, "MG")
@@ -603,7 +387,8 @@ def _cmd_sweep(args) -> int:
         if started:
             torch.distributed.destroy_process_group()
     if result is not None:
-        print(beside_paper(result["table"], args.table, paper_model, "paper").to_string())
+        table = rows_beside_paper(result["table"], args.table, paper_model, "paper")
+        print(readable(table).to_string())
     return 0
 
 

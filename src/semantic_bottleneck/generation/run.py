@@ -24,12 +24,13 @@ import torch
 from torch import Tensor
 
 from semantic_bottleneck import sampling
+from semantic_bottleneck.ranks import barrier, rank_and_world
 from semantic_bottleneck.sampling.common import steps_iter
 from semantic_bottleneck.sampling.pruning import ConditionFn, PruneHook, PruneSpec
+from semantic_bottleneck.zoo import FAMILIES
 
 from .npz import merge_shards, save_samples, shard_path
 
-FAMILIES = ("dit", "mdt", "mdtv2", "sit", "lightningdit", "repa", "mg")
 SHARDINGS = ("contiguous", "strided")
 ModelFn = Callable[..., Tensor]  # (x, t, y, c_fn=None) -> prediction, e.g. zoo.denoiser(model)
 Decoder = Callable[[Tensor], Tensor]  # latents -> uint8 (N, H, W, 3)
@@ -105,7 +106,7 @@ def _check_eval(condition_fn: ConditionFn) -> None:
 
 def _hooks(condition_fn, labels, config, prune, steps, batches, device) -> list[PruneHook]:
     """One prune hook per batch, masks from c at the initial step (before any sampling)."""
-    t0 = sampling.initial_time(config)
+    t0 = sampling.initial_t(config)
     null = config.guidance.null_class if config.guidance.enabled else None
     y_all = torch.tensor(labels, dtype=torch.int64)
     return [
@@ -187,7 +188,7 @@ def generate(
         "sampler": type(sampler_config).__name__,
         "sampler_config": dataclasses.asdict(sampler_config),
         "steps": steps,
-        "initial_t": sampling.initial_time(sampler_config),
+        "initial_t": sampling.initial_t(sampler_config),
         "prune": dataclasses.asdict(prune) if prune is not None else None,
         "latent_shape": list(latent_shape),
         "batch_size": batch_size,
@@ -216,25 +217,6 @@ def shard_indices(n: int, rank: int, world_size: int, mode: str = "contiguous") 
     if mode == "strided":
         return np.arange(rank, n, world_size, dtype=np.int64)
     return np.array_split(np.arange(n, dtype=np.int64), world_size)[rank]
-
-
-def rank_and_world() -> tuple[int, int]:
-    """(rank, world size) of torch.distributed when initialised, else (0, 1)."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def barrier() -> None:
-    """Wait for every rank (no-op without torch.distributed)."""
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()):
-        return
-    if dist.get_backend() == "nccl":
-        dist.barrier(device_ids=[torch.cuda.current_device()])
-    else:
-        dist.barrier()
 
 
 _PER_SET = ("removed", "null_removed", "removed_mean", "num_samples")  # differ between shards

@@ -1,0 +1,199 @@
+"""The rows of the paper's pruning tables (Sec. 5: Tables 2, 3, 6) as prune specs, and their results.
+
+Each row of the paper's pruning tables becomes a `SweepRow`: which side of c is removed (tail
+|c_i| < tau or head |c_i| > tau), when (the schedules t_i, t_0, t_{n-k,n}), and how much. In the
+paper profile a row prunes with the paper's own tau. In the testbed profile d is far smaller than
+1152, so each row's tau is chosen so that the removed fraction matches the paper's row (tail) or
+the removed count matches it (head: "a handful of head dimensions"), and both tau and the count
+are reported. Baseline and pruned runs share labels and noise seeds (paired comparison).
+
+Nothing here samples or scores: the producers (`sweep_testbed`, `generation.rows`,
+`evaluation.scores`) and the tables (`sweep`) build on these definitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from semantic_bottleneck import metrics, paper
+from semantic_bottleneck.sampling import PruneSpec
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One row of a pruning table.
+
+    Attributes:
+        label: row name, e.g. "tail 0.01 t_i".
+        side: "tail", "head" or None (the baseline).
+        schedule: "every" (t_i), "initial" (t_0) or "last_k" (t_{n-k,n}).
+        paper_tau: the paper's tau for this row (None for the baseline).
+        paper_removed: dimensions the paper removes, of paper_d.
+        paper_d: dimension of the paper's c (1152).
+    """
+
+    label: str
+    side: str | None
+    schedule: str = "every"
+    paper_tau: float | None = None
+    paper_removed: int = 0
+    paper_d: int = 1152
+
+
+SCHEDULE_NAMES = {"every": "t_i", "initial": "t_0", "last_k": "t_{n-k,n}"}
+
+
+def paper_rows(table_id: str, model: str | None = None) -> list[SweepRow]:
+    """The rows of one of the paper's pruning tables (table2, table3, table6), in printed order.
+
+    Args:
+        table_id: "table2" (REPA), "table3" (MG, LightningDiT) or "table6".
+        model: keep only this model's rows (the paper's model name); all when None.
+    """
+    if table_id not in ("table2", "table3", "table6"):
+        raise ValueError(f"table_id must be table2, table3 or table6, got {table_id!r}")
+    frame = paper.paper_table(table_id)
+    if model is not None:
+        frame = frame[frame["model"] == model]
+        if frame.empty:
+            raise ValueError(f"{table_id} has no rows of model {model!r}")
+    rows = []
+    for r in frame.to_dict("records"):
+        side = r.get("side") if isinstance(r.get("side"), str) else None
+        schedule = r.get("schedule") if isinstance(r.get("schedule"), str) else "every"
+        tau = r.get("tau")
+        tau = None if tau is None or (isinstance(tau, float) and np.isnan(tau)) else float(tau)
+        removed = r.get("removed")
+        removed = 0 if removed is None or np.isnan(removed) else int(removed)
+        d = r.get("d")
+        d = 1152 if d is None or np.isnan(d) else int(d)
+        label = "baseline" if side is None else f"{side} {tau:g} {SCHEDULE_NAMES[schedule]}"
+        rows.append(SweepRow(label, side, schedule, tau, removed, d))
+    return rows
+
+
+def matched_count(row: SweepRow, d: int) -> int:
+    """Dimensions to remove at dimension d: the paper's fraction for the tail, its count for the
+    head (both kept within 1..d-1 so something is removed and something kept)."""
+    if row.side is None:
+        return 0
+    if row.side == "tail":
+        return int(min(max(round(row.paper_removed / row.paper_d * d), 1), d - 1))
+    return int(min(max(row.paper_removed, 1), d - 1))
+
+
+def matched_tau(c: Tensor, row: SweepRow) -> tuple[float | None, int]:
+    """The tau that removes `matched_count(row, d)` coordinates of the class-mean |c|.
+
+    Args:
+        c: c of every class at the initial t.
+        row: the paper's row.
+
+    Returns:
+        (tau, count); (None, 0) for the baseline.
+
+    Shapes: c (n, d).
+    """
+    count = matched_count(row, c.shape[1])
+    if row.side is None:
+        return None, 0
+    mean_abs = c.abs().mean(0).double().numpy()
+    return float(metrics.tau_for_count(mean_abs, count, row.side)), count
+
+
+def prune_spec(row: SweepRow, tau: float | None, last_k: int) -> PruneSpec | None:
+    """The pruning operator of a row (None for the baseline)."""
+    if row.side is None:
+        return None
+    k = last_k if row.schedule == "last_k" else None
+    return PruneSpec(side=row.side, tau=tau, schedule=row.schedule, k=k)
+
+
+def spec_table(rows: list[SweepRow], c: Tensor | None, last_k: int) -> list[dict]:
+    """Each row with its tau (matched to the testbed's d when c is given, else the paper's),
+    its target count, and its PruneSpec."""
+    out = []
+    for row in rows:
+        if c is None:
+            tau, count = row.paper_tau, None
+        else:
+            tau, count = matched_tau(c, row)
+        out.append(
+            {
+                "row": row.label,
+                "side": row.side,
+                "schedule": row.schedule,
+                "tau": tau,
+                "target count": count,
+                "paper tau": row.paper_tau,
+                "paper removed": f"{row.paper_removed}/{row.paper_d}",
+                "spec": prune_spec(row, tau, last_k),
+            }
+        )
+    return out
+
+
+SCORE_KEYS = ("fid", "is_adm", "is_10_splits", "precision", "recall")
+
+
+def result_row(spec_row: dict, info: dict, scores: dict, d: int) -> dict:
+    """One measured row of a sweep: its tau and removed count, FID, IS under both protocols
+    (`is_adm`, `is_10_splits`), precision and recall."""
+    row = {k: spec_row[k] for k in ("row", "tau", "target count")}
+    row.update(removed=removed_summary(info), d=d)
+    row.update({k: scores[k] for k in SCORE_KEYS})
+    return row
+
+
+def removed_summary(info: dict) -> float:
+    """Mean number of coordinates of c removed per sample (conditional rows)."""
+    removed = info.get("removed")
+    if removed is None:
+        return 0.0
+    return float(torch.as_tensor(removed, dtype=torch.float64).mean())
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """What a sweep samples: every parameter that changes its numbers (hashed into the cache).
+
+    Attributes:
+        per_class: samples per class (the paper: 5 per ImageNet class).
+        base_seed: seed of sample i is derived from (base_seed, i); shared by every row.
+        num_steps: sampler steps (None: the model's own count, 250 for every checkpoint).
+        last_k: k of the t_{n-k,n} schedule (the paper does not state it).
+        cfg_scale: guidance scale (None: the model's own scale).
+        grid_per_class: samples per class kept for the figure grids.
+        bf16: run the model under bf16 autocast on CUDA. Off by default: every official
+            sampler runs the model in float32 (with TF32 matmuls), and bf16 rounds the large
+            coordinates of c (|c_i| of 4 to 8) by more than tau = 0.01.
+    """
+
+    per_class: int = 20
+    base_seed: int = 0
+    num_steps: int | None = 100
+    last_k: int = 20
+    cfg_scale: float | None = None
+    grid_per_class: int = 2
+    bf16: bool = False
+
+
+# the classes DiT's sample.py draws; the paper-profile figure grids show them
+GRID_CLASSES = (207, 360, 387, 974, 88, 979, 417, 279)
+
+
+def class_grid(images, per_class: int, grid_per_class: int) -> np.ndarray:
+    """The figure grid of a class-major sample set: the first `grid_per_class` samples of each
+    class, or of `GRID_CLASSES` for an ImageNet-size set.
+
+    Shapes: images (classes * per_class, H, W, 3) -> (classes shown, grid_per_class, H, W, 3).
+    """
+    images = np.asarray(images)
+    num_classes = len(images) // per_class
+    classes = list(GRID_CLASSES) if num_classes >= 1000 else slice(None)
+    per = images.reshape(num_classes, per_class, *images.shape[1:])
+    return np.ascontiguousarray(per[classes, :grid_per_class])
