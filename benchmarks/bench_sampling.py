@@ -73,7 +73,7 @@ def _sync(device: torch.device) -> None:
 
 def run_sampler(model, shape, batch: int, steps: int, device: torch.device, bf16: bool) -> dict:
     """Sample `batch` latents of `shape` with `steps` grid points; seconds per evaluation."""
-    config = sampling.headline_config("sit", 1000, num_steps=steps)
+    config = registry.get_checkpoint("sit-xl-2").sampler_config(num_steps=steps)
     labels = torch.arange(batch, device=device) % 1000
     seeds = sampling.sample_seeds(0, batch)
     noise = sampling.sample_noise(shape, seeds, device=device)
@@ -91,7 +91,7 @@ def run_sampler(model, shape, batch: int, steps: int, device: torch.device, bf16
     seconds = time.perf_counter() - start
     evaluations = sampling.num_steps(config)
     per_eval = seconds / evaluations
-    full = sampling.num_steps(sampling.headline_config("sit", 1000))
+    full = sampling.num_steps(registry.get_checkpoint("sit-xl-2").sampler_config())
     return {
         "grid_points": steps,
         "evaluations": evaluations,

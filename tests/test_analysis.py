@@ -8,7 +8,8 @@ import torch
 
 from semantic_bottleneck import analysis, book, conditioning
 from semantic_bottleneck.conventions import convention
-from semantic_bottleneck.zoo import build_model, load_manifest
+from semantic_bottleneck.zoo import build_model
+from semantic_bottleneck.zoo.registry import family_manifest
 
 
 def model_c(emb, name="demo", time="repa"):
@@ -40,7 +41,7 @@ def test_statistics_row_matches_the_definitions_on_identical_classes():
     v = c.abs().double()
     assert row["cosine"] == pytest.approx(1.0) and row["cosine_min"] == pytest.approx(1.0)
     assert row["pr"] == pytest.approx(float(v.sum() ** 2 / (v**2).sum()), rel=1e-6)
-    assert row["npr_percent"] == pytest.approx(100 * row["pr"] / 16, rel=1e-9)
+    assert row["npr"] == pytest.approx(row["pr"] / 16, rel=1e-9)
     assert row["d"] == 16 and row["initial_t"] == 1.0
 
 
@@ -54,8 +55,8 @@ def test_model_c_uses_the_initial_t_of_its_convention():
 
 def test_label_vs_sum_row_reports_both_vectors():
     row = analysis.label_vs_sum_row(model_c(small_emb()))
-    assert set(row) == {"model", "cosine_yt", "npr_percent_yt", "cosine_y", "npr_percent_y"}
-    assert 0 < row["npr_percent_y"] <= 100
+    assert set(row) == {"model", "cosine_yt", "npr_yt", "cosine_y", "npr_y"}
+    assert 0 < row["npr_y"] <= 1
 
 
 def test_load_models_rejects_bad_input():
@@ -77,7 +78,7 @@ def test_paper_model_is_missing_with_its_fetch_command(tmp_path, monkeypatch):
 
 def write_embedder_checkpoint(folder, family="dit", seed=0):
     """A checkpoint holding the five XL embedder tensors of `family` (all c needs), seeded."""
-    shapes = load_manifest(family)["keys"]
+    shapes = family_manifest(family)["keys"]
     g = torch.Generator().manual_seed(seed)
     state = {k: torch.randn(shapes[k], generator=g) * 0.02 for k in conditioning.EMBEDDER_KEYS}
     folder.mkdir(parents=True)
@@ -102,5 +103,5 @@ def test_paper_profile_page_shows_present_models_and_a_notice_for_the_rest(tmp_p
     expected = analysis.statistics_row(
         analysis.ModelC("d", "DiT", "dit", convention("ddpm"), state, ""), c
     )
-    assert f"{expected['npr_percent']:.4f}" in text  # the measured nPR of the file's c
-    assert "npr_percent (paper)" in text and "npr_percent (diff)" in text
+    assert f"{100 * expected['npr']:.4f}" in text  # the measured nPR of the file's c, in %
+    assert "nPR (%) (paper)" in text and "nPR (%) (diff)" in text

@@ -197,7 +197,7 @@ def test_generate_is_a_cli_subcommand():
         (["--prune-side", "head", "--prune-count", "1", "--prune-schedule", "last_k"], "k: "),
         (["--mode", "ode"], "modes"),
         (["--vae", "vavae-f16d32"], "32-channel"),
-        (["--per-class", "0"], "per_class"),
+        (["--per-class", "0"], "--per-class"),
     ],
 )
 def test_cli_rejects_bad_settings_before_loading(tmp_path, capsys, flags, match):
@@ -224,9 +224,9 @@ def test_cli_unknown_model(tmp_path, capsys):
 def test_cli_sampler_overrides():
     args = G_cli.build_parser().parse_args(["dit-xl-2", "--out", "x.npz", "--num-steps", "20",
                                             "--cfg-scale", "4.0"])  # fmt: skip
-    config = G_cli.sampler_from_args("dit", 1000, args)
+    config = G_cli.sampler_from_args(G_cli.resolve_model("dit-xl-2"), args)
     assert config.num_sampling_steps == 20 and config.guidance.scale == 4.0
-    config = G_cli.sampler_from_args("repa", 1000, args)
+    config = G_cli.sampler_from_args(G_cli.resolve_model("repa-sit-xl-2"), args)
     assert config.num_steps == 20 and config.guidance.interval == (0.0, 0.7)
 
 

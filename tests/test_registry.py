@@ -1,4 +1,4 @@
-"""Tests for zoo/registry.py: entries agree with the manifests, PAPER.md and the official repos."""
+"""Tests for zoo/registry.py: entries agree with the manifests, the paper and the official repos."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from semantic_bottleneck import sampling
 from semantic_bottleneck.conventions import CONVENTIONS
 from semantic_bottleneck.zoo import registry
 from semantic_bottleneck.zoo.registry import (
@@ -28,10 +29,10 @@ MODEL_NAMES = [
     "mdt-xl-2",
     "mg-sit-xl-2",
 ]
-# PAPER.md: t at the initial (pure-noise) step
+# t at the initial (pure-noise) step (book/method.md#method-time-conventions)
 INITIAL_T = {"dit": 999, "mdt": 999, "mdtv2": 999, "sit": 0.0, "lightningdit": 0.0}
 INITIAL_T |= {"repa": 1.0, "mg": 1.0}
-# Git-LFS hashes of third-party mirrors (reference doc section 9): must never be pinned
+# Git-LFS hashes of third-party mirrors (HF iasudakov/model_checkpoints): must never be pinned
 MIRROR_SHA256 = {
     "9ec1876e4c03471bca126663a30e2d1b20610b6d2f87850a39a36f25cc685521",
     "e645b5cd82d1d645cfd9b7c96041b56b2a0aa61faed90c0869e79be02ab55aca",
@@ -47,7 +48,7 @@ def test_one_entry_per_released_checkpoint():
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_entry_agrees_with_its_manifest(name):
     entry = get_checkpoint(name)
-    manifest = registry.load_manifest(entry.manifest)
+    manifest = registry.read_manifest(entry.manifest)
     assert manifest["family"] == entry.family
     assert entry.config == manifest["config"]
     assert entry.config["num_classes"] == entry.num_classes == 1000
@@ -58,26 +59,42 @@ def test_entry_agrees_with_its_manifest(name):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_time_convention_and_initial_t(name):
     entry = get_checkpoint(name)
-    assert entry.initial_t == INITIAL_T[entry.family]
-    assert entry.time.initial_t == entry.initial_t
     assert entry.time is CONVENTIONS[entry.time_convention]
-    assert isinstance(entry.initial_t, int) == entry.time.integer
+    assert entry.time.initial_t == INITIAL_T[entry.family]
+    assert isinstance(entry.time.initial_t, int) == entry.time.integer
+    # one initial t: the sampler's first step feeds the model its convention's initial t
+    t0 = sampling.initial_t(entry.sampler_config())
+    assert t0 == entry.time.initial_t and type(t0) is type(entry.time.initial_t)
 
 
-def test_sampler_defaults_follow_the_official_scripts():
-    by_name = {entry.name: entry.sampler_defaults for entry in CHECKPOINTS}
+def test_each_checkpoint_samples_with_its_own_official_settings():
+    by_name = {entry.name: entry.sampler_config() for entry in CHECKPOINTS}
     for name in ("dit-xl-2", "sit-xl-2", "mdtv2-xl-2", "mdt-xl-2", "lightningdit-xl-1"):
-        assert by_name[name].guided_channels == 3, name
+        assert by_name[name].guidance.guided_channels == 3, name
     for name in ("repa-sit-xl-2", "mg-sit-xl-2"):
-        assert by_name[name].guided_channels is None, name
-    assert by_name["dit-xl-2"] == registry.SamplerDefaults("ddpm", 250, 1.5, guided_channels=3)
-    assert by_name["repa-sit-xl-2"].guidance_interval == (0.0, 0.7)
-    assert by_name["repa-sit-xl-2"].cfg_scale == 1.8
-    assert by_name["lightningdit-xl-1"].timestep_shift == 0.3
-    assert by_name["lightningdit-xl-1"].cfg_scale == 6.7
-    assert by_name["lightningdit-xl-1-64ep"].cfg_scale == 10.0
-    assert by_name["mdtv2-xl-2"].cfg_pow == 4.0 and by_name["mdtv2-xl-2"].cfg_scale == 3.8
-    assert by_name["mg-sit-xl-2"].cfg_scale == 1.0
+        assert by_name[name].guidance.guided_channels is None, name
+    assert all(config.guidance.null_class == 1000 for config in by_name.values())
+    assert by_name["dit-xl-2"] == sampling.DDPMConfig()
+    assert by_name["repa-sit-xl-2"].guidance.interval == (0.0, 0.7)
+    assert by_name["repa-sit-xl-2"].guidance.scale == 1.8
+    assert by_name["mdtv2-xl-2"].guidance.scale_pow == 4.0
+    assert by_name["mdtv2-xl-2"].guidance.scale == 3.8
+    assert not by_name["mg-sit-xl-2"].guidance.enabled
+    # LightningDiT: configs/reproductions/lightningdit_xl_vavae_f16d32_{800ep,64ep}_cfg.yaml
+    ep800, ep64 = by_name["lightningdit-xl-1"], by_name["lightningdit-xl-1-64ep"]
+    assert (ep800.guidance.scale, ep800.guidance.interval) == (6.7, (0.125, 1.0))
+    assert (ep64.guidance.scale, ep64.guidance.interval) == (10.0, (0.10, 1.0))
+    assert ep800.timestep_shift == ep64.timestep_shift == 0.3
+    assert ep800.num_steps == ep64.num_steps == 250
+
+
+def test_sampler_config_applies_steps_and_scale_over_the_checkpoints_own():
+    entry = get_checkpoint("lightningdit-xl-1-64ep")
+    config = entry.sampler_config(num_steps=20, cfg_scale=4.0)
+    assert config.num_steps == 20 and config.guidance.scale == 4.0
+    assert config.guidance.interval == (0.10, 1.0)  # the checkpoint's own interval is kept
+    ddpm = get_checkpoint("dit-xl-2").sampler_config(num_steps=50)
+    assert ddpm.num_sampling_steps == 50
 
 
 def test_urls_are_the_official_ones():
@@ -121,7 +138,7 @@ def test_unknown_name_lists_valid_names():
 def test_entries_are_frozen_and_config_is_a_copy():
     entry = get_checkpoint("dit-xl-2")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        entry.initial_t = 0  # type: ignore[misc]
+        entry.family = "sit"  # type: ignore[misc]
     config = entry.config
     config["depth"] = 1
     assert entry.config["depth"] == 28
@@ -134,8 +151,6 @@ def test_bad_entries_are_rejected():
         filename="x.pt",
         manifest="dit_xl2.json",
         weights_key=None,
-        initial_t=999,
-        sampler_defaults=registry.SamplerDefaults("ddpm", 250, 1.5),
         vae="sd-vae-ft-ema",
     )
     with pytest.raises(ValueError, match="family"):

@@ -319,8 +319,8 @@ def test_num_steps_and_initial_time_of_the_headline_configs():
     }
     for (family, mode), (steps, t0) in expected.items():
         config = S.default_config(family, mode)
-        assert S.num_steps(config) == steps and S.initial_time(config) == t0, family
-        assert type(S.initial_time(config)) is type(t0)
+        assert S.num_steps(config) == steps and S.initial_t(config) == t0, family
+        assert type(S.initial_t(config)) is type(t0)
 
 
 def test_default_configs_carry_the_official_guidance():

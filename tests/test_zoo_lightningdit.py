@@ -7,13 +7,14 @@ import math
 import pytest
 import torch
 
-from semantic_bottleneck.zoo import build_model, load_manifest
+from semantic_bottleneck.zoo import build_model
 from semantic_bottleneck.zoo.lightningdit import (
     LightningDiT,
     RMSNorm,
     VisionRotaryEmbeddingFast,
     rotate_half,
 )
+from semantic_bottleneck.zoo.registry import family_manifest
 
 SMALL = dict(
     input_size=4,
@@ -59,7 +60,7 @@ def cfg_batch(n: int = 2):
 
 
 def test_xl_state_dict_matches_manifest():
-    manifest = load_manifest("lightningdit")
+    manifest = family_manifest("lightningdit")
     with torch.device("meta"):
         model = build_model("lightningdit", **manifest["config"])
     sd = model.state_dict()

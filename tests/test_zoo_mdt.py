@@ -6,13 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from semantic_bottleneck.zoo import build_model, load_manifest
+from semantic_bottleneck.zoo import build_model
 from semantic_bottleneck.zoo.mdt import (
     MDT,
     MDTv2,
     RelativePositionBias,
     relative_position_index,
 )
+from semantic_bottleneck.zoo.registry import family_manifest
 
 SMALL = dict(
     input_size=8,
@@ -51,7 +52,7 @@ def inputs(n: int = 4, seed: int = 2):
 
 @pytest.mark.parametrize("family", ["mdt", "mdtv2"])
 def test_xl_config_matches_manifest(family):
-    manifest = load_manifest(family)
+    manifest = family_manifest(family)
     with torch.device("meta"):
         model = build_model(family, **manifest["config"])
     state = model.state_dict()

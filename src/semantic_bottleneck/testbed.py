@@ -13,17 +13,29 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from semantic_bottleneck.cache import cached
+from semantic_bottleneck.generation.decode import DIGITS
+from semantic_bottleneck.generation.source import ModelSource
+from semantic_bottleneck.training.data import DIGITS_CLASSES, DIGITS_SIZE
 from semantic_bottleneck.training.monitor import read_log
+from semantic_bottleneck.training.recipes import testbed_recipe
 from semantic_bottleneck.training.trainer import TrainConfig, train
 from semantic_bottleneck.zoo import build_model
 
-# Sizes and rates chosen so the paper's dynamics show in CPU minutes (DESIGN.md, measured facts):
-# nPR of c rises within ~100 steps, then falls (measured curves: the Fig 12 page).
+# Sizes and rates chosen so the paper's dynamics show in CPU minutes: nPR of c rises within
+# ~100 steps, then falls (measured curves: the Fig 12 page).
 TESTBED_MODELS: dict[str, TrainConfig] = {
     # DiT/MDT convention: epsilon + learned variance, integer t, t = 999 is noise
     "testbed-ddpm": TrainConfig(family="dit", objective="ddpm", learn_sigma=True),
     # REPA/MG convention: linear path, velocity, float t, t = 1 is noise
     "testbed-flow": TrainConfig(family="sit", objective="repa", learn_sigma=False),
+    # the REPA recipe at testbed scale (alignment to the digits classifier): Fig 12's headline
+    "testbed-repa": testbed_recipe(),
+}
+# training objective -> (sampler family of the same time convention, its settings here): the
+# digits have one channel, so DiT's "first 3 channels" guidance becomes that one channel
+TESTBED_SAMPLERS: dict[str, tuple[str, dict]] = {
+    "ddpm": ("dit", {"guided_channels": 1}),
+    "repa": ("repa", {}),
 }
 
 
@@ -35,6 +47,13 @@ def testbed_config(name: str, **overrides) -> TrainConfig:
         )
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return replace(TESTBED_MODELS[name], **overrides)
+
+
+def testbed_source(name: str) -> ModelSource:
+    """The `ModelSource` of a testbed model: what sampling it needs, without training it."""
+    family, overrides = TESTBED_SAMPLERS[testbed_config(name).objective]
+    shape = (1, DIGITS_SIZE, DIGITS_SIZE)
+    return ModelSource(name, family, DIGITS_CLASSES, shape, DIGITS, dict(overrides))
 
 
 def trained(config: TrainConfig, progress: bool = True) -> Path:

@@ -19,7 +19,7 @@ Typical paired run (baseline vs pruned share all noise):
 
     config = default_config("repa", null_class=num_classes)
     noise = sample_noise(shape, seeds); gens = sample_generators(seeds)
-    hook = prune_hook(model.condition, y, initial_time(config), spec, num_steps(config),
+    hook = prune_hook(model.condition, y, initial_t(config), spec, num_steps(config),
                       null_class=config.guidance.null_class)
     x = sample(denoiser(model), noise, y, config, gens, c_fn_at=hook)
 """
@@ -82,14 +82,26 @@ _DEFAULTS: dict[str, dict[str, SamplerConfig]] = {
 _GUIDANCE_FIELDS = {f.name for f in dataclasses.fields(Guidance)}
 
 
-def default_config(family: str, mode: str | None = None, **overrides) -> SamplerConfig:
+def default_config(
+    family: str,
+    mode: str | None = None,
+    num_steps: int | None = None,
+    cfg_scale: float | None = None,
+    **overrides,
+) -> SamplerConfig:
     """The headline sampler config of a model family, with optional overrides.
+
+    A released checkpoint's own settings are its registry entry's `sampler_config()`, which
+    calls this with the checkpoint's overrides.
 
     Args:
         family: dit, mdt, mdtv2, sit, lightningdit, repa or mg.
         mode: "ddpm", "sde" or "ode" where the family has several (default: the headline one).
-        **overrides: sampler fields (e.g. num_steps=20) or guidance fields (e.g. scale=4.0,
-            null_class=10, guided_channels=None).
+        num_steps: sampler steps (the DDPM configs' `num_sampling_steps`, the flow configs'
+            `num_steps`); None keeps the headline count.
+        cfg_scale: guidance scale; None keeps the headline scale.
+        **overrides: sampler fields (e.g. last_step_size=0.04) or guidance fields (e.g.
+            scale=4.0, null_class=10, guided_channels=None, interval=(0.1, 1.0)).
 
     Returns:
         a frozen config dataclass.
@@ -101,6 +113,12 @@ def default_config(family: str, mode: str | None = None, **overrides) -> Sampler
     if mode not in modes:
         raise ValueError(f"family {family!r} has modes {sorted(modes)}, got {mode!r}")
     config = modes[mode]
+    if cfg_scale is not None:
+        overrides["scale"] = cfg_scale
+    if num_steps is not None:
+        overrides["num_sampling_steps" if isinstance(config, DDPMConfig) else "num_steps"] = (
+            num_steps
+        )
     fields = {f.name for f in dataclasses.fields(config)}
     guidance_kw = {k: v for k, v in overrides.items() if k in _GUIDANCE_FIELDS and k not in fields}
     sampler_kw = {k: v for k, v in overrides.items() if k not in guidance_kw}
@@ -112,29 +130,6 @@ def default_config(family: str, mode: str | None = None, **overrides) -> Sampler
     if guidance_kw:
         sampler_kw.setdefault("guidance", dataclasses.replace(config.guidance, **guidance_kw))
     return dataclasses.replace(config, **sampler_kw)
-
-
-def headline_config(
-    family: str,
-    null_class: int,
-    mode: str | None = None,
-    num_steps: int | None = None,
-    cfg_scale: float | None = None,
-    **overrides,
-) -> SamplerConfig:
-    """The family's headline sampler for a model whose null label is `null_class`, with the step
-    count and CFG scale replaced where given (None keeps the headline value).
-
-    `num_steps` names the DDPM configs' `num_sampling_steps` and the flow configs' `num_steps`.
-    """
-    overrides["null_class"] = null_class
-    if cfg_scale is not None:
-        overrides["scale"] = cfg_scale
-    config = default_config(family, mode, **overrides)
-    if num_steps is not None:
-        key = "num_sampling_steps" if isinstance(config, DDPMConfig) else "num_steps"
-        config = dataclasses.replace(config, **{key: num_steps})
-    return config
 
 
 def _sampler(config: SamplerConfig):
@@ -158,7 +153,7 @@ def num_steps(config: SamplerConfig) -> int:
     return config.num_steps
 
 
-def initial_time(config: SamplerConfig) -> int | float:
+def initial_t(config: SamplerConfig) -> int | float:
     """The time the model is fed at step 0: int for DDPM (999), float otherwise (0.0 or 1.0)."""
     _sampler(config)
     if isinstance(config, DDPMConfig):
@@ -206,8 +201,7 @@ __all__ = [
     "flow_ode_sample",
     "guidance_active",
     "guided",
-    "headline_config",
-    "initial_time",
+    "initial_t",
     "make_masks",
     "num_steps",
     "power_cosine_scale",

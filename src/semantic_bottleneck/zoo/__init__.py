@@ -21,17 +21,6 @@ FAMILIES = {
     "mdtv2": ("semantic_bottleneck.zoo.mdt", "MDTv2"),
 }
 
-# manifest file of the released XL checkpoint of each family
-MANIFESTS = {
-    "dit": "dit_xl2.json",
-    "sit": "sit_xl2.json",
-    "repa": "repa_sitxl2.json",
-    "mg": "mg_sitxl2.json",
-    "lightningdit": "lightningdit_xl1.json",
-    "mdt": "mdt_xl2.json",
-    "mdtv2": "mdtv2_xl2.json",
-}
-
 
 def model_class(family: str) -> type[nn.Module]:
     """The class implementing `family` (one of FAMILIES)."""
@@ -56,15 +45,6 @@ def build_model(family: str, **config) -> nn.Module:
         return cls(**config)
     except TypeError as err:
         raise ValueError(f"bad config for family {family!r}: {err}") from err
-
-
-def load_manifest(family: str) -> dict:
-    """The manifest (keys, shapes, config) of the released XL checkpoint of `family`."""
-    if family not in MANIFESTS:
-        raise ValueError(f"unknown model family {family!r}; expected one of {sorted(MANIFESTS)}")
-    from semantic_bottleneck.zoo.registry import load_manifest as read_manifest
-
-    return read_manifest(MANIFESTS[family])
 
 
 def denoiser(model: nn.Module):

@@ -3,9 +3,23 @@
 One `CheckpointEntry` per released XL model the paper studies, one `AssetEntry` per non-model
 input. Each entry says where the official file lives (URLs exactly as the official repository
 gives them), how to read it (`weights_key`), which model builds it (`family`, manifest `config`),
-what t means at its `t_embedder` (`time_convention`, `initial_t`) and the headline sampler settings.
+what t means at its `t_embedder` (`time_convention`) and how its official script samples it
+(`sampler_config`: the family's headline sampler with the checkpoint's own `sampler_overrides`).
 
-Sources: reference/official_checkpoints.md (repositories at the commits listed there) and PAPER.md.
+Sources, each official repository at the commit read (book/method.md#method-official-defaults):
+- DiT: facebookresearch/DiT @ ed81ce2, `README.md`, `download.py`, `sample_ddp.py` (issue #83).
+- SiT: willisma/SiT @ 947f95b, `README.md`, `download.py`, `sample_ddp.py` (issues #18, #42).
+- REPA: sihyun-yu/REPA @ 67f7145, `README.md`, `utils.py`, `generate.py`, `samplers.py`.
+- LightningDiT: hustvl/LightningDiT @ 2725fed, `README.md`, `inference.py`,
+  `configs/reproductions/lightningdit_xl_vavae_f16d32_800ep_cfg.yaml` (issue #21).
+- MDT: sail-sg/MDT @ 7d26c21 (MDTv2) and branch mdtv1, `README.md`, `run_sample.sh`,
+  `scripts/image_sample.py`.
+- MG: tzco/Diffusion-wo-CFG, read through the fork Peterande/Diffusion-wo-CFG: `download.sh`,
+  `test.py`, `sampler.py` @ 74cde0c and a01b4b7.
+- Inputs: openai/guided-diffusion `evaluations/README.md` (ADM reference batch), torch-fidelity's
+  `URL_INCEPTION_V3`, open_clip 3.3's `pretrained.py` tags.
+The time conventions are those of book/method.md#method-time-conventions.
+
 No repository publishes a checksum for its checkpoint, so `sha256` is None everywhere: fetch.py
 records the hash on first download and verifies it afterwards. Git-LFS hashes of third-party
 mirrors are kept in `notes` only, since nothing shows those mirrors equal the official files.
@@ -14,38 +28,13 @@ mirrors are kept in `notes` only, since nothing shows those mirrors equal the of
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
+from semantic_bottleneck import sampling
 from semantic_bottleneck.conventions import CONVENTIONS, TimeConvention
-
-FAMILIES = ("dit", "sit", "repa", "mg", "lightningdit", "mdt", "mdtv2")
-
-
-@dataclass(frozen=True)
-class SamplerDefaults:
-    """Headline sampler settings of a released model (the ones behind its reported FID).
-
-    Attributes:
-        sampler: 'ddpm' (ancestral, learned variance), 'sde-euler-maruyama' or 'ode-euler'.
-        steps: number of sampling steps.
-        cfg_scale: classifier-free guidance scale (1.0 = no guidance).
-        guidance_interval: (low, high) in the model's own time where CFG is on; None = always.
-        guided_channels: CFG applies to the first this-many latent channels; None = all.
-        timestep_shift: LightningDiT's grid warp t' = s t / (1 - (1 - s) t); None = none.
-        cfg_pow: MDT's power-cosine CFG schedule exponent; None = constant scale.
-        last_step_size: size of the final deterministic (mean) SDE step; None for ODE/DDPM.
-    """
-
-    sampler: str
-    steps: int
-    cfg_scale: float
-    guidance_interval: tuple[float, float] | None = None
-    guided_channels: int | None = None
-    timestep_shift: float | None = None
-    cfg_pow: float | None = None
-    last_step_size: float | None = None
+from semantic_bottleneck.zoo import FAMILIES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,21 +80,22 @@ class CheckpointEntry(Entry):
         manifest: file in `semantic_bottleneck/manifests/` with its keys, shapes and config.
         weights_key: entry holding the weights ('ema', 'model'); None = bare dict or auto
             ('ema' -> 'model' -> bare, as the official loaders do).
-        time_convention: key of conventions.CONVENTIONS.
-        initial_t: t at the sampler's first (pure-noise) step; the paper's statistics use it.
+        time_convention: key of conventions.CONVENTIONS (gives `initial_t`, the t of the
+            sampler's first, pure-noise step, at which the paper takes its statistics).
+        vae: registry name of the autoencoder that decodes its latents.
+        sampler_overrides: where this checkpoint's official sampling settings depart from its
+            family's headline sampler (`sampling.default_config(family)`), as that function's
+            keywords; empty for the model whose settings the family's headline is.
         num_classes: number of real classes.
         null_class: label of the unconditional (null) row of the label table.
-        sampler_defaults: headline sampler settings.
-        vae: registry name of the autoencoder that decodes its latents.
     """
 
     family: str
     manifest: str
     weights_key: str | None
     time_convention: str
-    initial_t: float
-    sampler_defaults: SamplerDefaults
     vae: str
+    sampler_overrides: dict = field(default_factory=dict)
     num_classes: int = 1000
     null_class: int = 1000
 
@@ -119,17 +109,31 @@ class CheckpointEntry(Entry):
     @property
     def config(self) -> dict:
         """Constructor keywords of the official model (the manifest's 'config'); a fresh copy."""
-        return dict(load_manifest(self.manifest)["config"])
+        return dict(read_manifest(self.manifest)["config"])
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """{state-dict key: shape} of the official model (from the manifest)."""
-        return {k: tuple(v) for k, v in load_manifest(self.manifest)["keys"].items()}
+        return {k: tuple(v) for k, v in read_manifest(self.manifest)["keys"].items()}
 
     @property
     def time(self) -> TimeConvention:
         """The named time convention."""
         return CONVENTIONS[self.time_convention]
+
+    def sampler_config(
+        self, mode: str | None = None, num_steps: int | None = None, cfg_scale: float | None = None
+    ) -> sampling.SamplerConfig:
+        """The sampler this checkpoint's official script runs: its family's headline sampler
+        with the checkpoint's own settings, then `num_steps` / `cfg_scale` where given.
+
+        Every path that samples a checkpoint (CLI, sweeps, pages, benchmarks) builds its sampler
+        here, so a checkpoint's settings live in one place: its entry.
+        """
+        overrides = {**self.sampler_overrides, "null_class": self.null_class}
+        return sampling.default_config(
+            self.family, mode, num_steps=num_steps, cfg_scale=cfg_scale, **overrides
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,8 +152,8 @@ def _manifest_text(filename: str) -> str:
     return (resources.files("semantic_bottleneck") / "manifests" / filename).read_text()
 
 
-def load_manifest(filename: str) -> dict:
-    """Parse a packaged manifest, e.g. 'dit_xl2.json' (a fresh dict per call)."""
+def read_manifest(filename: str) -> dict:
+    """Parse a packaged manifest file, e.g. 'dit_xl2.json' (a fresh dict per call)."""
     return json.loads(_manifest_text(filename))
 
 
@@ -168,8 +172,6 @@ CHECKPOINTS: tuple[CheckpointEntry, ...] = (
         filename="DiT-XL-2-256x256.pt",
         weights_key=None,
         time_convention="ddpm",
-        initial_t=999,
-        sampler_defaults=SamplerDefaults("ddpm", 250, 1.5, guided_channels=3),
         vae=_EMA_VAE,
         notes=(
             "Bare state_dict ported from JAX (README; issue #83: no 'ema' key). A third-party "
@@ -189,10 +191,6 @@ CHECKPOINTS: tuple[CheckpointEntry, ...] = (
         filename="SiT-XL-2-256x256.pt",
         weights_key=None,
         time_convention="sit",
-        initial_t=0.0,
-        sampler_defaults=SamplerDefaults(
-            "sde-euler-maruyama", 250, 1.5, guided_channels=3, last_step_size=0.04
-        ),
         vae=_EMA_VAE,
         notes=(
             "Bare state_dict with the 8-channel learn_sigma head. Third-party copy "
@@ -212,10 +210,6 @@ CHECKPOINTS: tuple[CheckpointEntry, ...] = (
         filename="last.pt",
         weights_key=None,
         time_convention="repa",
-        initial_t=1.0,
-        sampler_defaults=SamplerDefaults(
-            "sde-euler-maruyama", 250, 1.8, guidance_interval=(0.0, 0.7), last_step_size=0.04
-        ),
         vae=_EMA_VAE,
         notes="Bare state_dict with the projector (4M iterations); URL from REPA utils.py.",
     ),
@@ -231,15 +225,6 @@ CHECKPOINTS: tuple[CheckpointEntry, ...] = (
         hf_repo="hustvl/lightningdit-xl-imagenet256-800ep",
         weights_key=None,
         time_convention="sit",
-        initial_t=0.0,
-        sampler_defaults=SamplerDefaults(
-            "ode-euler",
-            250,
-            6.7,
-            guidance_interval=(0.125, 1.0),
-            guided_channels=3,
-            timestep_shift=0.3,
-        ),
         vae="vavae-f16d32",
         notes="Bare or {'ema', ...} not known offline; inference.py takes 'ema' when present.",
     ),
@@ -255,17 +240,10 @@ CHECKPOINTS: tuple[CheckpointEntry, ...] = (
         hf_repo="hustvl/lightningdit-xl-imagenet256-64ep",
         weights_key=None,
         time_convention="sit",
-        initial_t=0.0,
-        sampler_defaults=SamplerDefaults(
-            "ode-euler",
-            250,
-            10.0,
-            guidance_interval=(0.10, 1.0),
-            guided_channels=3,
-            timestep_shift=0.3,
-        ),
         vae="vavae-f16d32",
-        notes="64-epoch model (FID 2.11 with CFG); the base config has interval start 0.11.",
+        # configs/reproductions/lightningdit_xl_vavae_f16d32_64ep_cfg.yaml (FID 2.11)
+        sampler_overrides={"scale": 10.0, "interval": (0.10, 1.0)},
+        notes="64-epoch model; the base config (not its reproduction config) has start 0.11.",
     ),
     CheckpointEntry(
         name="mdtv2-xl-2",
@@ -276,8 +254,6 @@ CHECKPOINTS: tuple[CheckpointEntry, ...] = (
         hf_repo="shgao/MDT-XL2",
         weights_key=None,
         time_convention="ddpm",
-        initial_t=999,
-        sampler_defaults=SamplerDefaults("ddpm", 250, 3.8, guided_channels=3, cfg_pow=4.0),
         vae=_EMA_VAE,
         notes="Bare state_dict. The README links the repository page, not the file.",
     ),
@@ -290,8 +266,6 @@ CHECKPOINTS: tuple[CheckpointEntry, ...] = (
         hf_repo="shgao/MDT-XL2",
         weights_key=None,
         time_convention="ddpm",
-        initial_t=999,
-        sampler_defaults=SamplerDefaults("ddpm", 250, 3.8, guided_channels=3, cfg_pow=4.0),
         vae=_EMA_VAE,
         notes="MDT v1 (branch mdtv1). Sampler settings assumed equal to v2's image_sample.py.",
     ),
@@ -303,8 +277,6 @@ CHECKPOINTS: tuple[CheckpointEntry, ...] = (
         filename="SiT-XL-2-MG.pt",
         weights_key=None,
         time_convention="repa",
-        initial_t=1.0,
-        sampler_defaults=SamplerDefaults("sde-euler-maruyama", 250, 1.0, last_step_size=0.04),
         vae=_EMA_VAE,
         notes=(
             "Six parts joined with cat (download.sh). test.py reads 'ema', else 'model' (auto). "
@@ -386,6 +358,14 @@ ASSETS: tuple[AssetEntry, ...] = (
 )
 
 REGISTRY: dict[str, Entry] = {entry.name: entry for entry in (*CHECKPOINTS, *ASSETS)}
+
+
+def family_manifest(family: str) -> dict:
+    """The manifest (keys, shapes, config) of the first released checkpoint of `family`."""
+    for entry in CHECKPOINTS:
+        if entry.family == family:
+            return read_manifest(entry.manifest)
+    raise ValueError(f"unknown model family {family!r}; expected one of {sorted(FAMILIES)}")
 
 
 def names(kind: str | None = None) -> list[str]:
