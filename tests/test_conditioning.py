@@ -36,7 +36,7 @@ def _embedders(seed: int = 0, d: int = D) -> dict[str, torch.Tensor]:
 
 
 def _reference_c(emb: dict, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """c written out from the definition in PAPER.md, independently of the package."""
+    """c written out from its definition (book/method.md#method-conditional-vector), not the package."""
     half = FREQ // 2
     i = torch.arange(half, dtype=torch.float32)
     freqs = torch.exp(-math.log(10000.0) * i / half)

@@ -77,11 +77,17 @@ def test_pruning_rows_have_side_tau_schedule_removed_d() -> None:
 
 
 def test_spot_values_against_the_paper() -> None:
-    # Both REPA nPR values: the paper prints 1.53 in Table 1 and 1.43 in Table 4.
-    assert paper_row("table1", "REPA")["npr_percent"] == 1.53
-    assert paper_row("table4", "REPA")["npr_percent_yt"] == 1.43
+    # Both REPA nPR values: the paper prints 1.53% in Table 1 and 1.43% in Table 4 (stored as
+    # fractions of d, the unit of every nPR value in the project).
+    assert paper_row("table1", "REPA")["npr"] == 0.0153
+    assert paper_row("table4", "REPA")["npr_yt"] == 0.0143
     head = paper_row("table2", "REPA", side="head", tau=1.0)
-    assert (head["fid"], head["is"], head["clip"], head["removed"]) == (523.7637, 1.95, 22.69, 8)
+    assert (head["fid"], head["is_10_splits"], head["clip"], head["removed"]) == (
+        523.7637,
+        1.95,
+        22.69,
+        8,
+    )
     assert paper_row("table2", "REPA", side="tail", tau=0.02)["removed_percent_printed"] == 66.21
     assert paper_row("table3", "LightningDiT", schedule="every")["clip"] == 30.7045
     assert paper_row("table4", "U-ViT (concatenation)")["cosine_y"] == 0.00165
@@ -97,19 +103,23 @@ def test_table6_repeats_the_rows_of_tables_2_and_3() -> None:
         source = "table2" if row["model"] == "REPA" else "table3"
         match = {"side": row["side"], "tau": row["tau"], "schedule": row["schedule"]}
         other = paper_row(source, row["model"], **match)
-        assert (row["fid"], row["is"], row["clip"]) == (other["fid"], other["is"], other["clip"])
+        assert (row["fid"], row["is_10_splits"], row["clip"]) == (
+            other["fid"],
+            other["is_10_splits"],
+            other["clip"],
+        )
         assert row["removed"] == other["removed"]
 
 
-def test_table1_npr_is_pr_over_d_in_percent() -> None:
-    # The paper's own consistency: printed nPR (%) = 100 * PR / d to rounding (0.02).
+def test_table1_npr_is_pr_over_d() -> None:
+    # The paper's own consistency: printed nPR = PR / d to its rounding (0.02 percentage points).
     frame = paper_table("table1")
-    implied = 100 * frame["pr"] / frame["d"]
-    failing = frame.loc[(implied - frame["npr_percent"]).abs() > 0.02, "model"].tolist()
+    implied = frame["pr"] / frame["d"]
+    failing = frame.loc[(implied - frame["npr"]).abs() > 0.0002, "model"].tolist()
     assert failing == []
     # Table 4's REPA value is not PR / d, which is the inconsistency the file records.
     repa = paper_row("table1", "REPA")
-    assert abs(100 * repa["pr"] / repa["d"] - paper_row("table4", "REPA")["npr_percent_yt"]) > 0.05
+    assert abs(repa["pr"] / repa["d"] - paper_row("table4", "REPA")["npr_yt"]) > 0.0005
 
 
 def test_table1_and_table4_agree_except_repa_npr() -> None:
@@ -117,13 +127,13 @@ def test_table1_and_table4_agree_except_repa_npr() -> None:
         first = paper_row("table1", row["model"])
         assert first["cosine"] == row["cosine_yt"]
         if row["model"] != "REPA":
-            assert first["npr_percent"] == row["npr_percent_yt"]
+            assert first["npr"] == row["npr_yt"]
 
 
 def test_paper_table_order_types_and_attrs() -> None:
     frame = paper_table("table2")
     assert list(frame.columns[:1]) == ["model"]
-    assert list(frame.columns[-3:]) == ["fid", "is", "clip"]
+    assert list(frame.columns[-3:]) == ["fid", "is_10_splits", "clip"]
     assert frame["tau"].isna().tolist() == [True] + [False] * 8
     assert frame["removed"].tolist() == [0, 448, 448, 448, 762, 1110, 1149, 2, 8]
     assert frame.attrs["source"] == "Table 2, Sec. 5"
@@ -177,16 +187,16 @@ def test_compare_diffs_nans_and_outer_join() -> None:
     measured = pd.DataFrame(
         {
             "model": ["repa-sit-xl-2", "DiT", "tiny-testbed"],
-            "npr_percent": [1.50, 10.47, 30.0],
+            "npr": [0.0150, 0.1047, 0.30],
             "cosine": [0.99, np.nan, 0.8],
         }
     )
-    out = compare(measured, "table1", columns=["npr_percent", "cosine"])
+    out = compare(measured, "table1", columns=["npr", "cosine"])
     assert list(out.columns) == [
         "model",
-        "npr_percent (paper)",
-        "npr_percent (this run)",
-        "npr_percent (diff)",
+        "npr (paper)",
+        "npr (this run)",
+        "npr (diff)",
         "cosine (paper)",
         "cosine (this run)",
         "cosine (diff)",
@@ -194,15 +204,15 @@ def test_compare_diffs_nans_and_outer_join() -> None:
     # The paper's eight rows in printed order, then the measured-only row.
     assert out["model"].tolist() == paper_table("table1")["model"].tolist() + ["tiny-testbed"]
     repa = out.set_index("model").loc["REPA"]
-    assert math.isclose(repa["npr_percent (diff)"], 1.50 - 1.53)
+    assert math.isclose(repa["npr (diff)"], 0.0150 - 0.0153)
     assert math.isclose(repa["cosine (diff)"], 0.99 - 0.9946)
     dit = out.set_index("model").loc["DiT"]
-    assert dit["npr_percent (diff)"] == 0.0 and math.isnan(dit["cosine (diff)"])
+    assert dit["npr (diff)"] == 0.0 and math.isnan(dit["cosine (diff)"])
     sit = out.set_index("model").loc["SiT"]  # paper only
     assert sit["cosine (paper)"] == 0.9852 and math.isnan(sit["cosine (this run)"])
     tiny = out.set_index("model").loc["tiny-testbed"]  # this run only
-    assert math.isnan(tiny["npr_percent (paper)"]) and math.isnan(tiny["npr_percent (diff)"])
-    assert tiny["npr_percent (this run)"] == 30.0
+    assert math.isnan(tiny["npr (paper)"]) and math.isnan(tiny["npr (diff)"])
+    assert tiny["npr (this run)"] == 0.30
 
 
 def test_compare_on_several_keys_matches_the_baseline() -> None:
@@ -285,7 +295,7 @@ def test_inconsistencies_are_the_four_known_ones() -> None:
 def test_inventory_covers_every_table_and_figure_once() -> None:
     items = inventory()
     ids = [i for item in items for i in [item["id"], *item.get("also", [])]]
-    # PAPER.md's inventory: figures 1-43 and tables 1-7, each exactly once.
+    # the paper's inventory: figures 1-43 and tables 1-7, each exactly once.
     expected = [f"fig{n}" for n in range(1, 44)] + list(TABLE_IDS)
     assert sorted(ids) == sorted(expected)
     assert all(item["content"] and item["needs"] for item in items)

@@ -2,8 +2,9 @@
 
 `load_models(profile, names)` returns one `ModelC` per model whose inputs are present and one
 `Missing` per model whose checkpoint is absent (paper profile), so pages render what they can and
-name the command that provides the rest. Statistics follow PAPER.md: c for every class at the
-model's initial (pure-noise) t; cosine is the mean over class pairs y != y' (min reported too).
+name the command that provides the rest. Statistics follow the paper's definitions
+(book/method.md#method-definitions): c for every class at the model's initial (pure-noise) t;
+cosine is the mean over class pairs y != y' (min reported too).
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ import pandas as pd
 from torch import Tensor
 
 from semantic_bottleneck import conditioning, metrics
-from semantic_bottleneck.conventions import TimeConvention
-
-PROFILES = ("testbed", "paper")
+from semantic_bottleneck.conventions import TimeConvention, check_profile
 
 
 @dataclass(frozen=True)
@@ -102,8 +101,7 @@ def load_models(
     profile: str, names: list[str], cache_dir: str | None = None, **train_overrides
 ) -> tuple[list[ModelC], list[Missing]]:
     """The models of a page: (present, missing). Testbed models are always present."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    check_profile(profile)
     if not names:
         raise ValueError("names must list at least one model")
     found, missing = [], []
@@ -131,10 +129,11 @@ def missing_notice(missing: list[Missing]) -> str:
 
 
 def statistics_row(model: ModelC, c: Tensor | None = None) -> dict:
-    """Table 1 quantities of one model: d, PR, nPR (%) and the cosine summary at the initial t.
+    """Table 1 quantities of one model: d, PR, nPR (a fraction of d) and the cosine summary at
+    the initial t.
 
-    pr/npr_percent are per-class values averaged over classes; pr_of_mean/npr_percent_of_mean are those
-    of the class-mean c (the paper does not say which it reports, so both are shown).
+    pr/npr are per-class values averaged over classes; pr_of_mean/npr_of_mean are those of the
+    class-mean c (the paper does not say which it reports, so both are shown).
     """
     c = model.c() if c is None else c
     npr = metrics.normalized_participation_ratio(c)
@@ -145,11 +144,11 @@ def statistics_row(model: ModelC, c: Tensor | None = None) -> dict:
         "model": model.label,
         "d": model.d,
         "pr": float(pr.mean()),
-        "npr_percent": 100 * float(npr.mean()),
+        "npr": float(npr.mean()),
         "cosine": cos["mean"],
         "cosine_min": cos["min"],
         "pr_of_mean": float(metrics.participation_ratio(mean_c)),
-        "npr_percent_of_mean": 100 * float(metrics.normalized_participation_ratio(mean_c)),
+        "npr_of_mean": float(metrics.normalized_participation_ratio(mean_c)),
         "initial_t": model.time.initial_t,
     }
 
@@ -158,14 +157,14 @@ STATISTICS_COLUMNS = [
     "model",
     "d",
     "pr",
-    "npr_percent",
+    "npr",
     "cosine",
     "cosine_min",
     "pr_of_mean",
-    "npr_percent_of_mean",
+    "npr_of_mean",
     "initial_t",
 ]
-LABEL_VS_SUM_COLUMNS = ["model", "cosine_yt", "npr_percent_yt", "cosine_y", "npr_percent_y"]
+LABEL_VS_SUM_COLUMNS = ["model", "cosine_yt", "npr_yt", "cosine_y", "npr_y"]
 
 
 def statistics_table(models: list[ModelC]) -> pd.DataFrame:
@@ -179,36 +178,43 @@ def label_vs_sum_table(models: list[ModelC]) -> pd.DataFrame:
 
 
 def label_vs_sum_row(model: ModelC) -> dict:
-    """Table 4 quantities: cosine and nPR (%) of y + t (c) and of y alone."""
+    """Table 4 quantities: cosine and nPR (a fraction of d) of y + t (c) and of y alone."""
     c, y = model.c(), model.label_only()
     return {
         "model": model.label,
         "cosine_yt": metrics.cosine_summary(c)["mean"],
-        "npr_percent_yt": 100 * float(metrics.normalized_participation_ratio(c).mean()),
+        "npr_yt": float(metrics.normalized_participation_ratio(c).mean()),
         "cosine_y": metrics.cosine_summary(y)["mean"],
-        "npr_percent_y": 100 * float(metrics.normalized_participation_ratio(y).mean()),
+        "npr_y": float(metrics.normalized_participation_ratio(y).mean()),
     }
 
 
-def magnitude_summary(model: ModelC, thresholds=(0.01, 0.1, 1.0)) -> dict:
+MAGNITUDE_THRESHOLDS = {"0_01": 0.01, "0_1": 0.1, "1": 1.0}  # key suffix -> tau
+
+
+def magnitude_summary(model: ModelC) -> dict:
     """Counts behind the text claims, per class then averaged over classes: dimensions with
-    |c_i| above each threshold, s_tail(0.01), and the largest |c_i| of any class."""
+    |c_i| above 0.01, 0.1 and 1 (`dims_above_0_01`, ...), s_tail(0.01) and the largest |c_i|
+    of any class (`max_abs_c`)."""
     c = model.c()
-    row = {"model": model.label, "d": model.d, "max |c|": float(c.abs().max())}
-    for tau in thresholds:
-        row[f"dims |c|>{tau:g}"] = float(metrics.sparsity_ratio(c, tau, "head").mean()) * model.d
-    row["s_tail(0.01)"] = float(metrics.sparsity_ratio(c, 0.01, "tail").mean())
+    row = {"model": model.label, "d": model.d, "max_abs_c": float(c.abs().max())}
+    for suffix, tau in MAGNITUDE_THRESHOLDS.items():
+        above = float(metrics.sparsity_ratio(c, tau, "head").mean()) * model.d
+        row[f"dims_above_{suffix}"] = above
+    row["s_tail_0_01"] = float(metrics.sparsity_ratio(c, 0.01, "tail").mean())
     return row
 
 
 def variance_row(model: ModelC, k: int = 20) -> dict:
-    """Fig. 9 quantities: mean variance across classes, and the share of the total variance that
-    the k highest-variance dimensions carry (the paper: 15-20 head dims carry most of it)."""
+    """Fig. 9 quantities: mean variance across classes, the share of the total variance that
+    the k highest-variance dimensions carry (`top_share`; the paper: 15-20 head dims carry most
+    of it), and how many dimensions carry 90% of it."""
     var = metrics.class_variance(model.c()).numpy()
     top = np.sort(var)[::-1]
     return {
         "model": model.label,
-        "mean variance": float(var.mean()),
-        f"share of top-{k} dims": float(top[:k].sum() / var.sum()),
-        "dims for 90% of variance": int(np.searchsorted(np.cumsum(top) / var.sum(), 0.9) + 1),
+        "mean_variance": float(var.mean()),
+        "top_k": k,
+        "top_share": float(top[:k].sum() / var.sum()),
+        "dims_for_90_percent": int(np.searchsorted(np.cumsum(top) / var.sum(), 0.9) + 1),
     }

@@ -25,7 +25,7 @@ import yaml
 
 GENERATED = "book/generated"
 NOTEBOOKS = "notebooks"
-PROFILES = "data/profiles"
+PROFILES_DIR = "data/profiles"
 Layers = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
 
@@ -201,7 +201,7 @@ def check_layer(layer: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 def load_profile(profile: str, root: str | Path | None = None) -> dict[str, Any]:
     """`data/profiles/<profile>.yaml`, validated (see `load_overrides`)."""
-    folder = resolve_root(root) / PROFILES
+    folder = resolve_root(root) / PROFILES_DIR
     path = folder / f"{profile}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in folder.glob("*.yaml"))

@@ -1,7 +1,7 @@
 """The conditional vector c = t_embedder(t) + y_embedder(y), computed without the transformer.
 
 In every model the paper studies (DiT, SiT, REPA, LightningDiT, MDT, MG), c depends on five tensors
-only (PAPER.md, "Objects and definitions"):
+only (book/method.md#method-conditional-vector):
 
     t_embedder.mlp.0.{weight,bias}   Linear(256 -> d)
     t_embedder.mlp.2.{weight,bias}   Linear(d -> d), after a SiLU

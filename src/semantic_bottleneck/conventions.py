@@ -1,7 +1,10 @@
-"""Time conventions: what t the model's t_embedder receives, and which t is pure noise.
+"""Conventions every layer shares: the two profiles, and the time conventions.
 
-PAPER.md, "Statistics are taken at the initial step t0": DiT/MDT feed the integer DDPM index
-(999 = noise), SiT/LightningDiT a float with 0 = noise, REPA/MG a float with 1 = noise.
+Time: what t a model's t_embedder receives, and which t is pure noise. The paper takes its
+statistics of c at the initial step, the sampler's first, pure-noise step: DiT and MDT feed the
+integer DDPM index (999 = noise), SiT and LightningDiT a float with 0 = noise, REPA and MG a
+float with 1 = noise. `initial_t` is defined here once; a sampler's first t
+(`sampling.initial_t(config)`) equals it for every model (tested).
 """
 
 from __future__ import annotations
@@ -10,6 +13,16 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+# testbed: small models trained here on the digits; paper: the official XL checkpoints
+PROFILES = ("testbed", "paper")
+
+
+def check_profile(profile: str) -> str:
+    """`profile`, or a ValueError naming the valid profiles."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    return profile
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from semantic_bottleneck import analysis, paper
+from semantic_bottleneck import analysis, paper, sweep
+from semantic_bottleneck.book_params import resolve_parameters
 from semantic_bottleneck.claim_measures import (
     PAPER_D,
     Measurement,
@@ -34,6 +35,7 @@ from semantic_bottleneck.claim_measures import (
     model_table,
     npr_decline,
 )
+from semantic_bottleneck.conventions import check_profile
 from semantic_bottleneck.ledger_rules import (
     NOT_TESTED,
     AtLeast,
@@ -43,6 +45,7 @@ from semantic_bottleneck.ledger_rules import (
     InRange,
     Rule,
 )
+from semantic_bottleneck.training.curves import headline_logs
 
 
 @dataclass(frozen=True)
@@ -320,6 +323,75 @@ def evaluate(
         evidence = m.evidence or spec.evidence
         out.append(Verdict(spec.claim_id, m.text, spec.expected, rule, verdict, evidence, m.detail))
     return out
+
+
+@dataclass(frozen=True)
+class LedgerInputs:
+    """What the ledger judges, read from the same sources as the pages behind each claim.
+
+    Attributes:
+        found: the models of the statistics pages (Table 1 and the Sec. 3-4 figures).
+        missing: their absent checkpoints (paper profile).
+        logs: the training run the Fig 12 page headlines (testbed-repa, or the recorded GPU
+            runs in the paper profile).
+        supplied: claim id -> value measured on a sampling page (the Table 2 sweep's rows).
+        notes: why a source was not read (e.g. no cached Table 2 rows).
+    """
+
+    found: list
+    missing: list
+    logs: dict
+    supplied: dict
+    notes: tuple[str, ...] = ()
+
+
+def ledger_inputs(
+    profile: str,
+    models: Sequence[str],
+    train_steps: int | None = None,
+    use_sweeps: bool = True,
+    table2: Mapping | None = None,
+) -> LedgerInputs:
+    """The ledger's inputs in a profile, exactly as the pages show them.
+
+    The evaluation claims come from the Table 2 page's sweep, run with that page's parameters in
+    this profile (`book_params.resolve_parameters`): on the testbed it is sampled (or read from
+    the cache), in the paper profile only rows the page already cached are read, so the ledger
+    never starts GPU sampling. The training claim is judged on Fig 12's headline run.
+
+    Args:
+        profile: "testbed" or "paper".
+        models: the statistics pages' models.
+        train_steps: testbed only: training steps (None: each model's default).
+        use_sweeps: judge the evaluation claims on the Table 2 sweep.
+        table2: the Table 2 page's parameters where a build overrides them (e.g. a test build
+            with tiny sweeps); None: that page's parameters in this profile.
+    """
+    check_profile(profile)
+    found, missing = analysis.load_models(profile, list(models), steps=train_steps)
+    logs = headline_logs(profile, train_steps)
+    supplied, notes = {}, []
+    if use_sweeps:
+        page = {**resolve_parameters(sweep.SWEEP_PAGES["table2"], profile), **(table2 or {})}
+        settings = sweep.SweepSettings(
+            per_class=page["per_class"], base_seed=page["base_seed"],
+            num_steps=page["num_steps"], last_k=page["last_k"],
+        )  # fmt: skip
+        rows = sweep.paper_rows("table2")
+        if profile == "testbed":
+            steps = train_steps if train_steps is not None else page["train_steps"]
+            result = sweep.run_testbed_sweep(page["model"], rows, settings, steps=steps)
+        else:
+            result = sweep.cached_paper_sweep(page["model"], rows, settings)
+            if result is None:
+                notes.append(
+                    f"The Table 2 rows of {page['model']} are not all sampled yet, so the "
+                    "evaluation claims are not tested here (`semantic-bottleneck sweep table2 "
+                    f"{page['model']}` on a GPU fills them)."
+                )
+        if result is not None:
+            supplied = sweep.ledger_measurements(result["table"])
+    return LedgerInputs(found, missing, logs, supplied, tuple(notes))
 
 
 def ledger(

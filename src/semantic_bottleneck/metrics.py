@@ -1,4 +1,6 @@
-"""Metrics on the conditional vector c: nPR (Eq. 1), sparsity (Eq. 2), cosine, variance (PAPER.md).
+"""Metrics on the conditional vector c: nPR (Eq. 1), sparsity (Eq. 2), cosine, class variance.
+
+The definitions, with their formulas, are on the Method page: book/method.md#method-definitions.
 
 Pure functions of a torch tensor or numpy array (a list counts as numpy). Input is validated, then
 converted to one float64 numpy array, so torch and numpy inputs give bit-identical results. Scalars

@@ -2,8 +2,9 @@
 
 Every number lives in `data/paper_values.yaml` (Tables 1-7 exactly as printed, the text claims with
 their stated bounds, the paper's known inconsistencies and an inventory of its tables and figures).
-This module only reads that file; it never measures anything. Percentages stay in the paper's
-units (nPR in percent), so a measured nPR fraction must be multiplied by 100 before `compare`.
+This module only reads that file; it never measures anything. Values carry one unit per
+quantity, the same as the measured values: nPR is a fraction of d everywhere (the paper prints
+it in percent; tables render it in percent), so paper and measured values compare directly.
 """
 
 from __future__ import annotations

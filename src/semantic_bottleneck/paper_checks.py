@@ -52,7 +52,7 @@ def paper_measurements() -> dict[str, Measurement]:
         float(continuous.min()), f"{continuous.min():.4f} (lowest, Table 1)",
         ", ".join(f"{m} {v:.4f}" for m, v in continuous.items()),
     )  # fmt: skip
-    npr = t1.loc[paper.claim("npr-1-to-2-percent")["models"], "npr_percent"] / 100
+    npr = t1.loc[paper.claim("npr-1-to-2-percent")["models"], "npr"]
     out["npr-1-to-2-percent"] = Measurement(
         float(np.median(npr)), f"{np.median(npr):.2%} (median of Table 1)",
         ", ".join(f"{m} {v:.2%}" for m, v in npr.items()),
@@ -117,8 +117,8 @@ def _npr_routes_check(models) -> str:
         return "no model in this run"
     parts = []
     for m in models:
-        t1 = analysis.statistics_row(m)["npr_percent"]
-        t4 = analysis.label_vs_sum_row(m)["npr_percent_yt"]
+        t1 = analysis.statistics_row(m)["npr"]
+        t4 = analysis.label_vs_sum_row(m)["npr_yt"]
         parts.append(f"{m.label}: {t1:.2f}% (Table 1 route) and {t4:.2f}% (Table 4 route)")
     return "One definition feeds both tables here: " + "; ".join(parts)
 

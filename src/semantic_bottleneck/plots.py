@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from semantic_bottleneck import metrics
+from semantic_bottleneck import display, metrics
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -83,9 +83,10 @@ def c_over_dimensions(cs: Mapping[str, object], cls: int = 0):
 def bars(table, columns: Sequence[str], label: str = "model"):
     """Fig. 1: one bar group per model for each column (e.g. cosine and nPR)."""
     fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.4), squeeze=False)
+    table = table.assign(**{c: 100 * table[c] for c in columns if c in display.PERCENT_KEYS})
     for ax, col in zip(axes[0], columns, strict=True):
         sns.barplot(data=table, x=label, y=col, hue=label, ax=ax, legend=False)
-        ax.set(title=col, xlabel="")
+        ax.set(title=display.label(col), xlabel="")
         ax.tick_params(axis="x", rotation=30)
         for cont in ax.containers:
             ax.bar_label(cont, fmt="%.3g", fontsize=8)

@@ -20,7 +20,8 @@ import os
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from semantic_bottleneck.training.recipes import PROFILES, repa_config
+from semantic_bottleneck.conventions import PROFILES
+from semantic_bottleneck.training.recipes import repa_config
 from semantic_bottleneck.training.trainer import TrainConfig
 
 # rolling checkpoint interval per profile (steps): a few seconds of CPU, about 15 GPU minutes

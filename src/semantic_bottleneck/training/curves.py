@@ -13,9 +13,9 @@ import json
 from dataclasses import asdict
 
 from semantic_bottleneck.cache import cache_root, params_key
+from semantic_bottleneck.testbed import curve_summary, testbed_config, trained
 from semantic_bottleneck.training.monitor import read_log
-from semantic_bottleneck.training.recipes import repa_config
-from semantic_bottleneck.training.runs import describe_scale
+from semantic_bottleneck.training.runs import describe_scale, recorded_runs
 from semantic_bottleneck.training.trainer import TrainConfig
 
 KIND = "testbed-model"  # artifact kind of `testbed.trained`
@@ -35,25 +35,19 @@ def _longer_cached_run(config: TrainConfig) -> list[dict] | None:
             continue
         if saved.get("steps", 0) >= config.steps and {**saved, "steps": 0} == want:
             log = params.parent / "log.jsonl"
-            if params.parent.name == params_key(saved) and log.is_file():
+            if params.parent.name == params_key(KIND, saved) and log.is_file():
                 return [r for r in read_log(log) if r["step"] <= config.steps]
     return None
 
 
 def run_log(config: TrainConfig, progress: bool = True) -> list[dict]:
     """The monitor log of a testbed run: from the cache (or a longer cached run), else trained now."""
-    from semantic_bottleneck.testbed import trained
-
     records = _longer_cached_run(config)
     return records if records is not None else read_log(trained(config, progress) / "log.jsonl")
 
 
 def testbed_run(name: str, steps: int | None = None, **overrides) -> TrainConfig:
-    """The config of a named testbed run: "testbed-repa" (the REPA recipe) or a testbed model."""
-    if name == REPA_TESTBED:
-        return repa_config("testbed", steps=steps, **overrides)
-    from semantic_bottleneck.testbed import testbed_config
-
+    """The training config of a named testbed model (e.g. "testbed-repa", the REPA recipe)."""
     return testbed_config(name, steps=steps, **overrides)
 
 
@@ -69,8 +63,6 @@ def summary_rows(logs: dict[str, list[dict]], configs: dict[str, TrainConfig]) -
         rows with run, scale, npr_start, npr_peak, peak_step, npr_end, end_step (nPR of all
         classes at the initial t), batch_npr_end and cos_end (mean cosine of all classes).
     """
-    from semantic_bottleneck.testbed import curve_summary
-
     rows = []
     for name, records in logs.items():
         s = curve_summary(records)
@@ -88,6 +80,15 @@ def summary_rows(logs: dict[str, list[dict]], configs: dict[str, TrainConfig]) -
             }
         )
     return rows
+
+
+def headline_logs(profile: str, train_steps: int | None = None) -> dict[str, list[dict]]:
+    """The run the Fig 12 page headlines, as name -> monitor records: the testbed REPA recipe
+    (testbed profile), or the recorded GPU runs with continuous t (paper profile; may be none)."""
+    if profile == "testbed":
+        return {REPA_TESTBED: run_log(testbed_run(REPA_TESTBED, steps=train_steps))}
+    gpu = [r for r in recorded_runs() if not r["config"].get("timestep_set")]
+    return {r["name"]: r["records"] for r in gpu}
 
 
 def headline(rows: list[dict], prefer: str = REPA_TESTBED) -> dict:

@@ -10,11 +10,13 @@ patch tokens, weight 0.5). The paper trains it for 200k steps.
 `testbed`: the same code path at CPU scale: a 128-wide, 4-block REPA SiT on the 8x8 digits,
 aligned after block 1 (B/2's third of the depth) to the project's frozen digits classifier,
 with the testbed's faster schedule (lr 1e-3, batch 64, EMA 0.999) so that the rise and fall of
-nPR shows within a couple of CPU minutes (DESIGN.md, measured facts).
+nPR shows within a couple of CPU minutes (measured with the project's trainer,
+book/method.md#method-testbed).
 """
 
 from __future__ import annotations
 
+from semantic_bottleneck.conventions import check_profile
 from semantic_bottleneck.training.repa import default_encoder_depth
 from semantic_bottleneck.training.trainer import TrainConfig, with_overrides
 
@@ -85,9 +87,6 @@ def testbed_recipe() -> TrainConfig:
     )
 
 
-PROFILES = ("testbed", "paper")
-
-
 def repa_config(profile: str = "testbed", **overrides) -> TrainConfig:
     """The REPA training config of a profile, with fields overridden (None values ignored).
 
@@ -98,7 +97,6 @@ def repa_config(profile: str = "testbed", **overrides) -> TrainConfig:
     Returns:
         the config.
     """
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    check_profile(profile)
     base = REPA_B2_RECIPE if profile == "paper" else testbed_recipe()
     return with_overrides(base, **overrides)
