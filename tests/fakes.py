@@ -14,6 +14,32 @@ import torch
 from diffusers import AutoencoderKL
 from safetensors.torch import save_file
 
+# tiny configs of the model families shared by the zoo tests
+TINY_LIGHTNINGDIT = dict(
+    input_size=4,
+    patch_size=1,
+    in_channels=8,
+    hidden_size=64,
+    depth=2,
+    num_heads=4,
+    num_classes=10,
+    use_swiglu=True,
+    use_rope=True,
+    use_rmsnorm=True,
+)
+TINY_MDT = dict(
+    input_size=8,
+    patch_size=2,
+    in_channels=4,
+    hidden_size=64,
+    depth=4,
+    num_heads=4,
+    mlp_ratio=4.0,
+    class_dropout_prob=0.1,
+    num_classes=10,
+    learn_sigma=True,
+)
+
 TINY_CLIP = "tiny-clip-eval-test"
 TINY_CLIP_CONFIG = {  # a ViT CLIP small enough for a CPU test; the real tokenizer (77 tokens, BPE)
     "embed_dim": 32,

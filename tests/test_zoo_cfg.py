@@ -14,6 +14,7 @@ import inspect
 
 import pytest
 import torch
+from fakes import TINY_LIGHTNINGDIT, TINY_MDT
 
 from semantic_bottleneck.sampling import default_config
 from semantic_bottleneck.sampling.guidance import Guidance, guided
@@ -30,41 +31,9 @@ TINY = {
     "dit": DIT_SMALL,
     "sit": DIT_SMALL,
     "mg": DIT_SMALL,
-    # 8 latent channels, so that 5 of them pass through unguided
-    "lightningdit": dict(
-        input_size=4,
-        patch_size=1,
-        in_channels=8,
-        hidden_size=64,
-        depth=2,
-        num_heads=4,
-        num_classes=10,
-        use_swiglu=True,
-        use_rope=True,
-        use_rmsnorm=True,
-    ),
-    "mdt": dict(
-        input_size=8,
-        patch_size=2,
-        in_channels=4,
-        hidden_size=64,
-        depth=4,
-        num_heads=4,
-        num_classes=10,
-        learn_sigma=True,
-        decode_layer=1,
-    ),
-    "mdtv2": dict(
-        input_size=8,
-        patch_size=2,
-        in_channels=4,
-        hidden_size=64,
-        depth=4,
-        num_heads=4,
-        num_classes=10,
-        learn_sigma=True,
-        decode_layer=2,
-    ),
+    "lightningdit": TINY_LIGHTNINGDIT,  # 8 latent channels: 5 pass through unguided
+    "mdt": {**TINY_MDT, "decode_layer": 1},
+    "mdtv2": {**TINY_MDT, "decode_layer": 2},
 }
 DDPM_TIME = {"dit", "mdt", "mdtv2"}  # int64 DDPM index; the others take a float time in [0, 1]
 

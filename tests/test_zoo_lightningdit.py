@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from fakes import TINY_LIGHTNINGDIT
 
 from semantic_bottleneck.zoo import build_model
 from semantic_bottleneck.zoo.lightningdit import (
@@ -16,18 +17,7 @@ from semantic_bottleneck.zoo.lightningdit import (
 )
 from semantic_bottleneck.zoo.registry import family_manifest
 
-SMALL = dict(
-    input_size=4,
-    patch_size=1,
-    in_channels=8,
-    hidden_size=64,
-    depth=2,
-    num_heads=4,
-    num_classes=10,
-    use_swiglu=True,
-    use_rope=True,
-    use_rmsnorm=True,
-)
+SMALL = TINY_LIGHTNINGDIT
 
 
 def small_model(seed: int = 0, **overrides) -> LightningDiT:

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from fakes import TINY_MDT
 
 from semantic_bottleneck.zoo import build_model
 from semantic_bottleneck.zoo.mdt import (
@@ -15,18 +16,7 @@ from semantic_bottleneck.zoo.mdt import (
 )
 from semantic_bottleneck.zoo.registry import family_manifest
 
-SMALL = dict(
-    input_size=8,
-    patch_size=2,
-    in_channels=4,
-    hidden_size=64,
-    depth=4,
-    num_heads=4,
-    mlp_ratio=4.0,
-    class_dropout_prob=0.1,
-    num_classes=10,
-    learn_sigma=True,
-)
+SMALL = TINY_MDT
 FAMILIES = {"mdt": (MDT, 1), "mdtv2": (MDTv2, 2)}  # class and the decode_layer of the small model
 
 

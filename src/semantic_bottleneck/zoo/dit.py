@@ -372,7 +372,7 @@ class DiT(DiTBackbone):
         `SiT.forward_with_cfg` of willisma/SiT `models.py`, the same method over SiT's forward).
 
         The first half of x is run twice, against the labels y = [labels; null]; channels 0-2
-        only (not the whole epsilon: the official default, kept for parity) get
+        only (`cfg_channels`; not the whole epsilon: the official default, kept for parity) get
         uncond + cfg_scale (cond - uncond), copied to both halves, and every other channel is the
         raw output of its own row. The project's samplers do not call this: they wrap `forward`
         in `sampling.guidance.guided`, which computes the same combination (guided_channels=3)
@@ -392,7 +392,12 @@ class DiT(DiTBackbone):
         """
         half = x[: len(x) // 2]
         out = self.forward(torch.cat([half, half], dim=0), t, y, c_fn)
-        return combine_cfg_halves(out, cfg_scale, 3)
+        return combine_cfg_halves(out, cfg_scale, self.cfg_channels)
+
+    @property
+    def cfg_channels(self) -> int:
+        """Channels `forward_with_cfg` guides: DiT's and SiT's first 3 (MG: all)."""
+        return 3
 
 
 class SiT(DiT):
@@ -412,32 +417,14 @@ class MGSiT(SiT):
         config.setdefault("learn_sigma", False)
         super().__init__(null_row=True, **config)
 
-    def forward_with_cfg(
-        self, x: Tensor, t: Tensor, y: Tensor, cfg_scale: float, c_fn: CFn = None
-    ) -> Tensor:
-        """`SiT.forward_with_cfg` of MG's `models.py` (tzco/Diffusion-wo-CFG, read in its copy
-        Peterande/Diffusion-wo-CFG): SiT's method, except that it guides the first `in_channels`
-        channels, i.e. every channel the forward returns, so nothing passes through unguided.
-
-        MG samples without guidance, and the project's samplers never call this; where guidance
-        is wanted they use `sampling.guidance.guided` with guided_channels=None, which computes
-        the same combination on the conditional rows.
-
-        Args:
-            x: (2N, ...) latents; only the first half is read.
-            t: times, (2N,).
-            y: [labels; null labels], (2N,).
-            cfg_scale: guidance scale w.
-            c_fn: callable on c, as in `forward` (not in the official signature; None there).
-
-        Returns:
-            [guided; guided] on all channels.
-
-        Shapes: x (2N, C, H, W), t (2N,), y (2N,) -> (2N, C, H, W).
+    @property
+    def cfg_channels(self) -> int:
+        """MG's `SiT.forward_with_cfg` (tzco/Diffusion-wo-CFG `models.py`, read in its copy
+        Peterande/Diffusion-wo-CFG) guides the first `in_channels` channels: every channel the
+        forward returns, so nothing passes through unguided. MG samples without guidance; where
+        guidance is wanted the samplers use `sampling.guidance.guided` with guided_channels=None.
         """
-        half = x[: len(x) // 2]
-        out = self.forward(torch.cat([half, half], dim=0), t, y, c_fn)
-        return combine_cfg_halves(out, cfg_scale, self.in_channels)
+        return self.in_channels
 
 
 def build_projector(hidden_size: int, projector_dim: int, z_dim: int) -> nn.Sequential:
