@@ -4,8 +4,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from semantic_bottleneck.training.monitor import read_log
+from semantic_bottleneck import metrics, testbed
+from semantic_bottleneck.training.monitor import (
+    c_statistics,
+    class_conditions,
+    read_log,
+    time_label_statistics,
+)
 from semantic_bottleneck.training.trainer import TrainConfig, train
+from semantic_bottleneck.zoo import build_model
 
 TINY = dict(hidden_size=32, depth=1, num_heads=2, batch_size=8, log_every=2)
 
@@ -88,3 +95,27 @@ def test_new_fields_default_to_off_so_testbed_models_build_as_before():
         class_dropout_prob=0.1,
         learn_sigma=True,
     )
+
+
+def test_monitor_logs_magnitudes_and_the_time_label_split():
+    config = testbed.testbed_config("testbed-flow", hidden_size=32)
+    torch.manual_seed(0)
+    model = build_model(config.family, **config.model_config()).eval()
+    c = class_conditions(model, config.time_convention, 10)
+    stats = c_statistics(c, "classes")
+    assert stats["classes_max_abs"] == pytest.approx(float(c.abs().max()))
+    assert stats["classes_s_tail_0_01"] == pytest.approx(
+        float(metrics.sparsity_ratio(c, 0.01, "tail").mean())
+    )
+    top = c.abs().sort(dim=1, descending=True).values
+    assert stats["classes_top10_share"] == pytest.approx(
+        float((top[:, :10].sum(1) / top.sum(1)).mean())
+    )
+    split = time_label_statistics(model, config.time_convention, 10, "ema")
+    t_vec = model.t_embedder(config.time_convention.initial(1))
+    y_vec = model.y_embedder(torch.arange(10), False)
+    # c = T + Y: every class shares T, so the classes differ by Y alone
+    assert torch.allclose(c, t_vec + y_vec, atol=1e-6)
+    assert split["ema_t_norm"] == pytest.approx(float(t_vec.norm()), rel=1e-6)
+    spread = (y_vec - y_vec.mean(0)).pow(2).sum(1).mean().sqrt()
+    assert split["ema_y_spread"] == pytest.approx(float(spread), rel=1e-6)

@@ -6,6 +6,7 @@
     torchrun --nproc-per-node 8 --no-python semantic-bottleneck train repa --profile paper \\
         --data-dir data/imagenet256 --out runs/repa-b2                  # the paper's REPA-B/2 run
     semantic-bottleneck train record runs/repa-b2 --name repa-b2-200k    # into data/runs for the book
+    semantic-bottleneck train testbed testbed-flow --steps 16000 --lr 3e-3 --out runs/flow-lr3e-3
 
 Every TrainConfig field has a kebab-case flag (`--timestep-set 50` sets `timestep_set`); flags
 left out keep the profile's value. A run killed at any point resumes from its last checkpoint
@@ -21,8 +22,9 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from semantic_bottleneck.conventions import PROFILES
+from semantic_bottleneck.testbed import TESTBED_MODELS, testbed_config
 from semantic_bottleneck.training.recipes import repa_config
-from semantic_bottleneck.training.trainer import TrainConfig
+from semantic_bottleneck.training.trainer import TrainConfig, train
 
 # rolling checkpoint interval per profile (steps): a few seconds of CPU, about 15 GPU minutes
 CHECKPOINT_EVERY = {"testbed": 250, "paper": 5000}
@@ -61,6 +63,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         _field_flag(repa, f.name, f.default)
     repa.set_defaults(func=run_repa)
 
+    tb = sub.add_parser("testbed", help="train a testbed model (its config, fields overridden)")
+    tb.add_argument("name", choices=sorted(TESTBED_MODELS), help="testbed model")
+    tb.add_argument("--out", type=Path, default=None, help="run folder (default runs/NAME)")
+    tb.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True)
+    tb.add_argument("--checkpoint-every", type=int, default=CHECKPOINT_EVERY["testbed"])
+    tb.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    for f in fields(TrainConfig):
+        _field_flag(tb, f.name, f.default)
+    tb.set_defaults(func=run_testbed)
+
     prep = sub.add_parser("prepare-imagenet", help="ADM crop + SD-VAE latents, REPA's layout")
     prep.add_argument("--source", type=Path, required=True, help="ImageNet train folder")
     prep.add_argument("--dest", type=Path, required=True, help="output folder")
@@ -84,8 +96,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_repa(args: argparse.Namespace) -> int:
-    from semantic_bottleneck.training.trainer import train
-
     config = config_from_args(args)
     out = args.out or Path("runs") / f"repa-{args.profile}"
     every = args.checkpoint_every
@@ -121,6 +131,20 @@ def write_curves(run_dir: Path) -> dict:
     fig.savefig(run_dir / "curves.png", dpi=120)
     plt.close(fig)
     return curve_summary(records)
+
+
+def run_testbed(args: argparse.Namespace) -> int:
+    """Train a testbed model with the given fields overridden into a resumable run folder."""
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    config = testbed_config(args.name, **overrides)
+    out = args.out or Path("runs") / args.name
+    train(
+        config, out, progress=args.progress, checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+    )  # fmt: skip
+    summary = write_curves(out)
+    print(json.dumps({"out": str(out), "config": asdict(config), "classes_npr": summary}))
+    return 0
 
 
 def run_prepare(args: argparse.Namespace) -> int:

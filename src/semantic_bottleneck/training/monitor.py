@@ -21,27 +21,37 @@ from torch import Tensor
 from semantic_bottleneck import metrics
 from semantic_bottleneck.conventions import TimeConvention
 
+TOP_K = 10  # the head whose share of |c| is logged
+
 
 def c_statistics(c: Tensor, prefix: str) -> dict[str, float]:
-    """nPR and cosine summary of a set of conditional vectors.
+    """nPR, cosine and magnitude summary of a set of conditional vectors.
 
     Args:
         c: conditional vectors, one per row.
-        prefix: key prefix ("classes" or "batch").
+        prefix: key prefix ("classes", "ema_classes" or "batch").
 
     Returns:
         `{prefix}_npr_mean` (mean of per-row nPR), `{prefix}_npr_of_mean` (nPR of the mean row),
-        `{prefix}_cos_mean` and `{prefix}_cos_min` (off-diagonal pairwise cosine).
+        `{prefix}_cos_mean` and `{prefix}_cos_min` (off-diagonal pairwise cosine),
+        `{prefix}_max_abs` (largest |c_i|), `{prefix}_s_tail_0_01` (mean over rows of the
+        fraction of coordinates with |c_i| < 0.01) and `{prefix}_top10_share` (mean over rows
+        of the share of sum |c_i| held by the 10 largest |c_i|).
 
     Shapes: c (n, d) with n >= 2.
     """
     c = c.detach().float()
     cos = metrics.cosine_summary(c)
+    mag = c.abs().double()
+    k = min(TOP_K, c.shape[1])
     return {
         f"{prefix}_npr_mean": float(metrics.normalized_participation_ratio(c).mean()),
         f"{prefix}_npr_of_mean": float(metrics.normalized_participation_ratio(c.mean(0))),
         f"{prefix}_cos_mean": float(cos["mean"]),
         f"{prefix}_cos_min": float(cos["min"]),
+        f"{prefix}_max_abs": float(mag.max()),
+        f"{prefix}_s_tail_0_01": float(metrics.sparsity_ratio(c, 0.01, "tail").mean()),
+        f"{prefix}_top10_share": float((mag.topk(k, dim=1).values.sum(1) / mag.sum(1)).mean()),
     }
 
 
@@ -54,6 +64,23 @@ def class_conditions(model, time: TimeConvention, num_classes: int) -> Tensor:
     device = model.y_embedder.embedding_table.weight.device
     y = torch.arange(num_classes, device=device)
     return model.t_embedder(time.initial(num_classes, device)) + model.y_embedder(y, False)
+
+
+@torch.no_grad()
+def time_label_statistics(model, time: TimeConvention, num_classes: int, prefix: str) -> dict:
+    """c = T + Y at the initial t: T = t_embedder(t0), shared by every class, and Y_y =
+    y_embedder(y). Logs `{prefix}_t_norm` (||T||), `{prefix}_y_spread` (rms distance of the Y_y
+    from their mean), `{prefix}_t_npr` and `{prefix}_y_npr` (mean nPR of the Y_y)."""
+    device = model.y_embedder.embedding_table.weight.device
+    t_vec = model.t_embedder(time.initial(1, device)).float()
+    y_vec = model.y_embedder(torch.arange(num_classes, device=device), False).float()
+    spread = (y_vec - y_vec.mean(0)).pow(2).sum(1).mean().sqrt()
+    return {
+        f"{prefix}_t_norm": float(t_vec.norm()),
+        f"{prefix}_y_spread": float(spread),
+        f"{prefix}_t_npr": float(metrics.normalized_participation_ratio(t_vec).mean()),
+        f"{prefix}_y_npr": float(metrics.normalized_participation_ratio(y_vec).mean()),
+    }
 
 
 class JsonlLog:

@@ -103,7 +103,13 @@ def runs_dir(root: Path | None = None) -> Path:
     return (Path(root) if root else find_root()) / "data" / "runs"
 
 
-def record_run(run_dir: str | Path, name: str, root: Path | None = None, scale: str = "") -> Path:
+def record_run(
+    run_dir: str | Path,
+    name: str,
+    root: Path | None = None,
+    scale: str = "",
+    folder: Path | None = None,
+) -> Path:
     """Copy a run's provenance and monitor log into data/runs/NAME.json(l).
 
     Args:
@@ -111,6 +117,7 @@ def record_run(run_dir: str | Path, name: str, root: Path | None = None, scale: 
         name: record name (letters, digits, '-', '_').
         root: project root (default: found from this package).
         scale: a sentence on the run's scale (default: built from the config).
+        folder: where the record goes (default data/runs, the GPU runs the training pages draw).
 
     Returns:
         the written NAME.json.
@@ -128,7 +135,7 @@ def record_run(run_dir: str | Path, name: str, root: Path | None = None, scale: 
     prov["name"] = name
     prov["steps"] = records[-1]["step"] if records else 0
     prov["scale"] = scale or describe_scale(cfg)
-    dest = runs_dir(root)
+    dest = Path(folder) if folder is not None else runs_dir(root)
     dest.mkdir(parents=True, exist_ok=True)
     write_text_atomic(dest / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     write_text_atomic(dest / f"{name}.json", json.dumps(prov, indent=1))

@@ -26,7 +26,12 @@ from semantic_bottleneck.training import distributed, runs
 from semantic_bottleneck.training.config import PRECISIONS, TrainConfig, with_overrides
 from semantic_bottleneck.training.data import DigitsSource
 from semantic_bottleneck.training.imagenet import ImageNetSource, require_prepared
-from semantic_bottleneck.training.monitor import JsonlLog, c_statistics, class_conditions
+from semantic_bottleneck.training.monitor import (
+    JsonlLog,
+    c_statistics,
+    class_conditions,
+    time_label_statistics,
+)
 from semantic_bottleneck.training.objectives import ddpm_loss, dit_process, linear_flow_loss
 from semantic_bottleneck.training.repa import load_encoder, repa_loss
 from semantic_bottleneck.zoo import build_model
@@ -293,6 +298,7 @@ def _train(config, out_dir, procs, progress, checkpoint_every, resume, stop_afte
         rec = {"step": step, **losses}
         rec.update(c_statistics(class_conditions(s.model, time_conv, n), "classes"))
         rec.update(c_statistics(class_conditions(s.ema, time_conv, n), "ema_classes"))
+        rec.update(time_label_statistics(s.ema, time_conv, n, "ema"))
         if "c" in seen:
             rec.update(c_statistics(seen.pop("c"), "batch"))
         log.write(rec)
