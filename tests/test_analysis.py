@@ -103,5 +103,6 @@ def test_paper_profile_page_shows_present_models_and_a_notice_for_the_rest(tmp_p
     expected = analysis.statistics_row(
         analysis.ModelC("d", "DiT", "dit", convention("ddpm"), state, ""), c
     )
-    assert f"{100 * expected['npr']:.4f}" in text  # the measured nPR of the file's c, in %
-    assert "nPR (%) (paper)" in text and "nPR (%) (diff)" in text
+    assert f">{100 * expected['npr']:.2f}<" in text  # the measured nPR of the file's c, in %
+    # nPR grouped over paper | this run | diff (display.table)
+    assert 'colspan=\\"3\\">nPR (%)' in text and ">diff<" in text

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from semantic_bottleneck import conditioning, ledger, paper, paper_checks
+from semantic_bottleneck import conditioning, ledger, paper, paper_checks, provenance
 from semantic_bottleneck.analysis import ModelC
 from semantic_bottleneck.claim_measures import (
     Measurement,
@@ -278,3 +278,37 @@ def test_unsupported_rows_are_the_papers_printed_rows():
     assert list(paper_checks.unsupported_rows("table1")["model"]) == ["X-MDPT", "MDSGen"]
     assert len(paper_checks.unsupported_rows("table5")) == 7
     assert paper_checks.unsupported_rows("table2").empty
+
+
+def test_scorecard_states_each_claim_with_paper_value_verdict_mark_and_page():
+    verdicts = [
+        ledger.Verdict(
+            "cosine-imagenet",
+            "0.836",
+            "cosine > 0.99",
+            "band",
+            "not reproduced",
+            ("tab01-statistics",),
+        ),
+        ledger.Verdict(
+            "dit-min-cosine", "0.876", "> 0.85", "band", "reproduced", ("fig03-cosine-matrix",)
+        ),
+        ledger.Verdict("cosine-continuous", "n/a", "> 0.999", "band", "not tested", ()),
+    ]
+    text = ledger.scorecard_markdown(verdicts, ["tab01-statistics"])
+    lines = text.splitlines()
+    assert len(lines) == 2 + len(verdicts)
+    assert "exceeding 99% on ImageNet-1K" in lines[2]  # the paper's own words
+    assert "{doc}`tab01-statistics" in lines[2] and "| - |" in lines[4]  # links only to pages
+    assert 'class="verdict verdict-no"' in lines[2] and "verdict-yes" in lines[3]
+    assert ledger.verdict_counts(verdicts) == {
+        "reproduced": 1, "partly": 0, "not reproduced": 1, "not tested": 1,
+    }  # fmt: skip
+    marks = {ledger.verdict_mark(v) for v in ledger.VERDICT_MARKS}
+    assert len(marks) == 4  # one distinct mark per verdict
+
+
+def test_build_info_names_profile_commit_and_hardware():
+    info = provenance.build_info("paper")
+    assert info["profile"] == "paper" and info["built"].endswith("UTC")
+    assert info["commit"] and ("CPUs)" in info["hardware"] or "(x" in info["hardware"])

@@ -147,12 +147,13 @@ def test_the_training_claim_is_judged_on_fig12s_headline_run(monkeypatch):
 
 @pytest.mark.parametrize("profile", ["testbed", "paper"])
 @pytest.mark.parametrize("layers", [None, "tiny"])
-def test_the_ledgers_table2_sweep_is_the_table2_pages(profile, layers):
+@pytest.mark.parametrize("reader", ["claims-ledger", "index"])
+def test_the_ledgers_table2_sweep_is_the_table2_pages(profile, layers, reader):
     overrides = None
     if layers == "tiny":
         overrides = book.load_overrides(Path(__file__).parent / "tiny.yaml")
     page = resolve_parameters("tab02-pruning-repa", profile, overrides=overrides)
-    own = resolve_parameters("claims-ledger", profile, overrides=overrides)["table2"] or {}
+    own = resolve_parameters(reader, profile, overrides=overrides)["table2"] or {}
     seen = {**resolve_parameters("tab02-pruning-repa", profile), **own}
     for key in ("model", "per_class", "base_seed", "num_steps", "last_k"):
         assert seen[key] == page[key], (profile, layers, key)

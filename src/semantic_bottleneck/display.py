@@ -44,6 +44,34 @@ COLUMN_LABELS = {
 }
 # keys held as fractions and shown in percent
 PERCENT_KEYS = frozenset({"npr", "npr_of_mean", "npr_yt", "npr_y"})
+# key -> number format of its column (one per quantity); others: FLOAT_FORMAT
+FORMATS = {
+    "d": "{:.0f}",
+    "pr": "{:.2f}",
+    "pr_of_mean": "{:.2f}",
+    "npr": "{:.2f}",
+    "npr_of_mean": "{:.2f}",
+    "npr_yt": "{:.2f}",
+    "npr_y": "{:.2f}",
+    "cosine": "{:.4f}",
+    "cosine_min": "{:.4f}",
+    "cosine_yt": "{:.4f}",
+    "cosine_y": "{:.4f}",
+    "fid": "{:.2f}",
+    "is_10_splits": "{:.2f}",
+    "is_adm": "{:.2f}",
+    "clip": "{:.3f}",
+    "precision": "{:.4f}",
+    "recall": "{:.4f}",
+    "removed": "{:.1f}",
+    "tau": "{:.4g}",
+    "max_abs_c": "{:.3f}",
+    "s_tail_0_01": "{:.3f}",
+    "mean_variance": "{:.2e}",
+    "top_share": "{:.3f}",
+}
+FLOAT_FORMAT = "{:.4g}"
+SOURCES = ("paper", "this run", "diff")  # the column groups of a table beside the paper
 
 
 def label(key: str) -> str:
@@ -59,3 +87,46 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
         if isinstance(col, str) and col.partition(" (")[0] in PERCENT_KEYS:
             out[col] = out[col] * 100
     return out.rename(columns={c: label(c) for c in out.columns if isinstance(c, str)})
+
+
+def _split(col) -> tuple[str, str]:
+    """("fid", "paper") for "fid (paper)"; (key, "") for a plain key."""
+    base, sep, rest = str(col).partition(" (")
+    return (
+        (base, rest.removesuffix(")"))
+        if sep and rest.removesuffix(")") in SOURCES
+        else (str(col), "")
+    )
+
+
+def table(frame: pd.DataFrame | None):
+    """A table as a page shows it (None stays None: a page whose inputs are absent shows its
+    notice instead): no index column (a named index becomes the first column),
+    headers from `COLUMN_LABELS`, nPR in percent, one number format per quantity, and columns
+    "key (paper)", "key (this run)", "key (diff)" grouped under one header.
+
+    Returns:
+        a pandas Styler (rendered as an HTML table), or None.
+    """
+    if frame is None:
+        return None
+    out = frame.copy()
+    if any(name is not None for name in out.index.names):
+        out = out.reset_index()
+    for col in out.columns:
+        if _split(col)[0] in PERCENT_KEYS:
+            out[col] = out[col] * 100
+    keys = [_split(c) for c in out.columns]
+    formats = {
+        key: FORMATS.get(key[0], FLOAT_FORMAT)
+        for key, col in zip(keys, out.columns, strict=True)
+        if pd.api.types.is_float_dtype(out[col])
+    }
+    if not any(source for _, source in keys):  # one header row
+        out.columns = [k for k, _ in keys]
+        styler = out.style.format({k[0]: f for k, f in formats.items()}, na_rep="-")
+        return styler.hide(axis="index").relabel_index([label(k) for k, _ in keys], axis="columns")
+    out.columns = pd.MultiIndex.from_tuples(keys)  # quantity over paper | this run | diff
+    styler = out.style.format(formats, na_rep="-").hide(axis="index")
+    top = [COLUMN_LABELS.get(k, k) for k, _ in keys]  # one per column; equal ones are merged
+    return styler.relabel_index(top, axis="columns", level=0)

@@ -428,6 +428,52 @@ def ledger_frame(verdicts: Iterable[Verdict]) -> pd.DataFrame:
     )
 
 
+# verdict -> (mark, CSS class of book/_vendor/book.css): colour plus a shape, so the mark also
+# reads in print and for colour-blind readers
+VERDICT_MARKS = {
+    "reproduced": ("\u2714", "verdict-yes"),  # heavy check mark
+    "partly": ("\u25d0", "verdict-partly"),  # circle, left half black
+    "not reproduced": ("\u2718", "verdict-no"),  # heavy ballot x
+    "not tested": ("\u25cb", "verdict-untested"),  # white circle
+}
+
+
+def verdict_mark(verdict: str) -> str:
+    """The verdict as a coloured mark and its word (inline HTML for the book's pages)."""
+    mark, css = VERDICT_MARKS[verdict]
+    return f'<span class="verdict {css}">{mark} {verdict}</span>'
+
+
+def scorecard_markdown(verdicts: Iterable[Verdict], pages: Iterable[str]) -> str:
+    """The landing page's scorecard: each claim in the paper's words, the paper's value, this
+    build's value and verdict, and the page behind it.
+
+    Args:
+        verdicts: the ledger rows (`ledger`).
+        pages: notebook names the book contains (links only to those).
+
+    Returns:
+        A MyST Markdown table.
+    """
+    pages = list(pages)
+    text = {c["id"]: c["text"] for c in paper.paper_values()["claims"]}
+    lines = [
+        "| claim (the paper's words) | paper | this build | verdict | page |",
+        "|---|---|---|---|---|",
+    ]
+    for v in verdicts:
+        link = doc_link(v.evidence[0], pages) if v.evidence else "-"
+        cells = [text.get(v.claim_id, v.claim_id), v.expected, v.measured, verdict_mark(v.verdict)]
+        lines.append("| " + " | ".join(_cell(c) for c in [*cells, link]) + " |")
+    return "\n".join(lines)
+
+
+def verdict_counts(verdicts: Iterable[Verdict]) -> dict[str, int]:
+    """How many claims got each verdict, in VERDICT_MARKS order."""
+    verdicts = list(verdicts)
+    return {k: sum(v.verdict == k for v in verdicts) for k in VERDICT_MARKS}
+
+
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -460,7 +506,7 @@ def ledger_markdown(
     for v in verdicts:
         links = ", ".join(doc_link(n, pages) for n in v.evidence) or "-"
         extras = [col.get(v.claim_id, "-") for col in extra.values()]
-        cells = [f"`{v.claim_id}`", v.expected, v.measured, v.tolerance, f"**{v.verdict}**"]
+        cells = [f"`{v.claim_id}`", v.expected, v.measured, v.tolerance, verdict_mark(v.verdict)]
         cells += [*extras, links]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines)

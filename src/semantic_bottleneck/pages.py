@@ -8,12 +8,11 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
+from pandas.io.formats.style import Styler
 
 from semantic_bottleneck import paper
 from semantic_bottleneck.analysis import Missing, missing_notice
-from semantic_bottleneck.display import readable
-
-pd.set_option("display.precision", 4)  # tables in the pages: 4 significant decimals
+from semantic_bottleneck.display import table
 
 
 def show_notice(missing: list[Missing]) -> None:
@@ -30,20 +29,21 @@ def glue_text(name: str, value, fmt: str = "{:.3f}") -> None:
 
 def statistics_beside_paper(
     measured: pd.DataFrame, table_id: str, profile: str, columns: list[str]
-) -> pd.DataFrame:
-    """A per-model statistics table (Tables 1, 4) with the paper's, as the page shows it.
+) -> Styler:
+    """A per-model statistics table (Tables 1, 4) with the paper's, as the page shows it
+    (`display.table`).
 
     In the paper profile rows are the same models: paper | this run | difference per column.
     In the testbed profile (or when no model was measured) the paper's rows and ours are
     stacked, each labelled with its source.
     """
     if profile == "paper" and len(measured):
-        return readable(paper.compare(measured, table_id, on="model", columns=columns))
+        return table(paper.compare(measured, table_id, on="model", columns=columns))
     ours = measured[["model", *columns]].assign(source=f"this run ({profile})")
     theirs = paper.paper_table(table_id)
     theirs = theirs[[c for c in ["model", *columns] if c in theirs.columns]]
     theirs = theirs.assign(source="paper (official XL checkpoints)")
-    return readable(pd.concat([theirs, ours], ignore_index=True).set_index(["source", "model"]))
+    return table(pd.concat([theirs, ours], ignore_index=True).set_index(["source", "model"]))
 
 
 def show_note(text: str) -> None:

@@ -314,7 +314,7 @@ def rows_beside_paper(table: list[dict], table_id: str, model: str, profile: str
     theirs = theirs.assign(row=labels).set_index("row")
     ours = pd.DataFrame(table, columns=["row"] if not table else None)
     ours = ours.rename(columns={"class_prob": "clip"}).set_index("row")
-    out = pd.DataFrame(index=labels)
+    out = pd.DataFrame(index=pd.Index(labels, name="row"))
     out["removed (paper)"] = theirs.get("removed")
     for col in ("removed", "tau"):
         if col in ours.columns:
@@ -388,7 +388,7 @@ def _cmd_sweep(args) -> int:
             torch.distributed.destroy_process_group()
     if result is not None:
         table = rows_beside_paper(result["table"], args.table, paper_model, "paper")
-        print(readable(table).to_string())
+        print(readable(table).to_string())  # plain text: the page shows display.table
     return 0
 
 

@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from semantic_bottleneck.provenance import cpu_name
+from semantic_bottleneck.provenance import cpu_name, git_commit
 from semantic_bottleneck.training.monitor import read_log
 from semantic_bottleneck.zoo.checkpoint import save_atomic
 
@@ -40,27 +39,6 @@ def write_text_atomic(path: Path, text: str) -> None:
 def save_checkpoint(path: Path, state: dict) -> None:
     """torch.save `state` (tensors and plain types only) atomically."""
     save_atomic(state, path)
-
-
-def git_commit(root: Path | None = None) -> dict:
-    """{"commit": sha or "unknown", "dirty": bool or None} of the checkout holding this package."""
-    root = root or Path(__file__).resolve().parents[3]
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-        )
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": "unknown", "dirty": None}
-    if sha.returncode:
-        return {"commit": "unknown", "dirty": None}
-    return {"commit": sha.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
 def device_name(device: torch.device) -> str:
