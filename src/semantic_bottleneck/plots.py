@@ -1,4 +1,9 @@
-"""One function per figure kind. Each takes measured arrays and returns a matplotlib Figure."""
+"""One function per figure kind. Each takes measured arrays and returns a matplotlib Figure.
+
+Where the paper gives a value for what a figure shows, the figure draws it as a reference mark
+(grey, dashed, labelled "paper"), read from `paper` (data/paper_values.yaml), so a reader sees
+the measured curve against the paper's number without looking it up.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from semantic_bottleneck import display, metrics
+from semantic_bottleneck import display, metrics, paper
 
 sns.set_theme(style="whitegrid", context="notebook")
+PAPER_MARK = dict(color="0.35", ls="--", lw=1.0)  # the paper's values in every figure
+
+
+def _claim(claim_id: str) -> dict:
+    return next(c for c in paper.paper_values()["claims"] if c["id"] == claim_id)
 
 
 def _np(x) -> np.ndarray:
@@ -36,6 +46,7 @@ def cosine_heatmap(c, zoom: int = 10, seed: int = 0, title: str = ""):
         cmap="viridis",
         square=True,
         cbar=True,
+        cbar_kws={"label": "cosine"},
         xticklabels=False,
         yticklabels=False,
     )
@@ -50,7 +61,8 @@ def cosine_heatmap(c, zoom: int = 10, seed: int = 0, title: str = ""):
         annot_kws={"size": 6},
         xticklabels=pick,
         yticklabels=pick,
-        cbar=False,
+        cbar=True,
+        cbar_kws={"label": "cosine"},
     )
     axes[1].set(title=f"zoom: {len(pick)} random classes (seed {seed})")
     fig.suptitle(title)
@@ -81,12 +93,19 @@ def c_over_dimensions(cs: Mapping[str, object], cls: int = 0):
 
 
 def bars(table, columns: Sequence[str], label: str = "model"):
-    """Fig. 1: one bar group per model for each column (e.g. cosine and nPR)."""
+    """Fig. 1: one bar group per model for each column (e.g. cosine and nPR), with the range
+    of the paper's six ImageNet models (Table 1) as a grey band where the paper prints it."""
     fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.4), squeeze=False)
     table = table.assign(**{c: 100 * table[c] for c in columns if c in display.PERCENT_KEYS})
+    theirs = paper.paper_table("table1").head(6)  # the six ImageNet models
     for ax, col in zip(axes[0], columns, strict=True):
         sns.barplot(data=table, x=label, y=col, hue=label, ax=ax, legend=False)
-        ax.set(title=display.label(col), xlabel="")
+        if col in theirs.columns:
+            ref = theirs[col] * (100 if col in display.PERCENT_KEYS else 1)
+            ax.axhspan(ref.min(), ref.max(), color="0.5", alpha=0.18, lw=0)
+            ax.axhline(ref.median(), **PAPER_MARK, label="paper: median and range of 6 models")
+            ax.legend(fontsize=7, loc="best")
+        ax.set(title=display.label(col), xlabel="", ylabel="")
         ax.tick_params(axis="x", rotation=30)
         for cont in ax.containers:
             ax.bar_label(cont, fmt="%.3g", fontsize=8)
@@ -119,6 +138,10 @@ def threshold_curves(curves: Mapping[str, np.ndarray], taus: np.ndarray):
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for label, frac in curves.items():
         ax.plot(taus, frac, label=label)
+    claim = _claim("threshold-curve-saturates")
+    ax.axvline(claim["saturation_tau"], **PAPER_MARK, label="paper: saturates near tau = 0.02")
+    lo, hi = claim["fraction_below_range"]
+    ax.axhspan(lo, hi, color="0.5", alpha=0.12, lw=0, label="paper: 50-90% of dims below")
     ax.set(xscale="log", xlabel="tau", ylabel="fraction of dims with |c_i| < tau", ylim=(0, 1.02))
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -148,6 +171,11 @@ def training_curves(logs: Mapping[str, Sequence[dict]], prefix: str = "classes")
             ls="--",
             label=f"{label}: nPR of mean c",
         )
+    levels = _claim("npr-falls-during-training")["npr_training"]
+    axes[1].axhline(levels["from"], **PAPER_MARK, label="paper (REPA-B/2): about 90% early")
+    axes[1].axhline(
+        levels["to_below"], color="0.35", ls=":", lw=1.0, label="paper: under 6% at 200k"
+    )
     axes[0].set(ylabel="cosine similarity of c", title=f"{prefix} statistics")
     axes[1].set(ylabel="nPR", xlabel="training step")
     axes[0].legend(fontsize=8)
@@ -156,16 +184,25 @@ def training_curves(logs: Mapping[str, Sequence[dict]], prefix: str = "classes")
     return fig
 
 
+REAL = "real digits"  # the grid a sweep adds of real images of each class, drawn first
+
+
 def sample_grids(grids, rows=None, max_classes: int = 10):
-    """Figs. 7, 8, 34-37: samples under each pruning level, one row of panels per level.
+    """Figs. 7, 8, 34-37: samples under each pruning level, one row of panels per level, below
+    the real images of the same classes when the sweep provides them (`REAL`).
 
     Args:
         grids: row label -> uint8 images (classes, per_class, H, W, 3).
-        rows: which labels to draw, in order (default: all).
+        rows: which labels to draw, in order (default: all); `REAL` is drawn first when present.
         max_classes: classes drawn per level.
     """
-    rows = list(grids) if rows is None else rows
-    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 1.3 * len(rows)), squeeze=False)
+    rows = list(grids) if rows is None else list(rows)
+    if REAL in grids and REAL not in rows:
+        rows = [REAL, *rows]
+    per = max(np.asarray(grids[label]).shape[1] for label in rows)
+    fig, axes = plt.subplots(
+        len(rows), 1, figsize=(11, 1.25 * per * len(rows) + 0.4), squeeze=False
+    )
     for ax, label in zip(axes[:, 0], rows, strict=True):
         g = np.asarray(grids[label])[:max_classes]  # (classes, per, H, W, 3)
         classes, per, h, w, _ = g.shape
@@ -173,6 +210,8 @@ def sample_grids(grids, rows=None, max_classes: int = 10):
         ax.imshow(tiles, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+        ax.grid(False)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
+    axes[0, 0].set_title("one column per class", fontsize=8)
     fig.tight_layout()
     return fig

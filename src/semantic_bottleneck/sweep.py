@@ -26,12 +26,14 @@ from semantic_bottleneck.evaluation.clip_score import (
     DEFAULT_PRETRAINED,
     DEFAULT_TEMPLATE,
 )
+from semantic_bottleneck.evaluation.fidelity import to_adm_images
 from semantic_bottleneck.evaluation.inputs import MissingInputError
 from semantic_bottleneck.evaluation.scores import PaperEval, score_samples
 from semantic_bottleneck.generation.cli import default_device, init_distributed, resolve_model
 from semantic_bottleneck.generation.npz import load_samples
 from semantic_bottleneck.generation.rows import RowSampler
 from semantic_bottleneck.generation.run import rank_and_world
+from semantic_bottleneck.plots import REAL
 from semantic_bottleneck.sampling import balanced_labels, sample_seeds
 from semantic_bottleneck.sweep_spec import (
     GRID_CLASSES,
@@ -49,6 +51,7 @@ from semantic_bottleneck.sweep_spec import (
 )
 from semantic_bottleneck.sweep_testbed import testbed_sweep
 from semantic_bottleneck.testbed import testbed_config, trained
+from semantic_bottleneck.training.data import digits
 from semantic_bottleneck.zoo import fetch, registry
 
 __all__ = [
@@ -95,8 +98,19 @@ def run_testbed_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, 
     result = json.loads((folder / "sweep.json").read_text())
     result["numerics"] = numerics(settings.bf16)
     with np.load(folder / "grids.npz") as z:
-        result["grids"] = {label: z[f"row{i}"] for i, label in enumerate(result.pop("labels"))}
+        grids = {label: z[f"row{i}"] for i, label in enumerate(result.pop("labels"))}
+    result["grids"] = {REAL: real_digits_grid(settings.grid_per_class), **grids}
     return result
+
+
+def real_digits_grid(per_class: int) -> np.ndarray:
+    """The first `per_class` test digits of each class, beside which the figures show samples.
+
+    Shapes: -> uint8 (10, per_class, 8, 8, 3).
+    """
+    x, y = digits("test")
+    images, y = to_adm_images(x).numpy(), y.numpy()
+    return np.stack([images[y == k][:per_class] for k in range(int(y.max()) + 1)])
 
 
 def paper_inputs(name: str, cache_dir: str | None = None) -> list:

@@ -272,7 +272,8 @@ def pruned_panels_png(
         kept = ~np.all(pruned[rows] == 0, axis=1)
         if kept.sum() >= 2:
             cos = np.asarray(cosine_similarity_matrix(pruned[rows][kept]))
-            right.imshow(cos, vmin=-1, vmax=1, cmap="viridis")
+            image = right.imshow(cos, vmin=-1, vmax=1, cmap="viridis")
+            fig.colorbar(image, ax=right, fraction=0.046, pad=0.04, label="cosine")
             summary = cosine_summary(pruned[rows][kept])
             cos_text = f"mean cosine of pruned c {summary['mean']:.4f} (min {summary['min']:.4f})"
         else:
