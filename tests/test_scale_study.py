@@ -1,0 +1,43 @@
+"""The recorded scale-study runs: their configs retrain to the same first steps of their logs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from semantic_bottleneck.training.monitor import read_log
+from semantic_bottleneck.training.trainer import TrainConfig, train
+
+RECORDS = Path(__file__).resolve().parents[1] / "data" / "scale"
+KEYS = ("loss", "classes_npr_mean", "classes_cos_mean", "ema_classes_npr_mean", "ema_t_norm")
+
+
+def recorded(name: str) -> tuple[TrainConfig, list[dict]]:
+    prov = json.loads((RECORDS / f"{name}.json").read_text())
+    return TrainConfig(**prov["config"]), read_log(RECORDS / f"{name}.jsonl")
+
+
+@pytest.mark.parametrize("name", ["w64-lr3e-3"])
+def test_a_recorded_run_retrains_to_the_same_first_steps(tmp_path, one_thread, name):
+    config, log = recorded(name)
+    # a constant rate: the first 300 steps do not depend on how long the run goes on
+    train(replace(config, steps=300), tmp_path, progress=False)
+    again = {r["step"]: r for r in read_log(tmp_path / "log.jsonl")}
+    for r in (r for r in log if r["step"] <= 300):
+        for key in KEYS:
+            if r.get(key) is not None:
+                assert again[r["step"]][key] == pytest.approx(r[key], rel=1e-5), (r["step"], key)
+
+
+def test_every_record_has_its_provenance_and_a_log_to_the_end():
+    names = sorted(p.stem for p in RECORDS.glob("*.json"))
+    assert names, "no recorded scale-study run"
+    for name in names:
+        prov = json.loads((RECORDS / f"{name}.json").read_text())
+        for key in ("command", "commit", "device", "seconds", "config"):
+            assert key in prov, (name, key)
+        config, log = recorded(name)
+        assert log[-1]["step"] == config.steps == prov["steps"], name
