@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 NB ?=
 P ?=
 
-.PHONY: install book html section test lint format inputs bench clean
+.PHONY: install book html pdf section test lint format inputs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,6 +26,13 @@ book: $(STAMP)
 # Build the HTML from the pages already in book/generated/.
 html: $(STAMP)
 	$(SB) book build
+
+# Print the built HTML (make book first) to one PDF with headless chromium: _build/pdf/book.pdf
+pdf: $(STAMP) _build/html/index.html
+	$(SB) book pdf
+
+_build/html/index.html:
+	@echo "no built book in _build/html: run 'make book' first" >&2; exit 2
 
 # Rerun one section with other parameters, then rebuild: make section NB=tab01-statistics P="-p train_steps 500"
 section: $(STAMP)

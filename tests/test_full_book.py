@@ -1,19 +1,34 @@
-"""The whole book: every notebook with tiny parameters, a -W build, and the browser check."""
+"""The whole book: every notebook with tiny parameters, a -W build, a browser check of every page
+of the toc and the PDF.
+
+The browser check reads each page once in headless chromium at 1300 px (`book.page_reports`):
+tracebacks, glued "n/a", figures and tables against what the executed notebook holds, table
+widths against the column, external requests, the widgets' controls moved, and a screenshot in
+`_build/screenshots/<page>.png`. All reports go to `_build/screenshots/pages.json`.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import struct
+import time
+import unicodedata
 from pathlib import Path
 
 import pytest
 
 from semantic_bottleneck import book
+from semantic_bottleneck.book_browser import expected_counts, page_source
 
 pytestmark = [pytest.mark.book, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ["_config.yml", "_toc.yml", "book", "notebooks", "data"]
+SHOTS = ROOT / "_build" / "screenshots"
+# Pages whose controls must change what the page shows (the rest are checked when they have any).
+INTERACTIVE = ["interactive-pruning", "fig11-threshold"]
 
 
 def copy_sources(root: Path) -> Path:
@@ -40,14 +55,158 @@ def tiny_book(tmp_path_factory):
     return root, book.build_html(root)
 
 
+@pytest.fixture(scope="module")
+def page_reports(tiny_book):
+    """Every toc page of the tiny book read by headless chromium: name -> report, with the
+    figures and tables its executed notebook (or Markdown source) promises under "expected"."""
+    root, html = tiny_book
+    pages = book.toc_pages(root)
+    names = [Path(page).name for page in pages]
+    assert len(set(names)) == len(names), f"two toc pages would share a screenshot: {names}"
+    start = time.perf_counter()
+    reports = book.page_reports(
+        {name: html / f"{page}.html" for name, page in zip(names, pages, strict=True)}, SHOTS
+    )
+    seconds = time.perf_counter() - start
+    for name, page in zip(names, pages, strict=True):
+        reports[name]["expected"] = expected_counts(page_source(root, page))
+    summary = {"seconds": round(seconds, 1), "pages": reports}
+    (SHOTS / "pages.json").write_text(json.dumps(summary, indent=1))
+    return reports
+
+
+def offenders(reports: dict, key: str, condition=bool) -> dict:
+    """name -> reports[name][key] for the pages where condition(that value) holds."""
+    return {name: r[key] for name, r in reports.items() if condition(r[key])}
+
+
 def test_every_toc_page_is_built(tiny_book):
     root, html = tiny_book
     names = book.notebook_names(root)
     assert len(names) >= 9
-    for name in names:
-        page = html / "book" / "generated" / f"{name}.html"
-        assert page.is_file(), f"missing page {page}"
-        assert "Traceback" not in page.read_text(), f"{name} shows an exception"
+    pages = book.toc_pages(root)
+    assert {f"book/generated/{name}" for name in names} <= set(pages)
+    for page in pages:
+        assert (html / f"{page}.html").is_file(), f"missing page {page}.html"
+
+
+@pytest.mark.browser
+def test_no_page_shows_a_traceback(page_reports):
+    assert offenders(page_reports, "tracebacks") == {}
+
+
+@pytest.mark.browser
+def test_no_glued_value_reads_na_in_the_testbed_build(page_reports):
+    glued = [g for r in page_reports.values() for g in r["glued"]]
+    assert len(glued) >= 20  # the check reads the glued spans at all
+    na = {
+        n: [g["context"] for g in r["glued"] if g["text"] == "n/a"] for n, r in page_reports.items()
+    }
+    assert {n: c for n, c in na.items() if c} == {}
+
+
+@pytest.mark.browser
+def test_every_page_shows_the_figures_and_tables_its_notebook_made(page_reports):
+    expected = {n: r["expected"] for n, r in page_reports.items()}
+    found = {
+        n: {"figures": r["figures"], "tables": len(r["tables"])} for n, r in page_reports.items()
+    }
+    assert sum(e["figures"] for e in expected.values()) >= 10  # expectations are not vacuous
+    assert sum(e["tables"] for e in expected.values()) >= 10
+    short = {
+        n: f"expected {expected[n]}, found {found[n]}"
+        for n in page_reports
+        if any(found[n][k] < expected[n][k] for k in ("figures", "tables"))
+    }
+    assert short == {}
+    assert offenders(page_reports, "broken_images") == {}
+
+
+@pytest.mark.browser
+def test_math_is_typeset_offline(page_reports):
+    assert page_reports["method"]["math"] > 10
+
+
+@pytest.mark.browser
+def test_no_page_makes_external_requests(page_reports):
+    assert offenders(page_reports, "requests") == {}
+
+
+@pytest.mark.browser
+def test_every_page_has_a_1300_px_screenshot(page_reports):
+    for name, report in page_reports.items():
+        data = Path(report["screenshot"]).read_bytes()
+        assert report["screenshot"] == str(SHOTS / f"{name}.png")
+        assert struct.unpack(">II", data[16:24])[0] == 1300, name
+        assert len(data) > 20_000, f"{name}: a blank screenshot"
+        assert report["viewport"][0] == 1300
+
+
+@pytest.mark.browser
+def test_moving_the_controls_changes_the_shown_panel(page_reports):
+    for name in INTERACTIVE:
+        kinds = [c["kind"] for c in page_reports[name]["controls"]]
+        assert "slider" in kinds, f"{name}: no slider rendered ({kinds})"
+    stuck = {
+        f"{name} {c['kind']} {c['index']}": c
+        for name, report in page_reports.items()
+        for c in report["controls"]
+        if not (c.get("changed") and c.get("restored"))
+    }
+    assert stuck == {}
+
+
+@pytest.mark.browser
+@pytest.mark.xfail(
+    strict=True,
+    reason="too wide at 1300 px today: method (the headline-samplers table, 1168 px in a 692 px "
+    "column: its inline code does not wrap); passes once it fits",
+)
+def test_no_table_is_wider_than_its_column(page_reports):
+    wide = {
+        name: [(t["index"], t["first_cell"], t["width"], t["container"], t["column"]) for t in w]
+        for name, w in offenders(page_reports, "wide_tables").items()
+    }
+    assert wide == {}, "tables wider than the column at 1300 px (index, first cell, width, "
+    "container, column):\n" + "\n".join(f"{n}: {w}" for n, w in wide.items())
+
+
+def page_heading(source: Path) -> str:
+    """The first heading of a page's source, as plain text (empty when it holds math)."""
+    if source.suffix == ".md":
+        text = source.read_text()
+    else:
+        text = "".join(json.loads(source.read_text())["cells"][0]["source"])
+    heading = next((line[2:] for line in text.splitlines() if line.startswith("# ")), "")
+    return "" if "$" in heading or "`" in heading else plain(heading)
+
+
+def plain(text: str) -> str:
+    """Text as PDF extraction gives it back: compatibility forms (ligatures, |cᵢ|) folded."""
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip()
+
+
+@pytest.mark.browser
+def test_pdf_has_every_page_in_toc_order(tiny_book, tmp_path):
+    from pypdf import PdfReader
+
+    root, html = tiny_book
+    pdf = book.build_pdf(root, html, tmp_path / "pdf" / "book.pdf")
+    reader = PdfReader(pdf)
+    pages = book.toc_pages(root)
+    assert len(reader.pages) >= len(pages)
+    starts = [reader.get_destination_page_number(item) for item in reader.outline]
+    assert len(starts) == len(pages) and starts == sorted(set(starts))  # one bookmark each
+    ends = [*starts[1:], len(reader.pages)]
+    checked = 0
+    for page, first, last in zip(pages, starts, ends, strict=True):
+        heading = page_heading(page_source(root, page))
+        if not heading:
+            continue
+        text = plain(" ".join(reader.pages[i].extract_text() for i in range(first, last)))
+        assert heading in text, f"{page}: {heading!r} not in its PDF pages {first}-{last - 1}"
+        checked += 1
+    assert checked >= len(pages) // 2
 
 
 def test_table1_page_shows_measured_rows_beside_the_papers(tiny_book):
@@ -55,17 +214,6 @@ def test_table1_page_shows_measured_rows_beside_the_papers(tiny_book):
     text = (html / "book" / "generated" / "tab01-statistics.html").read_text()
     assert "testbed-ddpm" in text and "testbed-flow" in text
     assert "paper (official XL checkpoints)" in text and "REPA" in text
-
-
-@pytest.mark.browser
-def test_browser_shows_table1_with_a_table_and_a_figure(tiny_book):
-    _, html = tiny_book
-    page = html / "book" / "generated" / "tab01-statistics.html"
-    shot = book.screenshot(page, ROOT / "_build" / "screenshots" / "table1.png")
-    assert shot.stat().st_size > 20_000
-    dom = book.dump_dom(page)
-    assert re.search(r"<table\b", dom)
-    assert re.search(r"<img\b[^>]*src=\"[^\"]+\.png\"", dom)
 
 
 def covered_ids(title: str) -> set[str]:
@@ -98,21 +246,6 @@ def test_every_inventory_entry_has_a_page(tiny_book):
         else:
             number = re.sub(r"\D", "", entry["id"])
             assert re.search(rf"(Fig|Table)[^<]{{0,20}}\b{number}\b", not_reproduced), entry["id"]
-
-
-@pytest.mark.browser
-def test_browser_screenshots_three_representative_pages(tiny_book):
-    _, html = tiny_book
-    pages = {
-        "fig03-cosine-matrix": r"<img\b",
-        "interactive-pruning": "widget-",
-        "claims-ledger": "<table",
-    }
-    for name, marker in pages.items():
-        page = html / "book" / "generated" / f"{name}.html"
-        shot = book.screenshot(page, ROOT / "_build" / "screenshots" / f"{name}.png")
-        assert shot.stat().st_size > 20_000
-        assert re.search(marker, book.dump_dom(page)), name
 
 
 def test_paper_profile_without_weights_builds_with_a_notice_on_every_model_page(tmp_path):

@@ -3,7 +3,8 @@
 `notebooks/<name>.ipynb` runs, with the parameters `book_params.resolve_parameters` gives it, into
 `book/generated/<name>.ipynb`, the page `_toc.yml` lists; the book renders these executed pages
 as they are (`execute_notebooks: "off"`) and builds with `-W`, so a missing or broken page fails
-the build instead of leaving a hole. `semantic-bottleneck book run | build | all` drives it.
+the build instead of leaving a hole. `semantic-bottleneck book run | build | all` drives it, and
+`book pdf` prints the built HTML to one PDF.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from semantic_bottleneck.book_browser import chromium_path, dump_dom, screenshot
+from semantic_bottleneck.book_browser import (
+    chromium_path,
+    dump_dom,
+    page_report,
+    page_reports,
+    print_pdf,
+    screenshot,
+    toc_pages,
+)
 from semantic_bottleneck.book_params import (
     GENERATED,
     NOTEBOOKS,
@@ -42,14 +51,19 @@ __all__ = [
     "BookBuildError",
     "NotebookError",
     "build_html",
+    "build_pdf",
     "chromium_path",
     "dump_dom",
     "find_root",
     "notebook_names",
+    "page_report",
+    "page_reports",
+    "print_pdf",
     "resolve_parameters",
     "run_all",
     "run_notebook",
     "screenshot",
+    "toc_pages",
 ]
 
 
@@ -356,6 +370,69 @@ def build_html(
     return (Path(out).resolve() if out is not None else root) / "_build" / "html"
 
 
+def build_pdf(
+    root: str | Path | None = None,
+    html: str | Path | None = None,
+    out: str | Path | None = None,
+    workers: int = 2,
+) -> Path:
+    """Print every page of the built HTML book with headless chromium and merge them into one PDF.
+
+    Pages go in `_toc.yml` order, each starting on a new sheet, with a bookmark named after its
+    title. Chromium prints each page as the browser shows it for print, after MathJax and the
+    images are done; nothing is fetched (the book's scripts are vendored).
+
+    Args:
+        root: project root (its `_toc.yml` gives the pages and their order).
+        html: the built HTML (default `<root>/_build/html`, what `build_html` makes).
+        out: the PDF (default `<root>/_build/pdf/book.pdf`); written atomically.
+        workers: browsers printing at once.
+
+    Returns:
+        The PDF's path.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pypdf import PdfWriter
+
+    root = resolve_root(root)
+    html = Path(html).resolve() if html is not None else root / "_build" / "html"
+    out = Path(out).resolve() if out is not None else root / "_build" / "pdf" / "book.pdf"
+    pages = toc_pages(root)
+    missing = [p for p in pages if not (html / f"{p}.html").is_file()]
+    if missing:
+        raise ValueError(
+            f"html: expected a built page for every toc entry under {html} "
+            f"(run `semantic-bottleneck book build` first), missing {missing}"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="book-pdf-") as tmp:
+        parts = [Path(tmp) / f"{i:03d}.pdf" for i in range(len(pages))]
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            list(pool.map(print_pdf, [html / f"{p}.html" for p in pages], parts))
+        writer = PdfWriter()
+        for page, part in zip(pages, parts, strict=True):
+            start = len(writer.pages)
+            writer.append(str(part))
+            writer.add_outline_item(
+                title=_page_title(html / f"{page}.html") or page, page_number=start
+            )
+        partial = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        with open(partial, "wb") as f:
+            writer.write(f)
+        os.replace(partial, out)
+    return out
+
+
+def _page_title(page: Path) -> str:
+    """A built page's own title, without the book's title that Sphinx appends."""
+    import html as html_lib
+
+    found = re.search(r"<title>(.*?)</title>", page.read_text(encoding="utf-8"), re.DOTALL)
+    title = html_lib.unescape(found.group(1)).strip() if found else ""
+    return title.split(" \u2014 ")[0].strip()
+
+
 # ----------------------------------------------------------------------------- command line
 
 
@@ -402,14 +479,28 @@ def _all(args: argparse.Namespace) -> int:
     return _run(args) or _build(args)
 
 
+def _pdf(args: argparse.Namespace) -> int:
+    if chromium_path() is None:
+        print(
+            "error: chromium: expected a headless chromium on PATH (apt-get install chromium)",
+            file=sys.stderr,
+        )
+        return 1
+    start = time.perf_counter()
+    pdf = build_pdf(args.root, args.html, args.out)
+    print(f"printed {pdf} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register `book run | build | all` on the top-level command line."""
+    """Register `book run | build | all | pdf` on the top-level command line."""
     book = subparsers.add_parser("book", help="run the notebooks (papermill) and build the book")
     sub = book.add_subparsers(dest="book_command", required=True)
     for command, func, text in [
         ("run", _run, "execute the notebooks of _toc.yml into book/generated/"),
         ("build", _build, "jupyter-book build -W (fails on any warning, e.g. a missing page)"),
         ("all", _all, "run, then build"),
+        ("pdf", _pdf, "print the built HTML book to one PDF (headless chromium)"),
     ]:
         parser = sub.add_parser(command, help=text, description=text)
         parser.add_argument(
@@ -443,5 +534,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         if command in ("build", "all"):
             parser.add_argument(
                 "--out", type=Path, default=None, help="--path-output of jupyter-book"
+            )
+        if command == "pdf":
+            parser.add_argument(
+                "--html", type=Path, default=None, help="the built HTML (default _build/html)"
+            )
+            parser.add_argument(
+                "--out", type=Path, default=None, help="the PDF (default _build/pdf/book.pdf)"
             )
         parser.set_defaults(func=_reported(func))
