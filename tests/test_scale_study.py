@@ -27,9 +27,12 @@ def test_a_recorded_run_retrains_to_the_same_first_steps(tmp_path, one_thread, n
     train(replace(config, steps=300), tmp_path, progress=False)
     again = {r["step"]: r for r in read_log(tmp_path / "log.jsonl")}
     for r in (r for r in log if r["step"] <= 300):
+        # the initialisation is exact; after it, another CPU's kernels may round differently
+        # (bitwise equal on the machine that made the record), so a small tolerance
+        rel = 1e-6 if r["step"] == 0 else 1e-3
         for key in KEYS:
             if r.get(key) is not None:
-                assert again[r["step"]][key] == pytest.approx(r[key], rel=1e-5), (r["step"], key)
+                assert again[r["step"]][key] == pytest.approx(r[key], rel=rel), (r["step"], key)
 
 
 def test_every_record_has_its_provenance_and_a_log_to_the_end():
