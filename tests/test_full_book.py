@@ -157,11 +157,6 @@ def test_moving_the_controls_changes_the_shown_panel(page_reports):
 
 
 @pytest.mark.browser
-@pytest.mark.xfail(
-    strict=True,
-    reason="too wide at 1300 px today: method (the headline-samplers table, 1168 px in a 692 px "
-    "column: its inline code does not wrap); passes once it fits",
-)
 def test_no_table_is_wider_than_its_column(page_reports):
     wide = {
         name: [(t["index"], t["first_cell"], t["width"], t["container"], t["column"]) for t in w]
