@@ -31,6 +31,7 @@ import time
 import torch
 
 from semantic_bottleneck import sampling
+from semantic_bottleneck.generation.source import checkpoint_source
 from semantic_bottleneck.provenance import cpu_name
 from semantic_bottleneck.zoo import build_model, denoiser, registry
 
@@ -73,7 +74,7 @@ def _sync(device: torch.device) -> None:
 
 def run_sampler(model, shape, batch: int, steps: int, device: torch.device, bf16: bool) -> dict:
     """Sample `batch` latents of `shape` with `steps` grid points; seconds per evaluation."""
-    config = registry.get_checkpoint("sit-xl-2").sampler_config(num_steps=steps)
+    config = checkpoint_source("sit-xl-2").sampler_config(num_steps=steps)
     labels = torch.arange(batch, device=device) % 1000
     seeds = sampling.sample_seeds(0, batch)
     noise = sampling.sample_noise(shape, seeds, device=device)
@@ -91,7 +92,7 @@ def run_sampler(model, shape, batch: int, steps: int, device: torch.device, bf16
     seconds = time.perf_counter() - start
     evaluations = sampling.num_steps(config)
     per_eval = seconds / evaluations
-    full = sampling.num_steps(registry.get_checkpoint("sit-xl-2").sampler_config())
+    full = sampling.num_steps(checkpoint_source("sit-xl-2").sampler_config())
     return {
         "grid_points": steps,
         "evaluations": evaluations,

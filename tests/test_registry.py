@@ -9,6 +9,7 @@ import pytest
 
 from semantic_bottleneck import sampling
 from semantic_bottleneck.conventions import CONVENTIONS
+from semantic_bottleneck.generation.source import checkpoint_source
 from semantic_bottleneck.zoo import registry
 from semantic_bottleneck.zoo.registry import (
     ASSETS,
@@ -63,12 +64,12 @@ def test_time_convention_and_initial_t(name):
     assert entry.time.initial_t == INITIAL_T[entry.family]
     assert isinstance(entry.time.initial_t, int) == entry.time.integer
     # one initial t: the sampler's first step feeds the model its convention's initial t
-    t0 = sampling.initial_t(entry.sampler_config())
+    t0 = sampling.initial_t(checkpoint_source(name).sampler_config())
     assert t0 == entry.time.initial_t and type(t0) is type(entry.time.initial_t)
 
 
 def test_each_checkpoint_samples_with_its_own_official_settings():
-    by_name = {entry.name: entry.sampler_config() for entry in CHECKPOINTS}
+    by_name = {e.name: checkpoint_source(e.name).sampler_config() for e in CHECKPOINTS}
     for name in ("dit-xl-2", "sit-xl-2", "mdtv2-xl-2", "mdt-xl-2", "lightningdit-xl-1"):
         assert by_name[name].guidance.guided_channels == 3, name
     for name in ("repa-sit-xl-2", "mg-sit-xl-2"):
@@ -89,11 +90,11 @@ def test_each_checkpoint_samples_with_its_own_official_settings():
 
 
 def test_sampler_config_applies_steps_and_scale_over_the_checkpoints_own():
-    entry = get_checkpoint("lightningdit-xl-1-64ep")
-    config = entry.sampler_config(num_steps=20, cfg_scale=4.0)
+    source = checkpoint_source("lightningdit-xl-1-64ep")
+    config = source.sampler_config(num_steps=20, cfg_scale=4.0)
     assert config.num_steps == 20 and config.guidance.scale == 4.0
     assert config.guidance.interval == (0.10, 1.0)  # the checkpoint's own interval is kept
-    ddpm = get_checkpoint("dit-xl-2").sampler_config(num_steps=50)
+    ddpm = checkpoint_source("dit-xl-2").sampler_config(num_steps=50)
     assert ddpm.num_sampling_steps == 50
 
 

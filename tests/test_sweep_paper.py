@@ -141,7 +141,7 @@ def test_samples_are_paired_adm_npz_files_equal_to_generate(result, inputs):
     # the baseline is what `generate` samples from the checkpoint with the headline sampler
     source = G_cli.resolve_model(NAME)
     model = G_cli.load_model(source, inputs[0], "cpu")
-    sampler = registry.get_checkpoint(NAME).sampler_config(num_steps=SETTINGS.num_steps)
+    sampler = G_cli.resolve_model(NAME).sampler_config(num_steps=SETTINGS.num_steps)
     decode = load_decoder("sd-vae-ft-ema", "repa", inputs[0])
     images, _ = generate(
         denoiser(model), model.condition, "repa", base.labels, base.seeds, sampler, decode,

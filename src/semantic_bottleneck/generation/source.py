@@ -45,7 +45,7 @@ class ModelSource:
         self, mode: str | None = None, num_steps: int | None = None, cfg_scale: float | None = None
     ) -> sampling.SamplerConfig:
         """The model's sampler, with `mode`, `num_steps` and `cfg_scale` applied where given."""
-        overrides = {**self.sampler_overrides, "null_class": self.num_classes}
+        overrides = {"null_class": self.num_classes, **self.sampler_overrides}
         return sampling.default_config(
             self.family, mode, num_steps=num_steps, cfg_scale=cfg_scale, **overrides
         )
@@ -56,9 +56,8 @@ def checkpoint_source(name: str) -> ModelSource:
     entry = registry.get_checkpoint(name)
     cfg = entry.config
     shape = (cfg["in_channels"], cfg["input_size"], cfg["input_size"])
-    return ModelSource(
-        name, entry.family, entry.num_classes, shape, entry.vae, dict(entry.sampler_overrides)
-    )
+    overrides = {**entry.sampler_overrides, "null_class": entry.null_class}
+    return ModelSource(name, entry.family, entry.num_classes, shape, entry.vae, overrides)
 
 
 def load_checkpoint(name: str, cache_dir: Path | None, device: str) -> torch.nn.Module:

@@ -91,8 +91,8 @@ def default_config(
 ) -> SamplerConfig:
     """The headline sampler config of a model family, with optional overrides.
 
-    A released checkpoint's own settings are its registry entry's `sampler_config()`, which
-    calls this with the checkpoint's overrides.
+    A model's own sampler is `generation.source.ModelSource.sampler_config()`, which calls this
+    with the model's overrides (a checkpoint's registry entry, or its testbed definition).
 
     Args:
         family: dit, mdt, mdtv2, sit, lightningdit, repa or mg.

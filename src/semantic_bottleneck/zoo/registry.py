@@ -4,7 +4,8 @@ One `CheckpointEntry` per released XL model the paper studies, one `AssetEntry` 
 input. Each entry says where the official file lives (URLs exactly as the official repository
 gives them), how to read it (`weights_key`), which model builds it (`family`, manifest `config`),
 what t means at its `t_embedder` (`time_convention`) and how its official script samples it
-(`sampler_config`: the family's headline sampler with the checkpoint's own `sampler_overrides`).
+(the family's headline sampler with the checkpoint's own `sampler_overrides`, built by
+`generation.source.checkpoint_source(name).sampler_config()`).
 
 Sources, each official repository at the commit read (book/method.md#method-official-defaults):
 - DiT: facebookresearch/DiT @ ed81ce2, `README.md`, `download.py`, `sample_ddp.py` (issue #83).
@@ -32,7 +33,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-from semantic_bottleneck import sampling
 from semantic_bottleneck.conventions import CONVENTIONS, TimeConvention
 from semantic_bottleneck.zoo import FAMILIES
 
@@ -120,20 +120,6 @@ class CheckpointEntry(Entry):
     def time(self) -> TimeConvention:
         """The named time convention."""
         return CONVENTIONS[self.time_convention]
-
-    def sampler_config(
-        self, mode: str | None = None, num_steps: int | None = None, cfg_scale: float | None = None
-    ) -> sampling.SamplerConfig:
-        """The sampler this checkpoint's official script runs: its family's headline sampler
-        with the checkpoint's own settings, then `num_steps` / `cfg_scale` where given.
-
-        Every path that samples a checkpoint (CLI, sweeps, pages, benchmarks) builds its sampler
-        here, so a checkpoint's settings live in one place: its entry.
-        """
-        overrides = {**self.sampler_overrides, "null_class": self.null_class}
-        return sampling.default_config(
-            self.family, mode, num_steps=num_steps, cfg_scale=cfg_scale, **overrides
-        )
 
 
 @dataclass(frozen=True, kw_only=True)
