@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import pandas as pd
 
 from semantic_bottleneck import analysis, paper, sweep
-from semantic_bottleneck.book_params import resolve_parameters
 from semantic_bottleneck.claim_measures import (
     PAPER_D,
     Measurement,
@@ -355,7 +354,7 @@ def ledger_inputs(
     """The ledger's inputs in a profile, exactly as the pages show them.
 
     The evaluation claims come from the Table 2 page's sweep, run with that page's parameters in
-    this profile (`book_params.resolve_parameters`): on the testbed it is sampled (or read from
+    this profile (`sweep.page_settings`): on the testbed it is sampled (or read from
     the cache), in the paper profile only rows the page already cached are read, so the ledger
     never starts GPU sampling. The training claim is judged on Fig 12's headline run.
 
@@ -372,11 +371,7 @@ def ledger_inputs(
     logs = headline_logs(profile, train_steps)
     supplied, notes = {}, []
     if use_sweeps:
-        page = {**resolve_parameters(sweep.SWEEP_PAGES["table2"], profile), **(table2 or {})}
-        settings = sweep.SweepSettings(
-            per_class=page["per_class"], base_seed=page["base_seed"],
-            num_steps=page["num_steps"], last_k=page["last_k"],
-        )  # fmt: skip
+        page, settings = sweep.page_settings("table2", profile, **(table2 or {}))
         rows = sweep.paper_rows("table2")
         if profile == "testbed":
             steps = train_steps if train_steps is not None else page["train_steps"]

@@ -364,15 +364,22 @@ def ledger_measurements(table: list[dict]) -> dict[str, float]:
 SWEEP_PAGES = {"table2": "tab02-pruning-repa", "table3": "tab03-pruning-mg-lightningdit"}
 
 
+PAGE_SETTINGS = ("per_class", "base_seed", "num_steps", "last_k")  # sweep settings a page sets
+
+
+def page_settings(table: str, profile: str, **overrides) -> tuple[dict, SweepSettings]:
+    """The parameters of the table's page in a profile, with `overrides` applied, and the sweep
+    settings they give: what the page samples."""
+    page = {**resolve_parameters(SWEEP_PAGES[table], profile), **overrides}
+    values = {k: page[k] for k in PAGE_SETTINGS}
+    return page, SweepSettings(**values, cfg_scale=page.get("cfg_scale"))
+
+
 def sweep_settings(table: str, args) -> SweepSettings:
     """The paper-profile settings of the table's page, with the flags that were given applied, so
     that by default the command writes exactly the rows the page reads."""
-    page = resolve_parameters(SWEEP_PAGES[table], "paper")
-    keys = ("per_class", "base_seed", "num_steps", "last_k")
-    values = {k: page[k] for k in keys} | {
-        k: getattr(args, k) for k in (*keys, "cfg_scale") if getattr(args, k) is not None
-    }
-    return SweepSettings(**values)
+    given = {k: getattr(args, k) for k in (*PAGE_SETTINGS, "cfg_scale")}
+    return page_settings(table, "paper", **{k: v for k, v in given.items() if v is not None})[1]
 
 
 def _cmd_sweep(args) -> int:
