@@ -1,5 +1,5 @@
-"""The testbed scale study: the flow-convention testbed model at several widths and learning
-rates, trained far longer than CI can, each run's monitor log recorded under data/scale/.
+"""The testbed scale study: the flow-convention testbed model at several widths, learning rates
+and class counts, trained far longer than CI can, each run's monitor log recorded under data/scale/.
 
     .venv/bin/python scripts/scale_study.py                      # every run, resumable
     .venv/bin/python scripts/scale_study.py --only w128-lr3e-3   # one run
@@ -31,6 +31,8 @@ RUNS = {
     for width in (64, 128, 256)
     for lr in ("1e-3", "3e-3")
 }
+# the class-count axis: 80 classes (digit x orientation) at the fastest 10-class setting
+RUNS["w128-lr3e-3-c80"] = ("testbed-flow", {"hidden_size": 128, "lr": 3e-3, "dataset": "digits-80"})
 
 
 def run_config(name: str, steps: int = STEPS):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -295,9 +296,12 @@ def test_scorecard_states_each_claim_with_paper_value_verdict_mark_and_page():
         ),
         ledger.Verdict("cosine-continuous", "n/a", "> 0.999", "band", "not tested", ()),
     ]
-    text = ledger.scorecard_markdown(verdicts, ["tab01-statistics"])
+    long = [dataclasses.replace(v, verdict="reproduced") for v in verdicts]
+    text = ledger.scorecard_markdown({"ci": verdicts, "long": long}, ["tab01-statistics"])
     lines = text.splitlines()
     assert len(lines) == 2 + len(verdicts)
+    assert "CI-trained (2,000 steps): measured" in lines[0] and "long-trained (16,000" in lines[0]
+    assert lines[2].count("verdict-yes") == 1 and lines[2].count("verdict-no") == 1
     assert "exceeding 99% on ImageNet-1K" in lines[2]  # the paper's own words
     assert "{doc}`tab01-statistics" in lines[2] and "| - |" in lines[4]  # links only to pages
     assert 'class="verdict verdict-no"' in lines[2] and "verdict-yes" in lines[3]
@@ -312,3 +316,39 @@ def test_build_info_names_profile_commit_and_hardware():
     info = provenance.build_info("paper")
     assert info["profile"] == "paper" and info["built"].endswith("UTC")
     assert info["commit"] and ("CPUs)" in info["hardware"] or "(x" in info["hardware"])
+
+
+def test_tier_inputs_judge_the_same_models_in_every_tier(monkeypatch):
+    seen = []
+
+    def fake_inputs(profile, models, train_steps, use_sweeps, table2, tier="ci"):
+        seen.append((tuple(models), tier))
+        return ledger.LedgerInputs([], [], {}, {}, ())
+
+    monkeypatch.setattr(ledger, "ledger_inputs", fake_inputs)
+    out = ledger.tier_inputs("testbed", ["testbed-ddpm-long", "testbed-flow", "testbed-ddpm"])
+    assert list(out) == ["ci", "long"]
+    assert seen == [
+        (("testbed-ddpm", "testbed-flow"), "ci"),
+        (("testbed-ddpm-long", "testbed-flow-long"), "long"),
+    ]
+    seen.clear()
+    assert list(ledger.tier_inputs("paper", ["dit-xl-2"])) == ["official"]
+    assert seen == [(("dit-xl-2",), "ci")]
+    assert ledger.tier_label("official") == "official checkpoints"
+
+
+def test_the_ledger_page_compares_the_tiers_claim_by_claim(monkeypatch):
+    def fake_inputs(profile, models, train_steps=None, use_sweeps=True, table2=None):
+        return {"ci": ledger.LedgerInputs([], [], {}, {}, ("no sweep",)),
+                "long": ledger.LedgerInputs([], [], {}, {}, ("no sweep",))}  # fmt: skip
+
+    monkeypatch.setattr(ledger, "tier_inputs", fake_inputs)
+    page = ledger.ledger_page("testbed", ["testbed-ddpm"], supplied={"npr-1-to-2-percent": 0.015})
+    assert ledger.tier_names(page) == ["ci", "long"] and page.notes == ["no sweep"]
+    rows = page.markdown["tiers"].splitlines()
+    assert len(rows) == 2 + len(paper.claims())
+    npr = next(r for r in rows if "`npr-1-to-2-percent`" in r)
+    assert npr.count("verdict-yes") == 2  # the supplied value judged in both tiers
+    assert "CI-trained (2,000 steps) models:" in page.values["counts"][0]
+    assert page.values["n_claims"][0] == len(paper.claims())

@@ -116,7 +116,7 @@ def test_the_ledger_reads_what_the_pages_show(monkeypatch):
         return [], []
 
     monkeypatch.setattr(analysis, "load_models", load_models)
-    monkeypatch.setattr(ledger, "headline_logs", lambda profile, steps: {"fig12-run": []})
+    monkeypatch.setattr(ledger, "headline_logs", lambda profile, steps, tier: {"fig12-run": []})
     table = [{"row": r.label, "fid": 10.0 + i} for i, r in enumerate(sweep.paper_rows("table2"))]
 
     def cached_paper_sweep(name, rows, settings):
@@ -143,6 +143,8 @@ def test_the_training_claim_is_judged_on_fig12s_headline_run(monkeypatch):
     monkeypatch.setattr(curves, "run_log", lambda config: [{"step": config.steps}])
     logs = curves.headline_logs("testbed", train_steps=3)
     assert logs == {"testbed-repa": [{"step": 3}]}
+    long = curves.headline_logs("testbed", tier="long")
+    assert long == {"testbed-repa-long": [{"step": 16000}]}
 
 
 @pytest.mark.parametrize("profile", ["testbed", "paper"])

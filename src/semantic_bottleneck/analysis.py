@@ -73,6 +73,21 @@ class Missing:
     command: str
 
 
+@dataclass
+class Page:
+    """What a page function returns: its tables (value keys, shown by `display.table`), Markdown
+    blocks, figures, the values its text quotes (name -> (value, format); None reads "n/a"),
+    the models it used, the ones whose inputs are absent, and notes on what it could not read."""
+
+    tables: dict = field(default_factory=dict)
+    markdown: dict = field(default_factory=dict)
+    figures: dict = field(default_factory=dict)
+    values: dict = field(default_factory=dict)
+    found: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+
 def testbed_model(name: str, **train_overrides) -> ModelC:
     """A trained testbed model (trained now, or read from the artifact cache)."""
     from semantic_bottleneck.testbed import load_trained, testbed_config

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from semantic_bottleneck import analysis, paper, sweep
+from semantic_bottleneck import analysis, paper, paper_checks, sweep
 from semantic_bottleneck.claim_measures import (
     PAPER_D,
     Measurement,
@@ -44,7 +44,9 @@ from semantic_bottleneck.ledger_rules import (
     InRange,
     Rule,
 )
-from semantic_bottleneck.training.curves import headline_logs
+from semantic_bottleneck.provenance import build_info
+from semantic_bottleneck.testbed import TIERS, split_tier, testbed_config, tier_name
+from semantic_bottleneck.training.curves import REPA_TESTBED, headline_logs
 
 
 @dataclass(frozen=True)
@@ -350,8 +352,9 @@ def ledger_inputs(
     train_steps: int | None = None,
     use_sweeps: bool = True,
     table2: Mapping | None = None,
+    tier: str = "ci",
 ) -> LedgerInputs:
-    """The ledger's inputs in a profile, exactly as the pages show them.
+    """The ledger's inputs in a profile (and testbed tier), exactly as the pages show them.
 
     The evaluation claims come from the Table 2 page's sweep, run with that page's parameters in
     this profile (`sweep.page_settings`): on the testbed it is sampled (or read from
@@ -365,17 +368,20 @@ def ledger_inputs(
         use_sweeps: judge the evaluation claims on the Table 2 sweep.
         table2: the Table 2 page's parameters where a build overrides them (e.g. a test build
             with tiny sweeps); None: that page's parameters in this profile.
+        tier: testbed only: the training tier of the Fig 12 run and of the Table 2 sweep's
+            model (`testbed.TIERS`); `models` name their own tiers.
     """
     check_profile(profile)
     found, missing = analysis.load_models(profile, list(models), steps=train_steps)
-    logs = headline_logs(profile, train_steps)
+    logs = headline_logs(profile, train_steps, tier)
     supplied, notes = {}, []
     if use_sweeps:
         page, settings = sweep.page_settings("table2", profile, **(table2 or {}))
         rows = sweep.paper_rows("table2")
         if profile == "testbed":
             steps = train_steps if train_steps is not None else page["train_steps"]
-            result = sweep.run_testbed_sweep(page["model"], rows, settings, steps=steps)
+            model = tier_name(split_tier(page["model"])[0], tier)
+            result = sweep.run_testbed_sweep(model, rows, settings, steps=steps)
         else:
             result = sweep.cached_paper_sweep(page["model"], rows, settings)
             if result is None:
@@ -387,6 +393,113 @@ def ledger_inputs(
         if result is not None:
             supplied = sweep.ledger_measurements(result["table"])
     return LedgerInputs(found, missing, logs, supplied, tuple(notes))
+
+
+def tier_inputs(
+    profile: str,
+    models: Sequence[str],
+    train_steps: int | None = None,
+    use_sweeps: bool = True,
+    table2: Mapping | None = None,
+) -> dict[str, LedgerInputs]:
+    """The ledger's inputs per testbed tier (`testbed.TIERS`: the book-build length and the long
+    one), each with `models` in that tier; in the paper profile one entry, "official"."""
+    if profile != "testbed":
+        return {"official": ledger_inputs(profile, models, train_steps, use_sweeps, table2)}
+    bases = list(dict.fromkeys(split_tier(m)[0] for m in models))
+    return {
+        tier: ledger_inputs(
+            profile, [tier_name(b, tier) for b in bases], train_steps, use_sweeps, table2, tier
+        )
+        for tier in TIERS
+    }
+
+
+def _glue_counts(page: analysis.Page, by_tier: Mapping[str, list[Verdict]]) -> None:
+    """The page values of the verdict counts: n_claims, and "counts", one sentence over the
+    tiers ("the CI-trained (2,000 steps) models: 3 reproduced, 1 partly, ...; the ...")."""
+    parts = []
+    for tier, verdicts in by_tier.items():
+        counts = ", ".join(f"{n} {k}" for k, n in verdict_counts(verdicts).items())
+        parts.append(f"the {tier_label(tier)} models: {counts}")
+    page.values["counts"] = ("; ".join(parts), "{}")
+    page.values["n_claims"] = (len(next(iter(by_tier.values()))), "{}")
+
+
+def tier_names(page: analysis.Page) -> list[str]:
+    """The tiers a ledger page holds, in order (from its "ledger_<tier>" blocks)."""
+    return [k.removeprefix("ledger_") for k in page.markdown if k.startswith("ledger_")]
+
+
+def landing_page(
+    profile: str,
+    models: Sequence[str],
+    train_steps: int | None = None,
+    table2: Mapping | None = None,
+    pages: Iterable[str] = (),
+) -> analysis.Page:
+    """The landing page: the scorecard of every claim per tier, and the build's provenance.
+
+    Values: counts (the verdict counts per tier, as one sentence), n_claims, profile.
+    Markdown: "scorecard", "build".
+    """
+    inputs = tier_inputs(profile, models, train_steps, table2=table2)
+    by_tier = {t: ledger(i.found, i.logs, i.supplied) for t, i in inputs.items()}
+    first = next(iter(inputs.values()))
+    page = analysis.Page(missing=first.missing, notes=[n for i in inputs.values() for n in i.notes])
+    page.markdown["scorecard"] = scorecard_markdown(by_tier, pages)
+    info = build_info(profile)
+    page.markdown["build"] = "\n".join(f"- **{k}**: {v}" for k, v in info.items())
+    _glue_counts(page, by_tier)
+    page.values["profile"] = (profile, "{}")
+    return page
+
+
+def ledger_page(
+    profile: str,
+    models: Sequence[str],
+    train_steps: int | None = None,
+    supplied: Mapping | None = None,
+    use_sweeps: bool = True,
+    table2: Mapping | None = None,
+    pages: Iterable[str] = (),
+) -> analysis.Page:
+    """The claims-ledger page: per tier the full ledger (with the paper's own tables judged by
+    the same rules), a verdict-per-tier comparison, the details and the paper's inconsistencies.
+
+    Values: as `landing_page`. Markdown: "ledger_<tier>", "tiers", "details_<tier>",
+    "inconsistencies".
+    """
+    pages = list(pages)
+    inputs = tier_inputs(profile, models, train_steps, use_sweeps, table2)
+    by_tier = {
+        t: ledger(i.found, i.logs, {**i.supplied, **(supplied or {})}) for t, i in inputs.items()
+    }
+    own = {v.claim_id: v.verdict for v in evaluate(paper_checks.paper_measurements())}
+    own = {k: (v if v != "not tested" else "-") for k, v in own.items()}
+    first = next(iter(inputs.values()))
+    page = analysis.Page(found=first.found, missing=first.missing)
+    page.notes = list(dict.fromkeys(n for i in inputs.values() for n in i.notes))
+    for tier, verdicts in by_tier.items():
+        page.markdown[f"ledger_{tier}"] = ledger_markdown(
+            verdicts, pages, extra={"paper's own tables": own}
+        )
+        frame = ledger_frame(verdicts)
+        page.markdown[f"details_{tier}"] = markdown_table(frame[["claim", "verdict", "detail"]])
+    tiers = list(by_tier)
+    rows = zip(*(by_tier[t] for t in tiers), strict=True)
+    head = ["claim", *(tier_label(t) for t in tiers)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for same in rows:
+        marks = [verdict_mark(v.verdict) for v in same]
+        lines.append("| " + " | ".join([f"`{same[0].claim_id}`", *marks]) + " |")
+    page.markdown["tiers"] = "\n".join(lines)
+    page.markdown["inconsistencies"] = markdown_table(
+        paper_checks.inconsistency_table(inputs[tiers[-1]].found)
+    )
+    _glue_counts(page, by_tier)
+    page.values["profile"] = (profile, "{}")
+    return page
 
 
 def ledger(
@@ -439,12 +552,21 @@ def verdict_mark(verdict: str) -> str:
     return f'<span class="verdict {css}">{mark} {verdict}</span>'
 
 
-def scorecard_markdown(verdicts: Iterable[Verdict], pages: Iterable[str]) -> str:
-    """The landing page's scorecard: each claim in the paper's words, the paper's value, this
-    build's value and verdict, and the page behind it.
+def tier_label(tier: str) -> str:
+    """How a page names a tier: "CI-trained (2,000 steps)", "long-trained (16,000 steps)", or
+    "official checkpoints" (the paper profile's one entry)."""
+    if tier not in TIERS:
+        return "official checkpoints"
+    steps = testbed_config(tier_name(REPA_TESTBED, tier)).steps
+    return f"{'CI' if tier == 'ci' else tier}-trained ({steps:,} steps)"
+
+
+def scorecard_markdown(by_tier: Mapping[str, list[Verdict]], pages: Iterable[str]) -> str:
+    """The landing page's scorecard: each claim in the paper's words, the paper's value, then
+    per tier this build's value and verdict, and the page behind it.
 
     Args:
-        verdicts: the ledger rows (`ledger`).
+        by_tier: tier -> the ledger rows (`ledger`), all over the same claims.
         pages: notebook names the book contains (links only to those).
 
     Returns:
@@ -452,13 +574,18 @@ def scorecard_markdown(verdicts: Iterable[Verdict], pages: Iterable[str]) -> str
     """
     pages = list(pages)
     text = {c["id"]: c["text"] for c in paper.paper_values()["claims"]}
-    lines = [
-        "| claim (the paper's words) | paper | this build | verdict | page |",
-        "|---|---|---|---|---|",
-    ]
-    for v in verdicts:
-        link = doc_link(v.evidence[0], pages) if v.evidence else "-"
-        cells = [text.get(v.claim_id, v.claim_id), v.expected, v.measured, verdict_mark(v.verdict)]
+    tiers = list(by_tier)
+    head = ["claim (the paper's words)", "paper"]
+    for tier in tiers:
+        head += [f"{tier_label(tier)}: measured", "verdict"]
+    lines = ["| " + " | ".join([*head, "page"]) + " |", "|" + "---|" * (len(head) + 1)]
+    rows = zip(*(by_tier[t] for t in tiers), strict=True)
+    for same in rows:
+        first = same[0]
+        link = doc_link(first.evidence[0], pages) if first.evidence else "-"
+        cells = [text.get(first.claim_id, first.claim_id), first.expected]
+        for v in same:
+            cells += [v.measured, verdict_mark(v.verdict)]
         lines.append("| " + " | ".join(_cell(c) for c in [*cells, link]) + " |")
     return "\n".join(lines)
 

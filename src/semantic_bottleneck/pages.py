@@ -15,6 +15,22 @@ from semantic_bottleneck.analysis import Missing, missing_notice
 from semantic_bottleneck.display import table
 
 
+def start(page) -> None:
+    """The start of every page built from a page function (an `analysis.Page`): the notice
+    for absent inputs, the inputs used, and the glued values of its text."""
+    show_notice(page.missing)
+    for note in page.notes:
+        show_note(note)
+    show_inputs(page.found)
+    for name, (value, fmt) in page.values.items():
+        glue_text(name, value, fmt)
+
+
+def markdown(text: str) -> None:
+    """Display a Markdown block (e.g. a page's `markdown` entry with {doc} links)."""
+    display(Markdown(text))
+
+
 def show_notice(missing: list[Missing]) -> None:
     """Display the notice for absent inputs (nothing when all are present)."""
     if missing:

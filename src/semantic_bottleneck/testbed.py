@@ -1,17 +1,22 @@
 """The testbed profile's models: small AdaLN transformers trained here on scikit-learn's digits.
 
 Each testbed model is the zoo's model class at a small size, trained by `training.trainer` in one
-of the two conventions the paper's models use. Trained weights and the nPR log live in the
-artifact cache, keyed by every training parameter, so a second book build reuses them.
+of the two conventions the paper's models use, in two tiers (`TIERS`): the book-build length that
+shows the early dynamics, and a long one that reaches the paper's regime. Both tiers are shipped in
+data/testbed (weights, monitor log, provenance) and loaded; any other setting is trained here and
+kept in the artifact cache, keyed by every training parameter and the trainer's code.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import hashlib
+import json
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from safetensors.torch import load_file
 
+from semantic_bottleneck.book_params import find_root
 from semantic_bottleneck.cache import cached
 from semantic_bottleneck.generation.decode import DIGITS
 from semantic_bottleneck.generation.source import ModelSource
@@ -39,29 +44,91 @@ TESTBED_SAMPLERS: dict[str, tuple[str, dict]] = {
 }
 
 
+# Training tiers. "ci": the length a book build would train in minutes, the early dynamics.
+# "long": the same recipes trained 8x longer at the scale study's faster rate (width 128 at lr 3e-3
+# reached DiT-XL's nPR within 16k steps there). Both are trained once by scripts/testbed_models.py
+# and shipped in data/testbed, so a book build loads them; other settings are trained here.
+TIERS: dict[str, dict] = {
+    "ci": {},
+    "long": {"steps": 16000, "lr": 3e-3, "log_every": 100},
+}
+SHIPPED = "data/testbed"  # under the project root: one folder per shipped model (`tier_name`)
+
+
+def tier_name(model: str, tier: str) -> str:
+    """The name of a testbed model in a tier: "testbed-ddpm" (ci), "testbed-ddpm-long" (long)."""
+    return model if tier == "ci" else f"{model}-{tier}"
+
+
+TESTBED_NAMES = [tier_name(m, t) for t in TIERS for m in TESTBED_MODELS]
+
+
+def split_tier(name: str) -> tuple[str, str]:
+    """(model, tier) of a testbed name; ValueError naming the known names when it is none."""
+    for model in TESTBED_MODELS:
+        for tier in TIERS:
+            if name == tier_name(model, tier):
+                return model, tier
+    raise ValueError(f"unknown testbed model {name!r}; expected one of {TESTBED_NAMES}")
+
+
 def testbed_config(name: str, **overrides) -> TrainConfig:
-    """The training config of a testbed model, with fields overridden (e.g. steps=200)."""
-    if name not in TESTBED_MODELS:
-        raise ValueError(
-            f"unknown testbed model {name!r}; expected one of {sorted(TESTBED_MODELS)}"
-        )
+    """The training config of a testbed model (tier included in its name), with fields
+    overridden (e.g. steps=200; None leaves a field as it is)."""
+    model, tier = split_tier(name)
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    return replace(TESTBED_MODELS[name], **overrides)
+    return replace(TESTBED_MODELS[model], **{**TIERS[tier], **overrides})
 
 
 def testbed_source(name: str) -> ModelSource:
     """The `ModelSource` of a testbed model: what sampling it needs, without training it."""
-    family, overrides = TESTBED_SAMPLERS[testbed_config(name).objective]
+    family, overrides = TESTBED_SAMPLERS[testbed_config(name).objective]  # checks the name
     shape = (1, DIGITS_SIZE, DIGITS_SIZE)
     return ModelSource(name, family, DIGITS_CLASSES, shape, DIGITS, dict(overrides))
 
 
-def trained(config: TrainConfig, progress: bool = True) -> Path:
-    """The artifact folder of a trained model (trained now when not cached).
+def shipped_models(root: Path | None = None) -> dict[str, dict]:
+    """The testbed models shipped with the project: folder name -> provenance (run.json).
+
+    Each folder under data/testbed holds model.safetensors (EMA weights), log.jsonl, config.json
+    and run.json, whose "sha256" pins the weights and whose "config" is the full TrainConfig.
+    """
+    base = (Path(root) if root else find_root()) / SHIPPED
+    out = {}
+    for prov in sorted(base.glob("*/run.json")) if base.is_dir() else []:
+        out[prov.parent.name] = {**json.loads(prov.read_text()), "folder": str(prov.parent)}
+    return out
+
+
+def shipped(config: TrainConfig, root: Path | None = None) -> Path | None:
+    """The shipped folder trained with exactly `config` (weights hash verified), else None."""
+    wanted = asdict(config)
+    for name, prov in shipped_models(root).items():
+        if prov["config"] != wanted:
+            continue
+        folder = Path(prov["folder"])
+        digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+        if digest != prov.get("sha256"):
+            raise ValueError(
+                f"{folder}/model.safetensors has sha256 {digest}, its run.json pins "
+                f"{prov.get('sha256')}: the shipped weights were changed; restore them with git "
+                f"or retrain with scripts/testbed_models.py --only {name}"
+            )
+        return folder
+    return None
+
+
+def trained(config: TrainConfig, progress: bool = True, weights: str = "ema") -> Path:
+    """The artifact folder of a trained model: the shipped one with this exact config when there
+    is one (EMA weights only), else the cached one (trained now when not cached).
 
     Returns:
-        folder with model.safetensors (EMA), online.safetensors, log.jsonl, config.json.
+        folder with model.safetensors (EMA), log.jsonl, config.json (and online.safetensors when
+        trained here).
     """
+    folder = shipped(config) if weights == "ema" else None
+    if folder is not None:
+        return folder
     folder, _ = cached("testbed-model", config, lambda out: train(config, out, progress=progress))
     return folder
 
@@ -79,7 +146,7 @@ def load_trained(config: TrainConfig, weights: str = "ema", progress: bool = Tru
     """
     if weights not in ("ema", "online"):
         raise ValueError(f"weights must be 'ema' or 'online', got {weights!r}")
-    folder = trained(config, progress)
+    folder = trained(config, progress, weights)
     model = build_model(config.family, **config.model_config())
     file = "model.safetensors" if weights == "ema" else "online.safetensors"
     model.load_state_dict(load_file(folder / file), strict=True)

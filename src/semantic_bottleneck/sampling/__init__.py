@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
 from torch import Tensor
 
 from .common import CFnAt, Generators, ModelFn
@@ -167,6 +168,27 @@ def initial_t(config: SamplerConfig) -> int | float:
     return 1.0
 
 
+def model_times(config: SamplerConfig) -> list[float]:
+    """The time t the model is fed at each model call of one sampler run, in order (a Heun step
+    calls it twice). The sampler itself is run on a stub model that records t, so this is the
+    grid the sampler uses by construction, not a copy of its formula.
+
+    Returns:
+        t per call (DDPM: the original integer timesteps, as floats).
+    """
+    seen: list[float] = []
+    learned = isinstance(config, DDPMConfig) and config.model_var_type == "learned_range"
+
+    def stub(x: Tensor, t: Tensor, y: Tensor, c_fn=None) -> Tensor:
+        seen.append(float(t.reshape(-1)[0]))
+        return torch.zeros(x.shape[0], x.shape[1] * (1 + learned), *x.shape[2:])
+
+    unguided = dataclasses.replace(config, guidance=Guidance())  # one model call per step
+    generator = torch.Generator().manual_seed(0)
+    sample(stub, torch.zeros(1, 1, 2, 2), torch.zeros(1, dtype=torch.int64), unguided, generator)
+    return seen
+
+
 def sample(
     model_fn: ModelFn,
     noise: Tensor,
@@ -202,6 +224,7 @@ __all__ = [
     "guidance_active",
     "guided",
     "initial_t",
+    "model_times",
     "make_masks",
     "num_steps",
     "power_cosine_scale",

@@ -22,7 +22,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from semantic_bottleneck.conventions import PROFILES
-from semantic_bottleneck.testbed import TESTBED_MODELS, testbed_config
+from semantic_bottleneck.testbed import TESTBED_NAMES, testbed_config
 from semantic_bottleneck.training.recipes import repa_config
 from semantic_bottleneck.training.trainer import TrainConfig, train
 
@@ -64,7 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     repa.set_defaults(func=run_repa)
 
     tb = sub.add_parser("testbed", help="train a testbed model (its config, fields overridden)")
-    tb.add_argument("name", choices=sorted(TESTBED_MODELS), help="testbed model")
+    tb.add_argument("name", choices=TESTBED_NAMES, help="testbed model (tier in its name)")
     tb.add_argument("--out", type=Path, default=None, help="run folder (default runs/NAME)")
     tb.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True)
     tb.add_argument("--checkpoint-every", type=int, default=CHECKPOINT_EVERY["testbed"])

@@ -18,6 +18,8 @@ OBJECTIVES = ("ddpm", "repa")
 # dataset -> model geometry: 8x8 one-channel digits; 256 px ImageNet as 32x32x4 SD-VAE latents
 DATASETS = {
     "digits": dict(input_size=8, in_channels=1, num_classes=10),
+    # the class-count axis of the scale study: digit x 4 rotations x 2 mirror images
+    "digits-80": dict(input_size=8, in_channels=1, num_classes=80),
     "imagenet": dict(input_size=32, in_channels=4, num_classes=1000),
 }
 PRECISIONS = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -46,7 +48,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     log_every: int = 25
     seed: int = 0
-    dataset: str = "digits"  # "digits" (testbed) or "imagenet" (a prepared folder)
+    dataset: str = "digits"  # "digits" (testbed), "digits-80" (8 orientations) or "imagenet"
     data_dir: str = ""  # imagenet: folder written by `semantic-bottleneck train prepare-imagenet`
     repa_encoder: str = ""  # REPA target: "" (off), "digits-classifier" or "dinov2-vit-b"
     encoder_weights: str = ""  # dinov2 weights file ("": Hugging Face or torch hub cache)

@@ -1,6 +1,7 @@
 """The training-dynamics pages' data: monitor logs of testbed runs and of recorded GPU runs.
 
-A testbed run lives in the artifact cache ("testbed-model", keyed by its TrainConfig). The
+A testbed run is shipped (data/testbed) or lives in the artifact cache ("testbed-model", keyed by
+its TrainConfig). The
 learning rate is constant, so the first N steps of a run do not depend on how long it goes on:
 the log of an N-step run is the first records of any longer cached run of the same config
 (when N is a multiple of log_every, so both log the same steps). The Fig. 43 page reuses the
@@ -11,9 +12,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 from semantic_bottleneck.cache import cache_root, params_key
-from semantic_bottleneck.testbed import curve_summary, testbed_config, trained
+from semantic_bottleneck.testbed import (
+    curve_summary,
+    shipped_models,
+    testbed_config,
+    tier_name,
+    trained,
+)
 from semantic_bottleneck.training.monitor import read_log
 from semantic_bottleneck.training.runs import describe_scale, recorded_runs
 from semantic_bottleneck.training.trainer import TrainConfig
@@ -23,11 +31,17 @@ REPA_TESTBED = "testbed-repa"
 
 
 def _longer_cached_run(config: TrainConfig) -> list[dict] | None:
-    """Records up to config.steps of a cached longer run of the same config, if there is one."""
+    """Records up to config.steps of a shipped or cached longer run of the same config, if there
+    is one."""
     if config.steps % config.log_every:
         return None
-    folder = cache_root() / KIND
     want = {**asdict(config), "steps": 0}
+    for prov in shipped_models().values():
+        saved = prov["config"]
+        if saved["steps"] >= config.steps and {**saved, "steps": 0} == want:
+            log = read_log(Path(prov["folder"]) / "log.jsonl")
+            return [r for r in log if r["step"] <= config.steps]
+    folder = cache_root() / KIND
     for params in sorted(folder.glob("*/params.json")) if folder.is_dir() else []:
         try:
             saved = json.loads(params.read_text())["params"]
@@ -82,11 +96,15 @@ def summary_rows(logs: dict[str, list[dict]], configs: dict[str, TrainConfig]) -
     return rows
 
 
-def headline_logs(profile: str, train_steps: int | None = None) -> dict[str, list[dict]]:
+def headline_logs(
+    profile: str, train_steps: int | None = None, tier: str = "ci"
+) -> dict[str, list[dict]]:
     """The run the Fig 12 page headlines, as name -> monitor records: the testbed REPA recipe
-    (testbed profile), or the recorded GPU runs with continuous t (paper profile; may be none)."""
+    in `tier` (testbed profile), or the recorded GPU runs with continuous t (paper profile; may
+    be none)."""
     if profile == "testbed":
-        return {REPA_TESTBED: run_log(testbed_run(REPA_TESTBED, steps=train_steps))}
+        name = tier_name(REPA_TESTBED, tier)
+        return {name: run_log(testbed_run(name, steps=train_steps))}
     gpu = [r for r in recorded_runs() if not r["config"].get("timestep_set")]
     return {r["name"]: r["records"] for r in gpu}
 

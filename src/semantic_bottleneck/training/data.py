@@ -41,20 +41,46 @@ def digits(split: str = "all", seed: int = 0, test_fraction: float = 0.2) -> tup
     return x[keep], y[keep]
 
 
+ORIENTATIONS = 8  # 4 quarter turns x (as is, mirrored)
+
+
+def digits_80() -> tuple[Tensor, Tensor]:
+    """Every digit in 8 orientations as 80 classes: class = 8 * digit + 2 * quarter_turns + mirrored.
+
+    A mirrored image is flipped left-right after its rotation. Some classes look alike (a 6 turned
+    twice is close to a 9): the classes are defined by the transform, not by appearance.
+
+    Shapes: -> x (8 * 1797, 1, 8, 8), y (8 * 1797,).
+    """
+    x, y = digits()
+    xs, ys = [], []
+    for turns in range(4):
+        for mirrored in (0, 1):
+            view = torch.rot90(x, turns, dims=(2, 3))
+            xs.append(view.flip(3) if mirrored else view)
+            ys.append(ORIENTATIONS * y + 2 * turns + mirrored)
+    return torch.cat(xs), torch.cat(ys)
+
+
 def to_uint8(x: Tensor) -> Tensor:
     """Images in [-1, 1] to uint8 0..255 (clamped). Shapes: any -> same."""
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 class DigitsSource:
-    """Training batches of the digits: uniform random indices, with their encoder tokens.
+    """Training batches of the digits (or `digits_80`): uniform random indices, with their
+    encoder tokens.
 
     The frozen encoder's tokens depend only on the clean image, so they are computed once for
-    all 1,797 digits instead of once per batch (the same numbers, no per-step cost).
+    all the images instead of once per batch (the same numbers, no per-step cost).
     """
 
-    def __init__(self, batch_size: int, device: torch.device, encoder=None):
-        x, y = digits()
+    def __init__(
+        self, batch_size: int, device: torch.device, encoder=None, dataset: str = "digits"
+    ):
+        if dataset not in ("digits", "digits-80"):
+            raise ValueError(f"dataset must be 'digits' or 'digits-80', got {dataset!r}")
+        x, y = digits() if dataset == "digits" else digits_80()
         self.x, self.y, self.batch_size = x.to(device), y.to(device), batch_size
         self.z = None
         if encoder is not None:

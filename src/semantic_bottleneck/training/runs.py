@@ -122,7 +122,10 @@ def record_run(
 
 def describe_scale(cfg: dict) -> str:
     """One line naming the scale a curve was made at (model width/depth, data, batch, steps)."""
-    data = "ImageNet-1K 256 px latents" if cfg["dataset"] == "imagenet" else "8x8 digits"
+    data = {
+        "imagenet": "ImageNet-1K 256 px latents",
+        "digits-80": "8x8 digits in 8 orientations (80 classes)",
+    }.get(cfg["dataset"], "8x8 digits")
     target = f", REPA target {cfg['repa_encoder']}" if cfg.get("repa_encoder") else ""
     limited = f", {cfg['timestep_set']} discrete t" if cfg.get("timestep_set") else ""
     return (

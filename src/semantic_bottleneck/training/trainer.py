@@ -70,8 +70,8 @@ def make_source(config: TrainConfig, procs, local_batch: int, start_step: int, n
             f"z_dim={config.z_dim} but the {config.repa_encoder} encoder gives "
             f"{encoder.embed_dim}-wide tokens"
         )
-    if config.dataset == "digits":
-        return DigitsSource(local_batch, procs.device, encoder)
+    if config.dataset in ("digits", "digits-80"):
+        return DigitsSource(local_batch, procs.device, encoder, config.dataset)
     return ImageNetSource(
         config.data_dir,
         config.batch_size,
@@ -253,7 +253,7 @@ def train(
     Returns:
         out_dir.
     """
-    procs = distributed.setup(device, prefer_cuda=config.dataset != "digits")
+    procs = distributed.setup(device, prefer_cuda=config.dataset == "imagenet")
     try:
         return _train(config, Path(out_dir), procs, progress, checkpoint_every, resume,
                       stop_after, compile_model, num_workers)  # fmt: skip

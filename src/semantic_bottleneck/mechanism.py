@@ -1,0 +1,246 @@
+"""Section 6.2's mechanism measured: c = T + Y, and c over the whole sampler grid.
+
+At one t every class shares T = t_embedder(t) and differs only by its label row Y_y =
+y_embedder(y). Write m = T + mean_y(Y_y) for the part every class shares and delta_y = Y_y - mean
+for the rest; the spread s is the rms norm of the delta_y. When the c_y have about equal norms,
+the mean pairwise cosine over y != y' is
+
+    cos ~ (|m|^2 - s^2 / (n - 1)) / (|m|^2 + s^2),
+
+because the delta_y sum to zero (their mean pairwise dot product is -s^2 / (n - 1)). So c is
+aligned exactly when the shared part outweighs the spread of the labels: |m| / s large. With the
+label mean left out (m = T), the ratio is |T| / s, the form of the paper's explanation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from semantic_bottleneck import display, metrics, sampling
+from semantic_bottleneck.analysis import ModelC, Page, load_models
+from semantic_bottleneck.generation.source import checkpoint_source
+from semantic_bottleneck.paper import paper_table
+from semantic_bottleneck.plots import PAPER_MARK
+from semantic_bottleneck.testbed import testbed_source
+
+TOP_K = 10
+
+
+def time_label_split(model: ModelC, t: float | None = None, k: int = TOP_K) -> dict:
+    """The c = T + Y decomposition of one model at time t (the initial t by default).
+
+    Returns:
+        model; t_norm (||T||); y_spread (rms ||Y_y - mean Y||); shared_norm (||T + mean Y||);
+        ratio_t (t_norm / y_spread) and ratio_shared (shared_norm / y_spread); npr_t (nPR of T)
+        and npr_y (mean nPR of the Y_y); t_share_top_k (over each class's k largest |c_i|, the
+        share of sum |T_i| in sum |T_i| + |Y_y,i|, averaged over classes); cosine (measured
+        mean) and cosine_predicted (the module formula).
+    """
+    t = model.time.initial_t if t is None else t
+    time, labels = model.time_only(t), model.label_only()  # (1, d), (n, d)
+    c = time + labels
+    n = labels.shape[0]
+    delta = labels - labels.mean(0)
+    spread = float(delta.pow(2).sum(1).mean().sqrt())
+    shared = float((time[0] + labels.mean(0)).norm())
+    top = c.abs().topk(min(k, c.shape[1]), dim=1).indices  # (n, k)
+    t_top = time.abs().expand_as(c).gather(1, top)
+    y_top = labels.abs().gather(1, top)
+    share = (t_top.sum(1) / (t_top + y_top).sum(1)).mean()
+    return {
+        "model": model.label,
+        "t_norm": float(time.norm()),
+        "y_spread": spread,
+        "shared_norm": shared,
+        "ratio_t": _ratio(float(time.norm()), spread),
+        "ratio_shared": _ratio(shared, spread),
+        "npr_t": float(metrics.normalized_participation_ratio(time).mean()),
+        "npr_y": float(metrics.normalized_participation_ratio(labels).mean()),
+        "t_share_top_k": float(share),
+        "cosine": float(metrics.cosine_summary(c)["mean"]),
+        "cosine_predicted": predicted_cosine(shared, spread, n),
+    }
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b, infinite for b = 0 (every class the same vector)."""
+    return a / b if b > 0 else math.inf
+
+
+def predicted_cosine(shared_norm: float, spread: float, n: int) -> float:
+    """Mean pairwise cosine of n vectors m + delta_y with sum delta_y = 0, rms |delta| = spread,
+    and equal norms: (|m|^2 - s^2 / (n - 1)) / (|m|^2 + s^2)."""
+    if n < 2:
+        raise ValueError(f"need at least 2 classes, got {n}")
+    m2, s2 = shared_norm**2, spread**2
+    return (m2 - s2 / (n - 1)) / (m2 + s2)
+
+
+def mechanism_table(models: list[ModelC], k: int = TOP_K) -> pd.DataFrame:
+    """`time_label_split` of every model at its initial t, one row each."""
+    return pd.DataFrame([time_label_split(m, k=k) for m in models])
+
+
+def grid_statistics(model: ModelC, times: list[float]) -> pd.DataFrame:
+    """Table 1's statistics of c at every distinct time of a sampler grid, in sampler order.
+
+    Args:
+        model: the model's conditioning.
+        times: the t the model is fed per call (`sampling.model_times`); repeats are dropped.
+
+    Returns:
+        one row per distinct t: step (its first call index), t, cosine (mean), cosine_min, npr
+        (mean over classes, a fraction of d), max_abs_c, and the T + Y split's ratio_shared.
+    """
+    rows, seen = [], set()
+    for step, t in enumerate(times):
+        if t in seen:
+            continue
+        seen.add(t)
+        c = model.c(t)
+        cos = metrics.cosine_summary(c)
+        split = time_label_split(model, t)
+        rows.append(
+            {
+                "model": model.label,
+                "step": step,
+                "t": t,
+                "cosine": float(cos["mean"]),
+                "cosine_min": float(cos["min"]),
+                "npr": float(metrics.normalized_participation_ratio(c).mean()),
+                "max_abs_c": float(c.abs().max()),
+                "ratio_shared": split["ratio_shared"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def grid_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """First, last, lowest and highest mean cosine and nPR over each model's grid."""
+    out = []
+    for label, g in table.groupby("model", sort=False):
+        out.append(
+            {
+                "model": label,
+                "steps": len(g),
+                "cosine_first": g["cosine"].iloc[0],
+                "cosine_last": g["cosine"].iloc[-1],
+                "cosine_lowest": g["cosine"].min(),
+                "npr_first": g["npr"].iloc[0],
+                "npr_last": g["npr"].iloc[-1],
+                "npr_lowest": g["npr"].min(),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def sampler_grid(profile: str, name: str) -> list[float]:
+    """The t a model is fed at each call of its own headline sampler (`sampling.model_times`)."""
+    source = testbed_source(name) if profile == "testbed" else checkpoint_source(name)
+    return sampling.model_times(source.sampler_config())
+
+
+def cosine_from_ratio_figure(table: pd.DataFrame, classes: dict[str, int]):
+    """Measured mean cosine of each model against its ratio ||T + mean Y|| / spread, on the
+    curve the module formula predicts for its number of classes."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    hi = max(4.0, 1.2 * float(table["ratio_shared"].max())) if len(table) else 4.0
+    r = np.linspace(0.0, hi, 400)
+    for n in sorted(set(classes.values())):
+        ax.plot(
+            r,
+            [predicted_cosine(x, 1.0, n) for x in r],
+            color="0.5",
+            lw=1,
+            linestyle="-" if n > 10 else "--",
+            label=f"predicted, {n} classes",
+        )
+    for _, row in table.iterrows():
+        ax.scatter(row["ratio_shared"], row["cosine"], s=36, zorder=3, label=row["model"])
+    ax.axhline(0.99, **PAPER_MARK, label="paper: cosine > 0.99")
+    ax.set(
+        xlabel=display.label("ratio_shared"),
+        ylabel="mean cosine over class pairs",
+        ylim=(min(0.0, float(table["cosine"].min()) - 0.05) if len(table) else 0.0, 1.02),
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def mechanism_page(profile: str, models: list[str], **train_overrides) -> Page:
+    """The c = T + Y page: the split of every model at its initial t and the cosine it predicts.
+
+    Values: worst_gap (largest |measured - predicted| cosine), share_min (smallest share of
+    the top-10 dimensions that T contributes), ratio_min / ratio_max (of ||T + mean Y|| / spread).
+    """
+    found, missing = load_models(profile, models, **train_overrides)
+    table = mechanism_table(found)
+    page = Page(tables={"split": table}, found=found, missing=missing)
+    page.figures["cosine_from_ratio"] = cosine_from_ratio_figure(
+        table, {m.label: m.num_classes for m in found}
+    )
+    have = len(table) > 0
+    gap = (table["cosine"] - table["cosine_predicted"]).abs().max() if have else None
+    page.values = {
+        "worst_gap": (gap, "{:.4f}"),
+        "share_min": (table["t_share_top_k"].min() if have else None, "{:.2f}"),
+        "ratio_min": (table["ratio_shared"].min() if have else None, "{:.2f}"),
+        "ratio_max": (table["ratio_shared"].max() if have else None, "{:.2f}"),
+    }
+    return page
+
+
+def grid_figure(grids: pd.DataFrame):
+    """Mean cosine, min cosine and nPR of c over each model's sampler run (x: the share of the
+    run done, 0 = the first, pure-noise step), the paper's Table 1 range as a band."""
+    theirs = paper_table("table1").head(6)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
+    for ax, key in zip(axes, ("cosine", "cosine_min", "npr"), strict=True):
+        scale = 100 if key in display.PERCENT_KEYS else 1
+        for label, g in grids.groupby("model", sort=False):
+            progress = g["step"] / max(int(g["step"].max()), 1)
+            ax.plot(progress, scale * g[key], label=label)
+        if key in theirs.columns:
+            ref = scale * theirs[key]
+            ax.axhspan(
+                ref.min(),
+                ref.max(),
+                color="0.5",
+                alpha=0.18,
+                lw=0,
+                label="paper, first step: range of 6 models",
+            )
+        ax.set(xlabel="share of the sampler run done", ylabel=display.label(key))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def timestep_page(profile: str, models: list[str], **train_overrides) -> Page:
+    """The timestep sweep page: Table 1's statistics at every t of each model's own sampler.
+
+    Values: rising (how many models end their run with a higher mean cosine than they start
+    it), n_models, cosine_lowest (the lowest mean cosine of any model at any step).
+    """
+    found, missing = load_models(profile, models, **train_overrides)
+    grids = [grid_statistics(m, sampler_grid(profile, m.name)) for m in found]
+    grid = pd.concat(grids, ignore_index=True) if grids else pd.DataFrame()
+    summary = grid_summary(grid) if len(grid) else pd.DataFrame()
+    page = Page(tables={"summary": summary}, found=found, missing=missing)
+    page.figures["grid"] = grid_figure(grid) if len(grid) else None
+    have = len(summary) > 0
+    page.values = {
+        "rising": (
+            int((summary["cosine_last"] > summary["cosine_first"]).sum()) if have else None,
+            "{:d}",
+        ),
+        "n_models": (len(summary), "{:d}"),
+        "cosine_lowest": (summary["cosine_lowest"].min() if have else None, "{:.3f}"),
+    }
+    page.tables["grid"] = grid
+    return page
