@@ -260,3 +260,18 @@ def test_figures_render_even_with_an_agg_backend_in_the_environment(demo_project
     keys = [k for o in outputs for k in o.get("data", {})]
     assert any(k.endswith("image/png") for k in keys), keys  # the glued figure was drawn inline
     assert book.os.environ["MPLBACKEND"] == "Agg"  # restored for the caller
+
+
+@pytest.mark.book
+def test_built_book_is_reused_only_while_every_page_is_current(demo_project):
+    root = demo_project()
+    assert book.built_book(root) is None  # nothing built
+    book.run_notebook("demo", root=root)
+    assert book.built_book(root) is None  # pages but no HTML
+    html = book.build_html(root)
+    assert book.built_book(root) == html
+    (root / "data" / "profiles" / "extra.txt").write_text("a data file changed")
+    assert book.built_book(root) is None  # the page's run key moved
+    book.run_notebook("demo", root=root)
+    assert book.built_book(root) is None  # the page is newer than the HTML
+    assert book.build_html(root) == book.built_book(root) == html

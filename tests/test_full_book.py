@@ -1,5 +1,9 @@
-"""The whole book: every notebook with tiny parameters, a -W build, a browser check of every page
-of the toc and the PDF.
+"""The whole book: every notebook executed, a -W build, a browser check of every page of the toc
+and the PDF.
+
+The book checked is the one `make book` built in this checkout when it is current (every page
+executed from the present sources, `book.built_book`), as in CI where `make test` follows
+`make book`; otherwise a copy of the sources is run with tests/tiny.yaml and built here.
 
 The browser check reads each page once in headless chromium at 1300 px (`book.page_reports`):
 tracebacks, glued "n/a", figures and tables against what the executed notebook holds, table
@@ -44,8 +48,12 @@ def copy_sources(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_book(tmp_path_factory):
-    """A copy of the book sources, every notebook run with tests/tiny.yaml, built with -W."""
+def full_book(tmp_path_factory):
+    """(root, html) of the current `make book` build, else of a copy of the book sources with
+    every notebook run with tests/tiny.yaml, built with -W."""
+    built = book.built_book(ROOT)
+    if built is not None:
+        return ROOT, built
     root = copy_sources(tmp_path_factory.mktemp("fullbook"))
     cache = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as mp:
@@ -56,10 +64,10 @@ def tiny_book(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page_reports(tiny_book):
-    """Every toc page of the tiny book read by headless chromium: name -> report, with the
+def page_reports(full_book):
+    """Every toc page of the book read by headless chromium: name -> report, with the
     figures and tables its executed notebook (or Markdown source) promises under "expected"."""
-    root, html = tiny_book
+    root, html = full_book
     pages = book.toc_pages(root)
     names = [Path(page).name for page in pages]
     assert len(set(names)) == len(names), f"two toc pages would share a screenshot: {names}"
@@ -80,8 +88,8 @@ def offenders(reports: dict, key: str, condition=bool) -> dict:
     return {name: r[key] for name, r in reports.items() if condition(r[key])}
 
 
-def test_every_toc_page_is_built(tiny_book):
-    root, html = tiny_book
+def test_every_toc_page_is_built(full_book):
+    root, html = full_book
     names = book.notebook_names(root)
     assert len(names) >= 9
     pages = book.toc_pages(root)
@@ -182,10 +190,10 @@ def plain(text: str) -> str:
 
 
 @pytest.mark.browser
-def test_pdf_has_every_page_in_toc_order(tiny_book, tmp_path):
+def test_pdf_has_every_page_in_toc_order(full_book, tmp_path):
     from pypdf import PdfReader
 
-    root, html = tiny_book
+    root, html = full_book
     pdf = book.build_pdf(root, html, tmp_path / "pdf" / "book.pdf")
     reader = PdfReader(pdf)
     pages = book.toc_pages(root)
@@ -204,8 +212,8 @@ def test_pdf_has_every_page_in_toc_order(tiny_book, tmp_path):
     assert checked >= len(pages) // 2
 
 
-def test_table1_page_shows_measured_rows_beside_the_papers(tiny_book):
-    _, html = tiny_book
+def test_table1_page_shows_measured_rows_beside_the_papers(full_book):
+    _, html = full_book
     text = (html / "book" / "generated" / "tab01-statistics.html").read_text()
     assert "testbed-ddpm" in text and "testbed-flow" in text
     assert "paper (official XL checkpoints)" in text and "REPA" in text
@@ -223,12 +231,12 @@ def covered_ids(title: str) -> set[str]:
     return ids
 
 
-def test_every_inventory_entry_has_a_page(tiny_book):
+def test_every_inventory_entry_has_a_page(full_book):
     import nbformat
 
     from semantic_bottleneck import paper
 
-    root, html = tiny_book
+    root, html = full_book
     covered = set()
     for name in book.notebook_names(root):
         title = nbformat.read(root / "notebooks" / f"{name}.ipynb", 4).cells[0].source

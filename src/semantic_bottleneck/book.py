@@ -145,9 +145,27 @@ def run_key(root: Path, name: str, profile: str, parameters: Mapping[str, Any]) 
     for path in sorted([*package.rglob("*.py"), *package.rglob("*.json")]):
         h.update(str(path.relative_to(package)).encode())
         h.update(path.read_bytes())
-    for path in sorted((root / "data").glob("*.yaml")):
+    # every data file: paper values, profiles, the shipped models and the recorded runs
+    for path in sorted(p for p in (root / "data").rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+def built_book(root: str | Path | None = None, profile: str = "testbed") -> Path | None:
+    """The HTML folder of the book `make book` built at root, if it is current: every toc page
+    executed with the run key the sources give now (default parameters of `profile`), and the
+    HTML of each page written after it. None otherwise (nothing built, or something changed)."""
+    root = resolve_root(root)
+    html = root / "_build" / "html"
+    for name in notebook_names(root):
+        page, built = root / GENERATED / f"{name}.ipynb", html / GENERATED / f"{name}.html"
+        key = run_key(root, name, profile, resolve_parameters(name, profile, root))
+        if not built.is_file() or not _up_to_date(page, key):
+            return None
+        if built.stat().st_mtime < page.stat().st_mtime:
+            return None
+    return html
 
 
 def _up_to_date(out: Path, key: str) -> bool:
