@@ -100,3 +100,19 @@ def test_grid_statistics_start_at_the_initial_t_and_drop_repeats():
     summary = mechanism.grid_summary(table)
     assert summary["steps"].iloc[0] == 3
     assert summary["cosine_last"].iloc[0] == pytest.approx(table["cosine"].iloc[-1])
+
+
+def test_the_pages_read_the_shipped_long_models_and_quote_their_own_tables():
+    names = ["testbed-flow-long", "testbed-ddpm-long"]
+    page = mechanism.mechanism_page("testbed", names)
+    split = page.tables["split"]
+    assert list(split["model"]) == names and [m.name for m in page.found] == names
+    assert all("data/testbed" in m.source for m in page.found)  # loaded, not trained
+    gap = (split["cosine"] - split["cosine_predicted"]).abs().max()
+    assert page.values["worst_gap"][0] == gap
+    assert page.values["ratio_min"][0] == split["ratio_shared"].min()
+    sweep = mechanism.timestep_page("testbed", names[:1])
+    summary, grid = sweep.tables["summary"], sweep.tables["grid"]
+    assert summary["steps"].iloc[0] == len(grid) == len(set(grid["t"]))
+    assert grid["t"].iloc[0] == 1.0  # the flow convention starts at pure noise, t = 1
+    assert sweep.values["n_models"][0] == 1 and sweep.figures["grid"] is not None
