@@ -67,7 +67,9 @@ def test_every_shipped_model_has_weights_a_full_log_and_its_provenance():
         assert testbed.shipped(config) == folder
 
 
-@pytest.mark.parametrize("name", ["testbed-ddpm-long", "testbed-flow-long", "testbed-repa-long"])
+@pytest.mark.parametrize(
+    "name", ["testbed-repa", "testbed-ddpm-long", "testbed-flow-long", "testbed-repa-long"]
+)
 def test_a_shipped_model_retrains_to_the_same_first_steps(tmp_path, one_thread, name):
     prov = json.loads((SHIPPED / name / "run.json").read_text())
     config, log = TrainConfig(**prov["config"]), read_log(SHIPPED / name / "log.jsonl")

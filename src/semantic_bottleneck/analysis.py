@@ -17,6 +17,9 @@ from torch import Tensor
 
 from semantic_bottleneck import conditioning, metrics
 from semantic_bottleneck.conventions import TimeConvention, check_profile
+from semantic_bottleneck.paper import PAPER_MODEL_NAMES
+from semantic_bottleneck.testbed import load_trained, testbed_config
+from semantic_bottleneck.zoo import fetch, registry
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,6 @@ class Page:
 
 def testbed_model(name: str, **train_overrides) -> ModelC:
     """A trained testbed model (trained now, or read from the artifact cache)."""
-    from semantic_bottleneck.testbed import load_trained, testbed_config
 
     config = testbed_config(name, **train_overrides)
     model, _, folder = load_trained(config)
@@ -100,8 +102,6 @@ def testbed_model(name: str, **train_overrides) -> ModelC:
 
 def paper_model(name: str, cache_dir: str | None = None) -> ModelC | Missing:
     """An official checkpoint's conditioning if its file is in the weights cache, else Missing."""
-    from semantic_bottleneck.paper import PAPER_MODEL_NAMES
-    from semantic_bottleneck.zoo import fetch, registry
 
     entry = registry.get_checkpoint(name)
     label = PAPER_MODEL_NAMES.get(name, name)

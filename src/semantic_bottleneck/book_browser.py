@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from semantic_bottleneck.book_params import _toc_files, load_yaml
+
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -568,7 +570,6 @@ def expected_counts(source: str | Path) -> dict[str, int]:
 
 def toc_pages(root: str | Path) -> list[str]:
     """Every page of the book's `_toc.yml`, root first, in reading order, without suffix."""
-    from semantic_bottleneck.book_params import _toc_files, load_yaml
 
     toc = load_yaml((Path(root) / "_toc.yml").read_text()) or {}
     pages: list[str] = []

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from semantic_bottleneck import analysis, metrics, paper
+from semantic_bottleneck.testbed import curve_summary
 
 PAPER_D = 1152  # the width the paper's dimension counts refer to
 
@@ -155,7 +156,6 @@ def npr_decline(table: pd.DataFrame, logs: Mapping[str, list[dict]]) -> Measurem
 
     Uses `classes_npr_mean` of the monitor records: c of every class at the initial t.
     """
-    from semantic_bottleneck.testbed import curve_summary
 
     summaries = {name: curve_summary(records) for name, records in logs.items() if records}
     if not summaries:

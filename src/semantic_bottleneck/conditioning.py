@@ -26,8 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from semantic_bottleneck.torchfile import EMBEDDER_KEYS  # defined where torch is not imported
+from semantic_bottleneck.zoo import fetch, registry
 from semantic_bottleneck.zoo.checkpoint import load_state_dict, save_atomic
 from semantic_bottleneck.zoo.dit import timestep_embedding
+from semantic_bottleneck.zoo.fetch import default_cache_dir, recorded_sha256
 
 _CACHE_FORMAT = 1  # bump when the cached content changes
 
@@ -37,7 +39,6 @@ _CACHE_FORMAT = 1  # bump when the cached content changes
 
 def _source(path: str | os.PathLike) -> tuple[Path, str | None]:
     """Resolve a registry name to its cached file; return (path, weights_key)."""
-    from semantic_bottleneck.zoo import fetch, registry
 
     candidate = Path(path)
     if candidate.exists() or str(path) not in registry.REGISTRY:
@@ -54,7 +55,6 @@ def _source(path: str | os.PathLike) -> tuple[Path, str | None]:
 
 def _cache_key(path: Path, weights_key: str | None) -> tuple[str, dict[str, str]]:
     """Identity of the source file: its recorded sha256 if any, else (path, size, mtime)."""
-    from semantic_bottleneck.zoo.fetch import recorded_sha256
 
     stat = path.stat()
     sha = recorded_sha256(path)
@@ -70,7 +70,6 @@ def _cache_key(path: Path, weights_key: str | None) -> tuple[str, dict[str, str]
 
 
 def _default_cache_dir() -> Path:
-    from semantic_bottleneck.zoo.fetch import default_cache_dir
 
     return default_cache_dir() / "embedders"
 

@@ -213,7 +213,10 @@ def scale_study_page(records: str | Path = RECORDS) -> Page:
     """The scale-study page, from the runs recorded in `records` only.
 
     Values: runs; best_npr and best_run (the lowest final nPR and its run); dit_reached (runs
-    whose nPR reached DiT-XL's 10.47%); cosine_best (the highest final mean cosine).
+    whose nPR reached DiT-XL's 10.47%); cosine_best (the highest final mean cosine); falling
+    (runs whose nPR ends below its value at step 1,000); pairs and faster_high_lr (width and
+    class-count pairs run at both rates for the same steps, and those where the higher rate
+    ends at the lower nPR).
     """
     runs = scale_runs(records)
     if not runs:
@@ -238,8 +241,27 @@ def scale_study_page(records: str | Path = RECORDS) -> Page:
         "best_run": (best["run"], "{}"),
         "dit_reached": (int(extrap["dit_npr_reached"].sum()), "{:d}"),
         "cosine_best": (ends["cosine"].max(), "{:.3f}"),
+        "falling": (sum(_falls(r["records"]) for r in runs), "{:d}"),
+        "pairs": (len(_rate_pairs(ends)), "{:d}"),
+        "faster_high_lr": (sum(hi < lo for hi, lo in _rate_pairs(ends)), "{:d}"),
     }
     return page
+
+
+def _falls(records: list[dict], key: str = "ema_classes_npr_mean") -> bool:
+    """Whether the last logged value is below the value at step 1,000 (after the early rise)."""
+    at = {r["step"]: r[key] for r in records}
+    return 1000 in at and records[-1][key] < at[1000]
+
+
+def _rate_pairs(ends: pd.DataFrame) -> list[tuple[float, float]]:
+    """(final nPR at the higher rate, at the lower rate) per width and class count with both,
+    among runs of the same length."""
+    out = []
+    for _, g in ends.groupby(["width", "classes", "steps"]):
+        if g["lr"].nunique() >= 2:
+            out.append((g.loc[g["lr"].idxmax(), "npr"], g.loc[g["lr"].idxmin(), "npr"]))
+    return out
 
 
 def provenance_table(runs: list[dict]) -> pd.DataFrame:

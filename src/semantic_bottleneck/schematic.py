@@ -17,6 +17,9 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from semantic_bottleneck.testbed import testbed_config
+from semantic_bottleneck.zoo import build_model, registry
+
 # `<prefix>.<index>.adaLN_modulation.1.weight` in blocks, `final_layer.adaLN_modulation.1.weight`
 _MODULATION_KEY = re.compile(r"^(?P<owner>.+)\.adaLN_modulation\.\d+\.weight$")
 
@@ -122,15 +125,10 @@ def model_shapes(profile: str, name: str) -> dict[str, tuple[int, ...]]:
     training). paper: the official checkpoint's manifest shipped with the package.
     """
     if profile == "testbed":
-        from semantic_bottleneck.testbed import testbed_config
-        from semantic_bottleneck.zoo import build_model
-
         config = testbed_config(name)
         model = build_model(config.family, **config.model_config())
         return {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if profile == "paper":
-        from semantic_bottleneck.zoo import registry
-
         return dict(registry.get_checkpoint(name).shapes)
     raise ValueError(f"profile: expected 'testbed' or 'paper', got {profile!r}")
 

@@ -72,10 +72,16 @@ _ACCEPTED = (
 )
 
 
-def _errors() -> tuple[type[ValueError], type[ValueError]]:
-    """(UnsafeCheckpointError, CheckpointError), imported on the error path only (torch)."""
-    from semantic_bottleneck.zoo.checkpoint import CheckpointError, UnsafeCheckpointError
+class UnsafeCheckpointError(ValueError):
+    """The file's pickle asks for a Python object outside the tensor/state-dict allowlist."""
 
+
+class CheckpointError(ValueError):
+    """The file is not a readable checkpoint, or its keys/shapes are not the expected ones."""
+
+
+def _errors() -> tuple[type[ValueError], type[ValueError]]:
+    """(UnsafeCheckpointError, CheckpointError)."""
     return UnsafeCheckpointError, CheckpointError
 
 

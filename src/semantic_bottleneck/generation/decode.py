@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from semantic_bottleneck.training.data import to_uint8
 from semantic_bottleneck.zoo import registry
 from semantic_bottleneck.zoo.checkpoint import CheckpointError
 from semantic_bottleneck.zoo.fetch import default_cache_dir, fetch_command, locate
@@ -246,7 +247,6 @@ def decode_digits(x: Tensor) -> Tensor:
     Shapes:
         x (N, 1, H, W) -> (N, H, W, 3).
     """
-    from semantic_bottleneck.training.data import to_uint8
 
     if x.dim() != 4 or x.shape[1] != 1:
         raise ValueError(f"digits: expected (N, 1, H, W) samples, got shape {tuple(x.shape)}")

@@ -21,9 +21,13 @@ import os
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from semantic_bottleneck import plots
 from semantic_bottleneck.conventions import PROFILES
-from semantic_bottleneck.testbed import TESTBED_NAMES, testbed_config
+from semantic_bottleneck.testbed import TESTBED_NAMES, curve_summary, testbed_config
+from semantic_bottleneck.training.imagenet import prepare_imagenet
+from semantic_bottleneck.training.monitor import read_log
 from semantic_bottleneck.training.recipes import repa_config
+from semantic_bottleneck.training.runs import record_run
 from semantic_bottleneck.training.trainer import TrainConfig, train
 
 # rolling checkpoint interval per profile (steps): a few seconds of CPU, about 15 GPU minutes
@@ -122,10 +126,6 @@ def write_curves(run_dir: Path) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from semantic_bottleneck import plots
-    from semantic_bottleneck.testbed import curve_summary
-    from semantic_bottleneck.training.monitor import read_log
-
     records = read_log(run_dir / "log.jsonl")
     fig = plots.training_curves({run_dir.name: records}, prefix="classes")
     fig.savefig(run_dir / "curves.png", dpi=120)
@@ -150,8 +150,6 @@ def run_testbed(args: argparse.Namespace) -> int:
 def run_prepare(args: argparse.Namespace) -> int:
     import torch
 
-    from semantic_bottleneck.training.imagenet import prepare_imagenet
-
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     prepare_imagenet(
         args.source,
@@ -166,7 +164,6 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_record(args: argparse.Namespace) -> int:
-    from semantic_bottleneck.training.runs import record_run
 
     path = record_run(args.run_dir, args.name, scale=args.scale)
     print(f"recorded {path} and {path.with_suffix('.jsonl')}")

@@ -28,6 +28,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 from tqdm import tqdm
 
+from semantic_bottleneck.zoo import fetch
 from semantic_bottleneck.zoo.checkpoint import atomic_write
 
 RESOLUTION = 256
@@ -81,8 +82,6 @@ def list_images(source: Path) -> list[tuple[Path, int]]:
 def load_vae(path: str | Path = "") -> torch.nn.Module:
     """SD-VAE ft-MSE (diffusers AutoencoderKL) from `path` or the project's weights cache."""
     from diffusers.models import AutoencoderKL
-
-    from semantic_bottleneck.zoo import fetch
 
     if path:
         folder = Path(path)

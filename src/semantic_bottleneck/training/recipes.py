@@ -17,6 +17,7 @@ book/method.md#method-testbed).
 from __future__ import annotations
 
 from semantic_bottleneck.conventions import check_profile
+from semantic_bottleneck.evaluation.classifier import ClassifierConfig
 from semantic_bottleneck.training.repa import default_encoder_depth
 from semantic_bottleneck.training.trainer import TrainConfig, with_overrides
 
@@ -52,7 +53,6 @@ REPA_B2_RECIPE = TrainConfig(
 
 
 def _testbed_z_dim() -> int:
-    from semantic_bottleneck.evaluation.classifier import ClassifierConfig
 
     return ClassifierConfig().dim
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from semantic_bottleneck.evaluation.classifier import digits_classifier
 from semantic_bottleneck.training.objectives import linear_path, mean_flat, sample_t
 
 ENCODERS = ("digits-classifier", "dinov2-vit-b")
@@ -240,7 +241,6 @@ def dinov2_encoder(weights: str | Path = "", arch: str = DINOV2_ARCH) -> DinoV2T
 
 def digits_encoder() -> DigitsTokens:
     """The testbed's digits classifier (trained and cached by the evaluation package), frozen."""
-    from semantic_bottleneck.evaluation.classifier import digits_classifier
 
     model, info = digits_classifier()
     model = model.eval().requires_grad_(False)

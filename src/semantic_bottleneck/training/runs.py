@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from semantic_bottleneck.book_params import find_root
 from semantic_bottleneck.provenance import cpu_name, git_commit
 from semantic_bottleneck.training.monitor import read_log
 from semantic_bottleneck.zoo.checkpoint import save_atomic
@@ -76,7 +77,6 @@ def finish_provenance(out_dir: Path, steps: int, seconds: float) -> None:
 
 def runs_dir(root: Path | None = None) -> Path:
     """`data/runs` of the project root (the folder holding `_toc.yml`)."""
-    from semantic_bottleneck.book_params import find_root
 
     return (Path(root) if root else find_root()) / "data" / "runs"
 

@@ -32,11 +32,14 @@ from torch import Tensor, nn
 
 from semantic_bottleneck.torchfile import (
     DDP_PREFIX,
+    CheckpointError,
+    UnsafeCheckpointError,
     preview_keys,
     strip_ddp_prefix,
     unwrap_state,
     weights_entry,
 )
+from semantic_bottleneck.zoo import registry
 
 PathLike = str | os.PathLike
 
@@ -46,14 +49,6 @@ _ACCEPTED = (
     "Only tensors, state dicts (plain containers of tensors) and argparse.Namespace are "
     "accepted; nothing else is unpickled."
 )
-
-
-class UnsafeCheckpointError(ValueError):
-    """The file's pickle asks for a Python object outside the tensor/state-dict allowlist."""
-
-
-class CheckpointError(ValueError):
-    """The file is not a readable checkpoint, or its keys/shapes are not the expected ones."""
 
 
 # ----------------------------------------------------------------------------- reading
@@ -335,7 +330,6 @@ def _layout(shapes: Shapes) -> frozenset[str]:
 
 def _releases() -> list[tuple[str, Shapes]]:
     """(names, shapes) of each packaged manifest, naming every release it describes."""
-    from semantic_bottleneck.zoo import registry  # registry imports the samplers: only here
 
     releases: dict[str, tuple[list[str], str, Shapes]] = {}
     for entry in registry.CHECKPOINTS:
