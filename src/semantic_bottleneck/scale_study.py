@@ -80,7 +80,7 @@ def end_table(runs: list[dict]) -> pd.DataFrame:
             "lr": run["config"]["lr"],
             "classes": 80 if run["config"]["dataset"] == "digits-80" else 10,
             "steps": last["step"],
-            "wall_minutes": run["seconds"] / 60,
+            "wall_minutes": run.get("seconds", float("nan")) / 60,
         }
         row.update({value: last[key] for key, value in PANELS.items()})
         row["t_norm"], row["y_spread"] = last["ema_t_norm"], last["ema_y_spread"]
@@ -273,7 +273,7 @@ def provenance_table(runs: list[dict]) -> pd.DataFrame:
                 "command": r["command"],
                 "commit": r["commit"][:10] + (" (dirty)" if r.get("dirty") else ""),
                 "device": r["device"],
-                "wall_minutes": r["seconds"] / 60,
+                "wall_minutes": r.get("seconds", float("nan")) / 60,
             }
             for r in runs
         ]
