@@ -5,30 +5,11 @@ import json
 import nbformat
 import pytest
 import torch
+from fakes import model_c, small_emb
 
 from semantic_bottleneck import analysis, book, conditioning
 from semantic_bottleneck.conventions import convention
-from semantic_bottleneck.zoo import build_model
 from semantic_bottleneck.zoo.registry import family_manifest
-
-
-def model_c(emb, name="demo", time="repa"):
-    return analysis.ModelC(name, name, "sit", convention(time), emb, "memory")
-
-
-def small_emb(d=16, classes=5, seed=0):
-    torch.manual_seed(seed)
-    model = build_model(
-        "sit",
-        input_size=4,
-        patch_size=2,
-        in_channels=1,
-        hidden_size=d,
-        depth=1,
-        num_heads=2,
-        num_classes=classes,
-    )
-    return conditioning.embedders_from_model(model.eval())
 
 
 def test_statistics_row_matches_the_definitions_on_identical_classes():

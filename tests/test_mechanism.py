@@ -5,31 +5,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from fakes import model_c, small_emb
 
-from semantic_bottleneck import analysis, conditioning, mechanism, metrics, sampling
-from semantic_bottleneck.conventions import convention
+from semantic_bottleneck import analysis, mechanism, metrics, sampling
 from semantic_bottleneck.sampling.ddpm import ddpm_schedule
 from semantic_bottleneck.sampling.schedules import flow_ode_grid, repa_sde_grid
-from semantic_bottleneck.zoo import build_model
-
-
-def model_c(emb, time="repa"):
-    return analysis.ModelC("demo", "demo", "sit", convention(time), emb, "memory")
-
-
-def small_emb(d=16, classes=5, seed=0):
-    torch.manual_seed(seed)
-    model = build_model(
-        "sit",
-        input_size=4,
-        patch_size=2,
-        in_channels=1,
-        hidden_size=d,
-        depth=1,
-        num_heads=2,
-        num_classes=classes,
-    )
-    return conditioning.embedders_from_model(model.eval())
 
 
 def test_predicted_cosine_is_exact_for_a_simplex_around_a_shared_vector():

@@ -156,7 +156,7 @@ def cosine_from_ratio_figure(table: pd.DataFrame, classes: dict[str, int]):
             [predicted_cosine(x, 1.0, n) for x in r],
             color="0.5",
             lw=1,
-            linestyle="-" if n > 10 else "--",
+            linestyle="-" if n > 10 else "-.",
             label=f"predicted, {n} classes",
         )
     for _, row in table.iterrows():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
@@ -17,7 +18,11 @@ from semantic_bottleneck.display import table
 
 def start(page) -> None:
     """The start of every page built from a page function (an `analysis.Page`): the notice
-    for absent inputs, the inputs used, and the glued values of its text."""
+    for absent inputs, the inputs used, and the glued values of its text. Its figures are closed
+    here so that they appear where the page displays them, not also after this cell."""
+    for fig in page.figures.values():
+        if fig is not None:
+            plt.close(fig)
     show_notice(page.missing)
     for note in page.notes:
         show_note(note)
