@@ -93,7 +93,6 @@ class Page:
 
 def testbed_model(name: str, **train_overrides) -> ModelC:
     """A trained testbed model (trained now, or read from the artifact cache)."""
-
     config = testbed_config(name, **train_overrides)
     model, _, folder = load_trained(config)
     emb = conditioning.embedders_from_model(model)
@@ -102,7 +101,6 @@ def testbed_model(name: str, **train_overrides) -> ModelC:
 
 def paper_model(name: str, cache_dir: str | None = None) -> ModelC | Missing:
     """An official checkpoint's conditioning if its file is in the weights cache, else Missing."""
-
     entry = registry.get_checkpoint(name)
     label = PAPER_MODEL_NAMES.get(name, name)
     path = fetch.locate(entry, cache_dir)

@@ -570,7 +570,6 @@ def expected_counts(source: str | Path) -> dict[str, int]:
 
 def toc_pages(root: str | Path) -> list[str]:
     """Every page of the book's `_toc.yml`, root first, in reading order, without suffix."""
-
     toc = load_yaml((Path(root) / "_toc.yml").read_text()) or {}
     pages: list[str] = []
     for file in _toc_files(toc):

@@ -156,7 +156,6 @@ def npr_decline(table: pd.DataFrame, logs: Mapping[str, list[dict]]) -> Measurem
 
     Uses `classes_npr_mean` of the monitor records: c of every class at the initial t.
     """
-
     summaries = {name: curve_summary(records) for name, records in logs.items() if records}
     if not summaries:
         return None

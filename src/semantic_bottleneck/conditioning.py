@@ -39,7 +39,6 @@ _CACHE_FORMAT = 1  # bump when the cached content changes
 
 def _source(path: str | os.PathLike) -> tuple[Path, str | None]:
     """Resolve a registry name to its cached file; return (path, weights_key)."""
-
     candidate = Path(path)
     if candidate.exists() or str(path) not in registry.REGISTRY:
         return candidate, None
@@ -55,7 +54,6 @@ def _source(path: str | os.PathLike) -> tuple[Path, str | None]:
 
 def _cache_key(path: Path, weights_key: str | None) -> tuple[str, dict[str, str]]:
     """Identity of the source file: its recorded sha256 if any, else (path, size, mtime)."""
-
     stat = path.stat()
     sha = recorded_sha256(path)
     ident = {"format": str(_CACHE_FORMAT), "weights_key": str(weights_key)}
@@ -70,7 +68,6 @@ def _cache_key(path: Path, weights_key: str | None) -> tuple[str, dict[str, str]
 
 
 def _default_cache_dir() -> Path:
-
     return default_cache_dir() / "embedders"
 
 

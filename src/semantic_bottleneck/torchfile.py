@@ -80,15 +80,6 @@ class CheckpointError(ValueError):
     """The file is not a readable checkpoint, or its keys/shapes are not the expected ones."""
 
 
-def _errors() -> tuple[type[ValueError], type[ValueError]]:
-    """(UnsafeCheckpointError, CheckpointError)."""
-    return UnsafeCheckpointError, CheckpointError
-
-
-def _fail(message: str) -> ValueError:
-    return _errors()[1](message)
-
-
 # ----------------------------------------------------------------------------- the pickle
 
 
@@ -125,10 +116,10 @@ def _tensor(storage: object, offset: object, size: object, stride: object, dtype
     if not (
         isinstance(storage, _Storage) and type(offset) is int and _ints(size) and _ints(stride)
     ):
-        raise _fail(f"malformed tensor record: storage {storage!r}, offset {offset!r}, "
+        raise CheckpointError(f"malformed tensor record: storage {storage!r}, offset {offset!r}, "
                     f"size {size!r}, stride {stride!r}")  # fmt: skip
     if len(size) != len(stride):
-        raise _fail(f"tensor record has size {size} but stride {stride}")
+        raise CheckpointError(f"tensor record has size {size} but stride {stride}")
     return TensorRef(storage.key, dtype, offset, size, stride, storage.nbytes)
 
 
@@ -140,7 +131,7 @@ def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks, meta
 def _rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtype, metadata=None):
     """Stand-in for torch._utils._rebuild_tensor_v3: untyped bytes plus an explicit dtype."""
     if not isinstance(dtype, _DType):
-        raise _fail(f"tensor record has dtype {dtype!r}, expected a torch dtype")
+        raise CheckpointError(f"tensor record has dtype {dtype!r}, expected a torch dtype")
     return _tensor(storage, offset, size, stride, dtype.name)
 
 
@@ -190,18 +181,20 @@ class _Unpickler(pickle.Unpickler):
         try:
             return self.allowed[(module, name)]
         except KeyError:
-            raise _errors()[0](
+            raise UnsafeCheckpointError(
                 f"refusing to load {self.path}: its pickle requires {module}.{name}. {_ACCEPTED}"
             ) from None
 
     def persistent_load(self, pid: object) -> _Storage:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-            raise _fail(f"{self.path}: unexpected persistent id {pid!r}")
+            raise CheckpointError(f"{self.path}: unexpected persistent id {pid!r}")
         _, storage_type, key, _location, numel = pid
         if not (isinstance(storage_type, _DType) and isinstance(key, str)):
-            raise _fail(f"{self.path}: unexpected storage record {pid!r}")
+            raise CheckpointError(f"{self.path}: unexpected storage record {pid!r}")
         if type(numel) is not int or numel < 0 or storage_type.name not in _DTYPES:
-            raise _fail(f"{self.path}: storage {key!r} of {storage_type.name} has size {numel!r}")
+            raise CheckpointError(
+                f"{self.path}: storage {key!r} of {storage_type.name} has size {numel!r}"
+            )
         itemsize = np.dtype(_DTYPES[storage_type.name]).itemsize
         return _Storage(key, storage_type.name, numel * itemsize)
 
@@ -211,7 +204,9 @@ def _archive_prefix(zf: zipfile.ZipFile, path: Path) -> str:
     for name in zf.namelist():
         if name.endswith("data.pkl") and name.count("/") == 1:
             return name[: -len("data.pkl")]
-    raise _fail(f"{path}: a zip file without <archive>/data.pkl is not a torch.save checkpoint")
+    raise CheckpointError(
+        f"{path}: a zip file without <archive>/data.pkl is not a torch.save checkpoint"
+    )
 
 
 def preview_keys(keys: Iterable[object], limit: int = 5, sep: str = ", ") -> str:
@@ -225,20 +220,22 @@ def weights_entry(obj: object, weights_key: str | None, path: Path) -> tuple[str
     """(name, mapping) of the top-level entry holding the weights: weights_key, else 'ema' ->
     'model' -> the bare dict (name None); keys as stored, `module.` prefixes included."""
     if not isinstance(obj, Mapping):
-        raise _fail(f"{path}: expected a dict at top level, found {type(obj).__name__}")
+        raise CheckpointError(f"{path}: expected a dict at top level, found {type(obj).__name__}")
     if weights_key is not None:
         if weights_key not in obj:
             top = preview_keys(obj, limit=10)
             # without a nested dict the file cannot be a training checkpoint: it is the weights
             bare = bool(obj) and not any(isinstance(v, Mapping) for v in obj.values())
             hint = "; it is a bare state_dict: pass weights_key=None" if bare else ""
-            raise _fail(f"{path}: no {weights_key!r} entry; top-level keys are {top}{hint}")
+            raise CheckpointError(
+                f"{path}: no {weights_key!r} entry; top-level keys are {top}{hint}"
+            )
         entry = weights_key
     else:
         entry = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
     weights = obj if entry is None else obj[entry]
     if not isinstance(weights, Mapping):
-        raise _fail(f"{path}: weights entry is a {type(weights).__name__}, not a dict")
+        raise CheckpointError(f"{path}: weights entry is a {type(weights).__name__}, not a dict")
     return entry, weights
 
 
@@ -275,7 +272,7 @@ def read_index(path: str | os.PathLike, weights_key: str | None = None) -> dict[
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if not zipfile.is_zipfile(path):
-        raise _fail(
+        raise CheckpointError(
             f"{path}: not a zip-format torch.save file (legacy pre-1.6 format, safetensors or "
             "something else); read it with zoo.checkpoint.load_state_dict"
         )
@@ -285,10 +282,12 @@ def read_index(path: str | os.PathLike, weights_key: str | None = None) -> dict[
             obj = unpickler.load()
         except (pickle.UnpicklingError, EOFError, LookupError, AttributeError, TypeError,
                 ValueError) as err:  # fmt: skip
-            if isinstance(err, _errors()):  # already explained
+            if isinstance(err, (UnsafeCheckpointError, CheckpointError)):  # already explained
                 raise
             # a malformed or hostile pickle: wrong arguments, BUILD on an immutable marker, ...
-            raise _fail(f"{path}: unreadable pickle ({type(err).__name__}: {err})") from None
+            raise CheckpointError(
+                f"{path}: unreadable pickle ({type(err).__name__}: {err})"
+            ) from None
     return unwrap_state(obj, weights_key, path)
 
 
@@ -300,35 +299,41 @@ def _member_offset(zf: zipfile.ZipFile, name: str, path: Path) -> tuple[int, int
     try:
         info = zf.getinfo(name)
     except KeyError:
-        raise _fail(f"{path}: the pickle names storage {name!r}, which the archive lacks") from None
+        raise CheckpointError(
+            f"{path}: the pickle names storage {name!r}, which the archive lacks"
+        ) from None
     if info.compress_type != zipfile.ZIP_STORED:
-        raise _fail(f"{path}: storage {name!r} is compressed; torch.save stores them raw")
+        raise CheckpointError(f"{path}: storage {name!r} is compressed; torch.save stores them raw")
     # the local header's extra field (torch's alignment padding) may differ from the central one
     zf.fp.seek(info.header_offset)
     magic, name_len, extra_len = struct.unpack("<4s22xHH", zf.fp.read(30))
     if magic != b"PK\x03\x04":
-        raise _fail(f"{path}: bad local header for {name!r}")
+        raise CheckpointError(f"{path}: bad local header for {name!r}")
     return info.header_offset + 30 + name_len + extra_len, info.file_size
 
 
 def _read(ref: TensorRef, file, start: int, size: int, big_endian: bool, key: str) -> np.ndarray:
     """Read one tensor's bytes (only its span of the storage) into a C-contiguous array."""
     if ref.dtype not in _DTYPES:
-        raise _fail(f"{key}: dtype {ref.dtype} is not supported; supported: {sorted(_DTYPES)}")
+        raise CheckpointError(
+            f"{key}: dtype {ref.dtype} is not supported; supported: {sorted(_DTYPES)}"
+        )
     dtype = np.dtype(_DTYPES[ref.dtype]).newbyteorder(">" if big_endian else "<")
     shape, stride = ref.shape, ref.stride
     if ref.offset < 0 or any(s < 0 for s in shape) or any(s < 0 for s in stride):
-        raise _fail(f"{key}: negative offset, size or stride ({ref.offset}, {shape}, {stride})")
+        raise CheckpointError(
+            f"{key}: negative offset, size or stride ({ref.offset}, {shape}, {stride})"
+        )
     # elements from the first to the last one the tensor touches
     span = 0 if 0 in shape else 1 + sum((n - 1) * s for n, s in zip(shape, stride, strict=True))
     end = (ref.offset + span) * dtype.itemsize
     if end > min(ref.storage_nbytes, size):
-        raise _fail(f"{key}: tensor reaches byte {end} of storage {ref.storage!r}, which has "
+        raise CheckpointError(f"{key}: tensor reaches byte {end} of storage {ref.storage!r}, which has "
                     f"{min(ref.storage_nbytes, size)}")  # fmt: skip
     flat = np.empty(span, dtype)
     file.seek(start + ref.offset * dtype.itemsize)
     if file.readinto(memoryview(flat).cast("B")) != flat.nbytes:
-        raise _fail(f"{key}: storage {ref.storage!r} is truncated")
+        raise CheckpointError(f"{key}: storage {ref.storage!r} is truncated")
     # bounds checked above; a transposed or expanded tensor is copied into C order
     view = np.lib.stride_tricks.as_strided(flat, shape, [s * dtype.itemsize for s in stride])
     if not view.flags.c_contiguous:
@@ -369,11 +374,11 @@ def read_tensors(
     state = read_index(path, weights_key)
     missing = [k for k in keys if k not in state]
     if missing:
-        raise _fail(f"{path}: missing keys {missing}; keys found: {sorted(map(str, state))[:20]} "
+        raise CheckpointError(f"{path}: missing keys {missing}; keys found: {sorted(map(str, state))[:20]} "
                     f"({len(state)} in all)")  # fmt: skip
     not_tensors = [k for k in keys if not isinstance(state[k], TensorRef)]
     if not_tensors:
-        raise _fail(f"{path}: entries {not_tensors[:10]} are not tensors")
+        raise CheckpointError(f"{path}: entries {not_tensors[:10]} are not tensors")
     out = {}
     with open(path, "rb") as file, zipfile.ZipFile(file) as zf:
         prefix = _archive_prefix(zf, path)

@@ -247,7 +247,6 @@ def decode_digits(x: Tensor) -> Tensor:
     Shapes:
         x (N, 1, H, W) -> (N, H, W, 3).
     """
-
     if x.dim() != 4 or x.shape[1] != 1:
         raise ValueError(f"digits: expected (N, 1, H, W) samples, got shape {tuple(x.shape)}")
     return to_uint8(x.float()).permute(0, 2, 3, 1).expand(-1, -1, -1, 3).contiguous().cpu()

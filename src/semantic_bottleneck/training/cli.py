@@ -164,7 +164,6 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_record(args: argparse.Namespace) -> int:
-
     path = record_run(args.run_dir, args.name, scale=args.scale)
     print(f"recorded {path} and {path.with_suffix('.jsonl')}")
     return 0

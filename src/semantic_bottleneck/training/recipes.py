@@ -53,7 +53,6 @@ REPA_B2_RECIPE = TrainConfig(
 
 
 def _testbed_z_dim() -> int:
-
     return ClassifierConfig().dim
 
 

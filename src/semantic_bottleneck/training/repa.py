@@ -241,7 +241,6 @@ def dinov2_encoder(weights: str | Path = "", arch: str = DINOV2_ARCH) -> DinoV2T
 
 def digits_encoder() -> DigitsTokens:
     """The testbed's digits classifier (trained and cached by the evaluation package), frozen."""
-
     model, info = digits_classifier()
     model = model.eval().requires_grad_(False)
     with torch.no_grad():

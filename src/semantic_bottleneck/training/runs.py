@@ -77,7 +77,6 @@ def finish_provenance(out_dir: Path, steps: int, seconds: float) -> None:
 
 def runs_dir(root: Path | None = None) -> Path:
     """`data/runs` of the project root (the folder holding `_toc.yml`)."""
-
     return (Path(root) if root else find_root()) / "data" / "runs"
 
 

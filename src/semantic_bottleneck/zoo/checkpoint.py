@@ -330,7 +330,6 @@ def _layout(shapes: Shapes) -> frozenset[str]:
 
 def _releases() -> list[tuple[str, Shapes]]:
     """(names, shapes) of each packaged manifest, naming every release it describes."""
-
     releases: dict[str, tuple[list[str], str, Shapes]] = {}
     for entry in registry.CHECKPOINTS:
         releases.setdefault(entry.manifest, ([], entry.family, entry.shapes))[0].append(entry.name)
