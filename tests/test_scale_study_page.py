@@ -4,8 +4,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from semantic_bottleneck import scale_study, testbed
+from semantic_bottleneck.training.config import DATASETS
+from semantic_bottleneck.training.data import DigitsSource, digits, digits_80
 
 
 def records(npr, steps, cos=0.8):
@@ -60,4 +63,31 @@ def test_the_page_reads_only_the_recorded_runs_and_compares_class_counts(tmp_pat
 
 def test_an_empty_records_folder_says_which_command_fills_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="scripts/scale_study.py"):
+        scale_study.scale_study_page(tmp_path)
+
+
+def test_the_80_classes_are_each_digit_in_each_orientation():
+    x, y = digits()
+    x80, y80 = digits_80()
+    assert x80.shape == (8 * len(y), 1, 8, 8) and sorted(set(y80.tolist())) == list(range(80))
+    assert DATASETS["digits-80"]["num_classes"] == 80
+    i = 5  # one digit, its 8 views: class 8 * digit + 2 * quarter turns + mirrored
+    views = x80[i :: len(y)]
+    assert y80[i :: len(y)].tolist() == [8 * int(y[i]) + k for k in range(8)]
+    assert torch.equal(views[0], x[i]) and torch.equal(views[1], x[i].flip(2))
+    assert torch.equal(views[2], torch.rot90(x[i], 1, dims=(1, 2)))
+    assert torch.equal(views[7], torch.rot90(x[i], 3, dims=(1, 2)).flip(2))
+
+
+def test_a_digits_source_names_the_datasets_it_knows():
+    source = DigitsSource(4, torch.device("cpu"), dataset="digits-80")
+    assert len(source.y) == 8 * len(digits()[1])
+    with pytest.raises(ValueError, match=r"\['digits', 'digits-80'\]"):
+        DigitsSource(4, torch.device("cpu"), dataset="digits-90")
+
+
+def test_a_recorded_run_without_its_log_is_named(tmp_path):
+    write_run(tmp_path, "a")
+    (tmp_path / "a.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match="log"):
         scale_study.scale_study_page(tmp_path)

@@ -19,6 +19,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from torch import Tensor
 
 from semantic_bottleneck import display, metrics, sampling
 from semantic_bottleneck.analysis import ModelC, Page, load_models
@@ -44,9 +45,7 @@ def time_label_split(model: ModelC, t: float | None = None, k: int = TOP_K) -> d
     time, labels = model.time_only(t), model.label_only()  # (1, d), (n, d)
     c = time + labels
     n = labels.shape[0]
-    delta = labels - labels.mean(0)
-    spread = float(delta.pow(2).sum(1).mean().sqrt())
-    shared = float((time[0] + labels.mean(0)).norm())
+    spread, shared = label_spread(labels), shared_norm(time, labels)
     top = c.abs().topk(min(k, c.shape[1]), dim=1).indices  # (n, k)
     t_top = time.abs().expand_as(c).gather(1, top)
     y_top = labels.abs().gather(1, top)
@@ -64,6 +63,16 @@ def time_label_split(model: ModelC, t: float | None = None, k: int = TOP_K) -> d
         "cosine": float(metrics.cosine_summary(c)["mean"]),
         "cosine_predicted": predicted_cosine(shared, spread, n),
     }
+
+
+def label_spread(labels: Tensor) -> float:
+    """rms ||Y_y - mean Y|| over the label rows. Shapes: labels (n, d)."""
+    return float((labels - labels.mean(0)).pow(2).sum(1).mean().sqrt())
+
+
+def shared_norm(time: Tensor, labels: Tensor) -> float:
+    """||T + mean Y||, the part of c every class shares. Shapes: time (1, d), labels (n, d)."""
+    return float((time[0] + labels.mean(0)).norm())
 
 
 def _ratio(a: float, b: float) -> float:
@@ -96,6 +105,8 @@ def grid_statistics(model: ModelC, times: list[float]) -> pd.DataFrame:
         one row per distinct t: step (its first call index), t, cosine (mean), cosine_min, npr
         (mean over classes, a fraction of d), max_abs_c, and the T + Y split's ratio_shared.
     """
+    labels = model.label_only()  # the same at every t
+    spread = label_spread(labels)
     rows, seen = [], set()
     for step, t in enumerate(times):
         if t in seen:
@@ -103,7 +114,6 @@ def grid_statistics(model: ModelC, times: list[float]) -> pd.DataFrame:
         seen.add(t)
         c = model.c(t)
         cos = metrics.cosine_summary(c)
-        split = time_label_split(model, t)
         rows.append(
             {
                 "model": model.label,
@@ -113,7 +123,7 @@ def grid_statistics(model: ModelC, times: list[float]) -> pd.DataFrame:
                 "cosine_min": float(cos["min"]),
                 "npr": float(metrics.normalized_participation_ratio(c).mean()),
                 "max_abs_c": float(c.abs().max()),
-                "ratio_shared": split["ratio_shared"],
+                "ratio_shared": _ratio(shared_norm(model.time_only(t), labels), spread),
             }
         )
     return pd.DataFrame(rows)

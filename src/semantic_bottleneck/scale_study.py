@@ -7,7 +7,6 @@ statistics are of the EMA model's c for every class at the initial t (`training.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -18,7 +17,9 @@ from semantic_bottleneck import display
 from semantic_bottleneck.analysis import Page
 from semantic_bottleneck.book_params import find_root
 from semantic_bottleneck.paper import claim, paper_table
-from semantic_bottleneck.training.monitor import read_log
+from semantic_bottleneck.training.config import DATASETS
+from semantic_bottleneck.training.data import DIGITS_CLASSES
+from semantic_bottleneck.training.runs import recorded_runs
 
 RECORDS = "data/scale"
 # the statistics drawn: monitor log key -> value key of the book's tables (`display`)
@@ -36,11 +37,11 @@ def scale_runs(records: str | Path = RECORDS) -> list[dict]:
     """Every recorded run in `records` (relative to the project root unless absolute):
     provenance with "records" (the monitor log), by name."""
     folder = find_root() / records
-    runs = []
-    for meta in sorted(folder.glob("*.json")):
-        prov = json.loads(meta.read_text())
-        prov["records"] = read_log(meta.with_suffix(".jsonl"))
-        runs.append(prov)
+    runs = recorded_runs(folder=folder)
+    for run in runs:
+        if not run["records"]:
+            name = run.get("name", "?")
+            raise FileNotFoundError(f"{folder}: the log {name}.jsonl of run {name} is missing")
     return runs
 
 
@@ -65,8 +66,13 @@ def paper_references() -> dict[str, tuple[float, float]]:
 def run_label(run: dict) -> str:
     """ "width 128, lr 3e-3" (and ", 80 classes" off the 10-class digits)."""
     cfg = run["config"]
-    classes = ", 80 classes" if cfg["dataset"] == "digits-80" else ""
+    classes = f", {_classes(run)} classes" if _classes(run) != DIGITS_CLASSES else ""
     return f"width {cfg['hidden_size']}, lr {cfg['lr']:.0e}{classes}".replace("e-0", "e-")
+
+
+def _classes(run: dict) -> int:
+    """The number of classes of a run's dataset."""
+    return DATASETS[run["config"]["dataset"]]["num_classes"]
 
 
 def end_table(runs: list[dict]) -> pd.DataFrame:
@@ -78,7 +84,7 @@ def end_table(runs: list[dict]) -> pd.DataFrame:
             "run": run_label(run),
             "width": run["config"]["hidden_size"],
             "lr": run["config"]["lr"],
-            "classes": 80 if run["config"]["dataset"] == "digits-80" else 10,
+            "classes": _classes(run),
             "steps": last["step"],
             "wall_minutes": run.get("seconds", float("nan")) / 60,
         }
@@ -151,7 +157,7 @@ def scale_figure(runs: list[dict]):
                 (r["step"], scale * r[key]) for r in run["records"] if r["step"] > 0 and key in r
             ]
             style = "-" if cfg["lr"] >= 3e-3 else "--"
-            marker = "o" if cfg["dataset"] == "digits-80" else None
+            marker = "o" if _classes(run) != DIGITS_CLASSES else None
             ax.plot(
                 *zip(*pts, strict=True),
                 style,

@@ -62,6 +62,10 @@ def digits_80() -> tuple[Tensor, Tensor]:
     return torch.cat(xs), torch.cat(ys)
 
 
+# the digits datasets by TrainConfig.dataset name -> loader of (x, y)
+DIGITS_DATASETS = {"digits": digits, "digits-80": digits_80}
+
+
 def to_uint8(x: Tensor) -> Tensor:
     """Images in [-1, 1] to uint8 0..255 (clamped). Shapes: any -> same."""
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
@@ -78,9 +82,9 @@ class DigitsSource:
     def __init__(
         self, batch_size: int, device: torch.device, encoder=None, dataset: str = "digits"
     ):
-        if dataset not in ("digits", "digits-80"):
-            raise ValueError(f"dataset must be 'digits' or 'digits-80', got {dataset!r}")
-        x, y = digits() if dataset == "digits" else digits_80()
+        if dataset not in DIGITS_DATASETS:
+            raise ValueError(f"dataset must be one of {sorted(DIGITS_DATASETS)}, got {dataset!r}")
+        x, y = DIGITS_DATASETS[dataset]()
         self.x, self.y, self.batch_size = x.to(device), y.to(device), batch_size
         self.z = None
         if encoder is not None:

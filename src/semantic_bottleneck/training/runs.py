@@ -133,13 +133,14 @@ def describe_scale(cfg: dict) -> str:
     )
 
 
-def recorded_runs(root: Path | None = None) -> list[dict]:
-    """Every recorded run in data/runs: its provenance with the monitor records under "records".
+def recorded_runs(root: Path | None = None, folder: Path | None = None) -> list[dict]:
+    """Every recorded run in data/runs (or `folder`): its provenance with the monitor records
+    under "records" (empty when its NAME.jsonl is absent).
 
     Returns:
-        list sorted by name; empty when data/runs holds none.
+        list sorted by name; empty when the folder holds none.
     """
-    folder = runs_dir(root)
+    folder = Path(folder) if folder is not None else runs_dir(root)
     out = []
     for meta in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         prov = json.loads(meta.read_text())

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from semantic_bottleneck.training import distributed, runs
 from semantic_bottleneck.training.config import PRECISIONS, TrainConfig, with_overrides
-from semantic_bottleneck.training.data import DigitsSource
+from semantic_bottleneck.training.data import DIGITS_DATASETS, DigitsSource
 from semantic_bottleneck.training.imagenet import ImageNetSource, require_prepared
 from semantic_bottleneck.training.monitor import (
     JsonlLog,
@@ -70,7 +70,7 @@ def make_source(config: TrainConfig, procs, local_batch: int, start_step: int, n
             f"z_dim={config.z_dim} but the {config.repa_encoder} encoder gives "
             f"{encoder.embed_dim}-wide tokens"
         )
-    if config.dataset in ("digits", "digits-80"):
+    if config.dataset in DIGITS_DATASETS:
         return DigitsSource(local_batch, procs.device, encoder, config.dataset)
     return ImageNetSource(
         config.data_dir,
