@@ -426,6 +426,20 @@ def _glue_counts(page: analysis.Page, by_tier: Mapping[str, list[Verdict]]) -> N
     page.values["n_claims"] = (len(next(iter(by_tier.values()))), "{}")
 
 
+def _verdicts(
+    inputs: Mapping[str, LedgerInputs], supplied: Mapping | None = None
+) -> dict[str, list[Verdict]]:
+    """tier -> the ledger of its inputs, with `supplied` values added in every tier."""
+    return {
+        t: ledger(i.found, i.logs, {**i.supplied, **(supplied or {})}) for t, i in inputs.items()
+    }
+
+
+def _notes(inputs: Mapping[str, LedgerInputs]) -> list[str]:
+    """The notes of every tier, each once, in order."""
+    return list(dict.fromkeys(n for i in inputs.values() for n in i.notes))
+
+
 def tier_names(page: analysis.Page) -> list[str]:
     """The tiers a ledger page holds, in order (from its "ledger_<tier>" blocks)."""
     return [k.removeprefix("ledger_") for k in page.markdown if k.startswith("ledger_")]
@@ -444,9 +458,9 @@ def landing_page(
     Markdown: "scorecard", "build".
     """
     inputs = tier_inputs(profile, models, train_steps, table2=table2)
-    by_tier = {t: ledger(i.found, i.logs, i.supplied) for t, i in inputs.items()}
+    by_tier = _verdicts(inputs)
     first = next(iter(inputs.values()))
-    page = analysis.Page(missing=first.missing, notes=[n for i in inputs.values() for n in i.notes])
+    page = analysis.Page(missing=first.missing, notes=_notes(inputs))
     page.markdown["scorecard"] = scorecard_markdown(by_tier, pages)
     info = build_info(profile)
     page.markdown["build"] = "\n".join(f"- **{k}**: {v}" for k, v in info.items())
@@ -472,31 +486,23 @@ def ledger_page(
     """
     pages = list(pages)
     inputs = tier_inputs(profile, models, train_steps, use_sweeps, table2)
-    by_tier = {
-        t: ledger(i.found, i.logs, {**i.supplied, **(supplied or {})}) for t, i in inputs.items()
-    }
+    by_tier = _verdicts(inputs, supplied)
     own = {v.claim_id: v.verdict for v in evaluate(paper_checks.paper_measurements())}
     own = {k: (v if v != "not tested" else "-") for k, v in own.items()}
     first = next(iter(inputs.values()))
-    page = analysis.Page(found=first.found, missing=first.missing)
-    page.notes = list(dict.fromkeys(n for i in inputs.values() for n in i.notes))
+    page = analysis.Page(found=first.found, missing=first.missing, notes=_notes(inputs))
     for tier, verdicts in by_tier.items():
         page.markdown[f"ledger_{tier}"] = ledger_markdown(
             verdicts, pages, extra={"paper's own tables": own}
         )
         frame = ledger_frame(verdicts)
         page.markdown[f"details_{tier}"] = markdown_table(frame[["claim", "verdict", "detail"]])
-    tiers = list(by_tier)
-    rows = zip(*(by_tier[t] for t in tiers), strict=True)
-    head = ["claim", *(tier_label(t) for t in tiers)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for same in rows:
-        marks = [verdict_mark(v.verdict) for v in same]
-        lines.append("| " + " | ".join([f"`{same[0].claim_id}`", *marks]) + " |")
-    page.markdown["tiers"] = "\n".join(lines)
-    page.markdown["inconsistencies"] = markdown_table(
-        paper_checks.inconsistency_table(inputs[tiers[-1]].found)
-    )
+    first_tier = next(iter(by_tier.values()))
+    tiers = {"claim": [f"`{v.claim_id}`" for v in first_tier]}
+    tiers |= {tier_label(t): [verdict_mark(v.verdict) for v in vs] for t, vs in by_tier.items()}
+    page.markdown["tiers"] = markdown_table(pd.DataFrame(tiers))
+    last = list(inputs.values())[-1]
+    page.markdown["inconsistencies"] = markdown_table(paper_checks.inconsistency_table(last.found))
     _glue_counts(page, by_tier)
     page.values["profile"] = (profile, "{}")
     return page
