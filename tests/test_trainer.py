@@ -101,7 +101,7 @@ def test_monitor_logs_magnitudes_and_the_time_label_split():
     config = testbed.testbed_config("testbed-flow", hidden_size=32)
     torch.manual_seed(0)
     model = build_model(config.family, **config.model_config()).eval()
-    c = class_conditions(model, config.time_convention, 10)
+    c = class_conditions(model, config.time_convention, torch.arange(10))
     stats = c_statistics(c, "classes")
     assert stats["classes_max_abs"] == pytest.approx(float(c.abs().max()))
     assert stats["classes_s_tail_0_01"] == pytest.approx(
@@ -111,7 +111,7 @@ def test_monitor_logs_magnitudes_and_the_time_label_split():
     assert stats["classes_top10_share"] == pytest.approx(
         float((top[:, :10].sum(1) / top.sum(1)).mean())
     )
-    split = time_label_statistics(model, config.time_convention, 10, "ema")
+    split = time_label_statistics(model, config.time_convention, torch.arange(10), "ema")
     t_vec = model.t_embedder(config.time_convention.initial(1))
     y_vec = model.y_embedder(torch.arange(10), False)
     # c = T + Y: every class shares T, so the classes differ by Y alone

@@ -7,6 +7,11 @@ only (book/method.md#method-conditional-vector):
     t_embedder.mlp.2.{weight,bias}   Linear(d -> d), after a SiLU
     y_embedder.embedding_table.weight  (num_classes + 1, d); the last row is the null class
 
+A continuous-condition model (the testbed's analogue of X-MDPT and MDSGen) has a Linear in place
+of the table; over a fixed set of conditions (`zoo.dit.ConditionSetModel`) its Linear's outputs
+are the table's rows, with a zero null row (a dropped condition adds nothing), so every function
+below applies to it unchanged.
+
 `read_embedders` takes exactly these out of a checkpoint (memory-mapped, weights_only) and caches
 them as a small safetensors file, so c for every class at any t costs milliseconds instead of a
 2.7 GB load. The functions below reproduce the official forward op for op: float32 sinusoid (cos
@@ -28,7 +33,7 @@ from torch import Tensor, nn
 from semantic_bottleneck.torchfile import EMBEDDER_KEYS  # defined where torch is not imported
 from semantic_bottleneck.zoo import fetch, registry
 from semantic_bottleneck.zoo.checkpoint import load_state_dict, save_atomic
-from semantic_bottleneck.zoo.dit import timestep_embedding
+from semantic_bottleneck.zoo.dit import ConditionSetModel, timestep_embedding
 from semantic_bottleneck.zoo.fetch import default_cache_dir, recorded_sha256
 
 _CACHE_FORMAT = 1  # bump when the cached content changes
@@ -112,21 +117,31 @@ def read_embedders(
 
 
 def embedders_from_model(model: nn.Module) -> dict[str, Tensor]:
-    """The five embedder tensors of a model in memory (detached clones).
+    """The five embedder tensors of a model in memory (detached clones). For a
+    `ConditionSetModel` the table is y_embedder(v) of its conditions plus a zero null row.
 
-    Shapes: as in `read_embedders`.
+    Shapes: as in `read_embedders`; the table is (n + 1, d) for n conditions.
     """
+    if isinstance(model, ConditionSetModel):
+        inner = model.model
+        with torch.no_grad():
+            rows = inner.y_embedder(model.conditions, False)
+        table = torch.cat([rows, torch.zeros_like(rows[:1])])
+        return {**_state_tensors(inner, EMBEDDER_KEYS[:4]), EMBEDDER_KEYS[4]: table}
+    return _state_tensors(model, EMBEDDER_KEYS)
+
+
+def _state_tensors(model: nn.Module, keys: tuple[str, ...]) -> dict[str, Tensor]:
+    """Detached clones of `keys` of a model's state_dict (DDP/compile prefixes removed)."""
     # DDP (`module.`) and torch.compile (`_orig_mod.`) prefix every key
     state = {
         k.removeprefix("module.").removeprefix("_orig_mod."): v
         for k, v in model.state_dict().items()
     }
-    missing = [k for k in EMBEDDER_KEYS if k not in state]
+    missing = [k for k in keys if k not in state]
     if missing:
-        raise ValueError(
-            f"{type(model).__name__} has no {missing}; expected all of {EMBEDDER_KEYS}"
-        )
-    return {k: state[k].detach().clone() for k in EMBEDDER_KEYS}
+        raise ValueError(f"{type(model).__name__} has no {missing}; expected all of {keys}")
+    return {k: state[k].detach().clone() for k in keys}
 
 
 def check_embedders(emb: Mapping[str, Tensor]) -> int:

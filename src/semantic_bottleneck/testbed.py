@@ -20,11 +20,12 @@ from semantic_bottleneck.book_params import find_root
 from semantic_bottleneck.cache import cached
 from semantic_bottleneck.generation.decode import DIGITS
 from semantic_bottleneck.generation.source import ModelSource
-from semantic_bottleneck.training.data import DIGITS_CLASSES, DIGITS_SIZE
+from semantic_bottleneck.training.data import DIGITS_SIZE, condition_inputs
 from semantic_bottleneck.training.monitor import read_log
 from semantic_bottleneck.training.recipes import testbed_recipe
 from semantic_bottleneck.training.trainer import TrainConfig, train
 from semantic_bottleneck.zoo import build_model
+from semantic_bottleneck.zoo.dit import ConditionSetModel
 
 # Sizes and rates chosen so the paper's dynamics show in CPU minutes: nPR of c rises within
 # ~100 steps, then falls (measured curves: the Fig 12 page).
@@ -35,6 +36,11 @@ TESTBED_MODELS: dict[str, TrainConfig] = {
     "testbed-flow": TrainConfig(family="sit", objective="repa", learn_sigma=False),
     # the REPA recipe at testbed scale (alignment to the digits classifier): Fig 12's headline
     "testbed-repa": testbed_recipe(),
+    # the analogue of X-MDPT and MDSGen (MDT-based, DDPM convention): each digit conditioned on
+    # its own 4x4 thumbnail through a Linear summed with T, instead of a class label
+    "testbed-continuous": TrainConfig(
+        family="dit", objective="ddpm", learn_sigma=True, dataset="digits-thumbnail"
+    ),
 }
 # training objective -> (sampler family of the same time convention, its settings here): the
 # digits have one channel, so DiT's "first 3 channels" guidance becomes that one channel
@@ -80,11 +86,29 @@ def testbed_config(name: str, **overrides) -> TrainConfig:
     return replace(TESTBED_MODELS[model], **{**TIERS[tier], **overrides})
 
 
+def is_continuous(config: TrainConfig) -> bool:
+    """Whether a config trains the continuous-condition model (conditioned on thumbnails)."""
+    return config.dataset == "digits-thumbnail"
+
+
+def conditions(config: TrainConfig):
+    """What a testbed model's c is analysed and sampled over: its class labels, or for the
+    continuous model the thumbnails of the held-out condition set (`data.condition_set`).
+
+    Shapes: -> (num_classes,) int64 or (n, 16) float32.
+    """
+    return condition_inputs(config.dataset, config.num_classes)
+
+
 def testbed_source(name: str) -> ModelSource:
-    """The `ModelSource` of a testbed model: what sampling it needs, without training it."""
-    family, overrides = TESTBED_SAMPLERS[testbed_config(name).objective]  # checks the name
+    """The `ModelSource` of a testbed model: what sampling it needs, without training it.
+
+    The continuous model's "classes" are the n conditions of its condition set (label n: null).
+    """
+    config = testbed_config(name)  # checks the name
+    family, overrides = TESTBED_SAMPLERS[config.objective]
     shape = (1, DIGITS_SIZE, DIGITS_SIZE)
-    return ModelSource(name, family, DIGITS_CLASSES, shape, DIGITS, dict(overrides))
+    return ModelSource(name, family, len(conditions(config)), shape, DIGITS, dict(overrides))
 
 
 def shipped_models(root: Path | None = None) -> dict[str, dict]:
@@ -142,7 +166,9 @@ def load_trained(config: TrainConfig, weights: str = "ema", progress: bool = Tru
         progress: show the training bar when training is needed.
 
     Returns:
-        (model, log records, artifact folder).
+        (model, log records, artifact folder). The continuous model comes as a
+        `ConditionSetModel` over its condition set, so it is sampled and analysed as a class
+        model whose classes are the conditions.
     """
     if weights not in ("ema", "online"):
         raise ValueError(f"weights must be 'ema' or 'online', got {weights!r}")
@@ -150,6 +176,8 @@ def load_trained(config: TrainConfig, weights: str = "ema", progress: bool = Tru
     model = build_model(config.family, **config.model_config())
     file = "model.safetensors" if weights == "ema" else "online.safetensors"
     model.load_state_dict(load_file(folder / file), strict=True)
+    if is_continuous(config):
+        model = ConditionSetModel(model, conditions(config))
     return model.eval().requires_grad_(False), read_log(folder / "log.jsonl"), folder
 
 

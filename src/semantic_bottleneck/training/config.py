@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 from semantic_bottleneck.conventions import convention
+from semantic_bottleneck.training.data import THUMBNAIL
 from semantic_bottleneck.training.repa import ENCODERS, default_encoder_depth
 
 OBJECTIVES = ("ddpm", "repa")
@@ -20,6 +21,8 @@ DATASETS = {
     "digits": dict(input_size=8, in_channels=1, num_classes=10),
     # the class-count axis of the scale study: digit x 4 rotations x 2 mirror images
     "digits-80": dict(input_size=8, in_channels=1, num_classes=80),
+    # continuous condition: each digit's 4x4 thumbnail, a Linear embedding summed with T
+    "digits-thumbnail": dict(input_size=8, in_channels=1, num_classes=0, cond_dim=THUMBNAIL**2),
     "imagenet": dict(input_size=32, in_channels=4, num_classes=1000),
 }
 PRECISIONS = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -48,7 +51,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     log_every: int = 25
     seed: int = 0
-    dataset: str = "digits"  # "digits" (testbed), "digits-80" (8 orientations) or "imagenet"
+    dataset: str = "digits"  # "digits", "digits-80" (8 orientations), "digits-thumbnail", "imagenet"
     data_dir: str = ""  # imagenet: folder written by `semantic-bottleneck train prepare-imagenet`
     repa_encoder: str = ""  # REPA target: "" (off), "digits-classifier" or "dinov2-vit-b"
     encoder_weights: str = ""  # dinov2 weights file ("": Hugging Face or torch hub cache)
@@ -87,6 +90,11 @@ class TrainConfig:
             )
         if self.timestep_set and self.objective != "repa":
             raise ValueError("timestep_set applies to the 'repa' objective (continuous t)")
+        if "cond_dim" in DATASETS[self.dataset] and self.family not in ("dit", "sit"):
+            raise ValueError(
+                f"dataset {self.dataset!r} (a continuous condition) trains family 'dit' or 'sit', "
+                f"got {self.family!r}"
+            )
         if self.proj_coeff < 0:
             raise ValueError(f"proj_coeff must be >= 0, got {self.proj_coeff}")
 

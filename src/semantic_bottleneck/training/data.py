@@ -1,10 +1,12 @@
 """Datasets: scikit-learn's handwritten digits as a class-conditional image set (the testbed),
-and the batch source the trainer draws them from."""
+as a continuously conditioned one (each digit conditioned on its own 4x4 thumbnail), and the batch
+source the trainer draws them from."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from torch import Tensor
 
@@ -62,8 +64,59 @@ def digits_80() -> tuple[Tensor, Tensor]:
     return torch.cat(xs), torch.cat(ys)
 
 
-# the digits datasets by TrainConfig.dataset name -> loader of (x, y)
-DIGITS_DATASETS = {"digits": digits, "digits-80": digits_80}
+THUMBNAIL = 4  # side of the continuous condition: a 4x4 thumbnail, 16 numbers
+CONDITIONS_PER_CLASS = 10  # held-out digits per class in the continuous model's condition set
+
+
+def thumbnail(x: Tensor) -> Tensor:
+    """The continuous condition of a digit: its 4x4 thumbnail (2x2 mean pooling), flattened.
+
+    It fixes the digit's coarse shape, so a model conditioned on it is asked for one target image
+    (PSNR and SSIM against that digit are meaningful), as X-MDPT's pose and source image are.
+
+    Shapes: (n, 1, 8, 8) in [-1, 1] -> (n, 16).
+    """
+    return F.avg_pool2d(x, DIGITS_SIZE // THUMBNAIL).flatten(1)
+
+
+def digits_thumbnail() -> tuple[Tensor, Tensor]:
+    """The training digits, each conditioned on its own thumbnail: (x, v = thumbnail(x)).
+
+    The held-out split is never trained on: the condition set is drawn from it.
+
+    Shapes: -> x (n, 1, 8, 8), v (n, 16).
+    """
+    x, _ = digits("train")
+    return x, thumbnail(x)
+
+
+def condition_set(per_class: int = CONDITIONS_PER_CLASS) -> tuple[Tensor, Tensor, Tensor]:
+    """The continuous model's analogue of "every class": the first `per_class` held-out digits of
+    each class, as (thumbnails, target images, their digit labels), ordered by digit.
+
+    Shapes: -> v (10 * per_class, 16), x (10 * per_class, 1, 8, 8), y (10 * per_class,).
+    """
+    x, y = digits("test")
+    idx = torch.cat([torch.nonzero(y == k).flatten()[:per_class] for k in range(DIGITS_CLASSES)])
+    if len(idx) != DIGITS_CLASSES * per_class:
+        raise ValueError(f"per_class={per_class} exceeds the held-out digits of some class")
+    return thumbnail(x[idx]), x[idx], y[idx]
+
+
+# the digits datasets by TrainConfig.dataset name -> loader of (x, y); y is a label, or the
+# continuous condition for "digits-thumbnail"
+DIGITS_DATASETS = {"digits": digits, "digits-80": digits_80, "digits-thumbnail": digits_thumbnail}
+
+
+def condition_inputs(dataset: str, num_classes: int) -> Tensor:
+    """What the model is conditioned on when c is analysed: every class label, or for the
+    continuous dataset the thumbnails of `condition_set`.
+
+    Shapes: -> (num_classes,) int64, or (n, 16) float32.
+    """
+    if dataset == "digits-thumbnail":
+        return condition_set()[0]
+    return torch.arange(num_classes)
 
 
 def to_uint8(x: Tensor) -> Tensor:
@@ -94,7 +147,7 @@ class DigitsSource:
     def batch(self, generator: torch.Generator, autocast=None) -> tuple[Tensor, Tensor, list]:
         """One batch (x0, y, zs) drawn with `generator`.
 
-        Shapes: -> (B, 1, 8, 8), (B,), [(B, 16, C)] or [].
+        Shapes: -> (B, 1, 8, 8), (B,) labels or (B, 16) thumbnails, [(B, 16, C)] or [].
         """
         idx = torch.randint(
             0, len(self.y), (self.batch_size,), generator=generator, device=generator.device

@@ -56,24 +56,25 @@ def c_statistics(c: Tensor, prefix: str) -> dict[str, float]:
 
 
 @torch.no_grad()
-def class_conditions(model, time: TimeConvention, num_classes: int) -> Tensor:
-    """c of every class at the initial (noise) t, without label dropout.
+def class_conditions(model, time: TimeConvention, y: Tensor) -> Tensor:
+    """c of every condition `y` (every class label, or the continuous condition set: see
+    `data.condition_inputs`) at the initial (noise) t, without label dropout.
 
-    Shapes: -> (num_classes, d) float32, on the model's device.
+    Shapes: y (n,) or (n, k) -> (n, d) float32, on the model's device.
     """
-    device = model.y_embedder.embedding_table.weight.device
-    y = torch.arange(num_classes, device=device)
-    return model.t_embedder(time.initial(num_classes, device)) + model.y_embedder(y, False)
+    device = model.t_embedder.mlp[0].weight.device
+    y = y.to(device)
+    return model.t_embedder(time.initial(len(y), device)) + model.y_embedder(y, False)
 
 
 @torch.no_grad()
-def time_label_statistics(model, time: TimeConvention, num_classes: int, prefix: str) -> dict:
-    """c = T + Y at the initial t: T = t_embedder(t0), shared by every class, and Y_y =
+def time_label_statistics(model, time: TimeConvention, y: Tensor, prefix: str) -> dict:
+    """c = T + Y at the initial t: T = t_embedder(t0), shared by every condition, and Y_y =
     y_embedder(y). Logs `{prefix}_t_norm` (||T||), `{prefix}_y_spread` (rms distance of the Y_y
     from their mean), `{prefix}_t_npr` and `{prefix}_y_npr` (mean nPR of the Y_y)."""
-    device = model.y_embedder.embedding_table.weight.device
+    device = model.t_embedder.mlp[0].weight.device
     t_vec = model.t_embedder(time.initial(1, device)).float()
-    y_vec = model.y_embedder(torch.arange(num_classes, device=device), False).float()
+    y_vec = model.y_embedder(y.to(device), False).float()
     spread = (y_vec - y_vec.mean(0)).pow(2).sum(1).mean().sqrt()
     return {
         f"{prefix}_t_norm": float(t_vec.norm()),

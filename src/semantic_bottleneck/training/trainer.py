@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from semantic_bottleneck.training import distributed, runs
 from semantic_bottleneck.training.config import PRECISIONS, TrainConfig, with_overrides
-from semantic_bottleneck.training.data import DIGITS_DATASETS, DigitsSource
+from semantic_bottleneck.training.data import DIGITS_DATASETS, DigitsSource, condition_inputs
 from semantic_bottleneck.training.imagenet import ImageNetSource, require_prepared
 from semantic_bottleneck.training.monitor import (
     JsonlLog,
@@ -288,17 +288,18 @@ def _train(config, out_dir, procs, progress, checkpoint_every, resume, stop_afte
     if procs.main:
         runs.write_provenance(out_dir, config, procs, resumed_at=step)
     seen = {}
+    conds = condition_inputs(config.dataset, config.num_classes)
 
     def record_c(c):
         seen["c"] = c
         return c
 
     def monitor(step: int, losses: dict) -> None:
-        time_conv, n = config.time_convention, config.num_classes
+        time_conv = config.time_convention
         rec = {"step": step, **losses}
-        rec.update(c_statistics(class_conditions(s.model, time_conv, n), "classes"))
-        rec.update(c_statistics(class_conditions(s.ema, time_conv, n), "ema_classes"))
-        rec.update(time_label_statistics(s.ema, time_conv, n, "ema"))
+        rec.update(c_statistics(class_conditions(s.model, time_conv, conds), "classes"))
+        rec.update(c_statistics(class_conditions(s.ema, time_conv, conds), "ema_classes"))
+        rec.update(time_label_statistics(s.ema, time_conv, conds, "ema"))
         if "c" in seen:
             rec.update(c_statistics(seen.pop("c"), "batch"))
         log.write(rec)

@@ -179,6 +179,32 @@ class LabelEmbedder(nn.Module):
         return self.embedding_table(labels)
 
 
+class VectorEmbedder(nn.Module):
+    """A continuous condition v -> Linear(v), summed with t_embedder(t) as X-MDPT and MDSGen do.
+
+    A dropped condition adds nothing (their `cond_mask`): the unconditional c is t_embedder(t)
+    alone, there is no learned null. Not an official family's module: the testbed's
+    continuous-condition model uses it in place of the label table.
+    """
+
+    def __init__(self, cond_dim: int, hidden_size: int, dropout_prob: float):
+        super().__init__()
+        self.cond_dim = cond_dim
+        self.dropout_prob = dropout_prob
+        self.proj = nn.Linear(cond_dim, hidden_size)
+
+    def forward(self, v: Tensor, train: bool, force_drop_ids: Tensor | None = None) -> Tensor:
+        """Shapes: (N, cond_dim) float -> (N, D); dropped rows are 0. Dropout only in training."""
+        out = self.proj(v)
+        if (train and self.dropout_prob > 0) or force_drop_ids is not None:
+            if force_drop_ids is None:
+                drop = torch.rand(v.shape[0], device=v.device) < self.dropout_prob
+            else:
+                drop = force_drop_ids == 1
+            out = torch.where(drop[:, None], torch.zeros_like(out), out)
+        return out
+
+
 # ----------------------------------------------------------------------------- blocks
 
 
@@ -280,6 +306,7 @@ class DiTBackbone(nn.Module):
         num_classes: int = 1000,
         learn_sigma: bool = True,
         null_row: bool = False,
+        cond_dim: int = 0,
         **attn_kwargs,
     ):
         super().__init__()
@@ -297,7 +324,10 @@ class DiTBackbone(nn.Module):
         self.num_classes = num_classes
         self.x_embedder = PatchEmbed(input_size, patch_size, in_channels, hidden_size)
         self.t_embedder = TimestepEmbedder(hidden_size)
-        self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob, null_row)
+        if cond_dim:  # a continuous condition (the testbed's analogue of X-MDPT and MDSGen)
+            self.y_embedder = VectorEmbedder(cond_dim, hidden_size, class_dropout_prob)
+        else:
+            self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob, null_row)
         num_patches = self.x_embedder.num_patches
         # fixed sin-cos embedding, stored in the state_dict but never trained
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches, hidden_size), requires_grad=False)
@@ -319,7 +349,8 @@ class DiTBackbone(nn.Module):
         w = self.x_embedder.proj.weight.data  # patch embedding initialised like a Linear
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.zeros_(self.x_embedder.proj.bias)
-        nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
+        if isinstance(self.y_embedder, LabelEmbedder):  # a VectorEmbedder stays a xavier Linear
+            nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
         nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
         nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
         # zero modulation and output: every block starts as the identity
@@ -340,7 +371,10 @@ class DiTBackbone(nn.Module):
         return x.reshape(x.shape[0], c, h * p, w * p)
 
     def condition(self, t: Tensor, y: Tensor) -> Tensor:
-        """The conditional vector c = t_embedder(t) + y_embedder(y). Shapes: (N,), (N,) -> (N, D)."""
+        """The conditional vector c = t_embedder(t) + y_embedder(y).
+
+        Shapes: t (N,), y (N,) labels, or (N, cond_dim) vectors with `cond_dim` -> (N, D).
+        """
         return self.t_embedder(t) + self.y_embedder(y, self.training)
 
     def backbone(self, x: Tensor, t: Tensor, y: Tensor, c_fn: CFn = None) -> Tensor:
@@ -360,6 +394,56 @@ class DiTBackbone(nn.Module):
     def forward(self, x: Tensor, t: Tensor, y: Tensor, c_fn: CFn = None) -> Tensor:
         """DiT forward. Shapes: x (N, C, H, W), t (N,), y (N,) -> (N, 2C or C, H, W)."""
         return self.backbone(x, t, y, c_fn)
+
+
+class ConditionSetModel(nn.Module):
+    """A continuous-condition model seen as a class-conditional one over a fixed set of n
+    conditions: label i stands for condition i and label n (the null class) for the dropped
+    condition, whose c is t_embedder(t) alone. Samplers, guidance, pruning hooks and c analysis
+    then treat it exactly as a class model with n classes.
+
+    Shapes: conditions (n, cond_dim).
+    """
+
+    def __init__(self, model: DiTBackbone, conditions: Tensor):
+        super().__init__()
+        if not isinstance(model.y_embedder, VectorEmbedder):
+            raise ValueError(f"{type(model).__name__} has no continuous condition (cond_dim=0)")
+        want = (len(conditions), model.y_embedder.cond_dim)
+        if conditions.ndim != 2 or tuple(conditions.shape) != want:
+            raise ValueError(f"conditions: expected shape (n, {want[1]}), got {conditions.shape}")
+        self.model = model
+        self.register_buffer("conditions", conditions.float(), persistent=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.conditions)
+
+    def _vectors(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Condition vectors of labels y and which rows are null. Shapes: (N,) -> (N, k), (N,)."""
+        if y.is_floating_point() or y.min() < 0 or y.max() > self.num_classes:
+            raise ValueError(f"labels must be integers in [0, {self.num_classes}] (null)")
+        null = y == self.num_classes
+        return self.conditions[y.clamp(max=self.num_classes - 1)], null
+
+    def condition(self, t: Tensor, y: Tensor) -> Tensor:
+        """c = t_embedder(t) + Linear(v_y), and t_embedder(t) for the null label.
+
+        Shapes: (N,), (N,) -> (N, D)."""
+        v, null = self._vectors(y)
+        return self.model.t_embedder(t) + self.model.y_embedder(v, False, null.long())
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor, c_fn: CFn = None) -> Tensor:
+        """The model's forward on the conditions of labels y. Shapes: as the model's."""
+        v, null = self._vectors(y)
+
+        def drop_then(c: Tensor) -> Tensor:
+            # null rows carry no condition: c = T exactly, as a dropped condition in training
+            if null.any():
+                c = torch.where(null[:, None], self.model.t_embedder(t), c)
+            return c if c_fn is None else c_fn(c)
+
+        return self.model(x, t, v, c_fn=drop_then)
 
 
 class DiT(DiTBackbone):
