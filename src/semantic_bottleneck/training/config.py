@@ -51,7 +51,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     log_every: int = 25
     seed: int = 0
-    dataset: str = "digits"  # "digits", "digits-80" (8 orientations), "digits-thumbnail", "imagenet"
+    dataset: str = "digits"  # "digits", "digits-80", "digits-thumbnail" or "imagenet"
     data_dir: str = ""  # imagenet: folder written by `semantic-bottleneck train prepare-imagenet`
     repa_encoder: str = ""  # REPA target: "" (off), "digits-classifier" or "dinov2-vit-b"
     encoder_weights: str = ""  # dinov2 weights file ("": Hugging Face or torch hub cache)
