@@ -1,0 +1,204 @@
+"""The Appendix pages: c against the label embedding alone (Table 4), precision and recall under
+pruning (Table 6) and the cost of the AdaLN modulation with a sparse c (Fig. 42)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from semantic_bottleneck import adaln_cost, analysis, schematic, sweep, testbed
+from semantic_bottleneck.adaln_cost import Modulation
+from semantic_bottleneck.analysis import Page
+from semantic_bottleneck.sections.pruning import settings_of, sweep_outcome
+
+TABLE4_COLUMNS = ["cosine_yt", "npr_yt", "cosine_y", "npr_y"]  # compared with the paper's
+
+
+def tab04_page(profile: str, models: list[str], train_steps: int | None = None) -> Page:
+    """Table 4: cosine and nPR of c = T + Y and of Y alone.
+
+    Tables: label_vs_sum (`analysis.label_vs_sum_table`; shown beside the paper's with
+    `pages.statistics_beside_paper` on `TABLE4_COLUMNS`). Values: cos_gap (the smallest rise
+    of the mean cosine from Y alone to T + Y over models).
+    """
+    found, missing = analysis.load_models(profile, models, steps=train_steps)
+    table = analysis.label_vs_sum_table(found)
+    gap = (table["cosine_yt"] - table["cosine_y"]).min() if len(table) else None
+    return Page(
+        tables={"label_vs_sum": table},
+        values={"cos_gap": (gap, "{:.3f}")},
+        found=found,
+        missing=missing,
+    )
+
+
+# Table 6's rows and the columns it adds to Tables 2 and 3
+TABLE6_ROWS = ["baseline", "tail 0.01 t_0", "tail 0.01 t_{n-k,n}"]
+TABLE6_COLUMNS = "precision|recall|fid"  # a regex over the columns of `sweep.rows_beside_paper`
+# page table key -> (the paper's table, its model) of the sweeps Table 6 reads
+TABLE6_SOURCES = {"table2": ("table2", "REPA"), "table3": ("table3", "MG")}
+
+
+def precision_drop(frames: list[pd.DataFrame]) -> float | None:
+    """The most negative precision change of a pruned Table 6 row against its baseline, over
+    the given tables (`sweep.rows_beside_paper` rows; None when there are none)."""
+    drops = []
+    for f in frames:
+        ours = f["precision (this run)"]
+        drops.append((ours.loc[TABLE6_ROWS[1:]] - ours.loc["baseline"]).min())
+    return min(drops) if drops else None
+
+
+def tab06_page(
+    profile: str,
+    model: str,
+    model_table3: str,
+    train_steps: int | None = None,
+    per_class: int = 20,
+    num_steps: int | None = 100,
+    last_k: int = 20,
+    base_seed: int = 0,
+) -> Page:
+    """Table 6: precision and recall of the baseline, t_0 and t_{n-k,n} rows of the Table 2
+    (`model`) and Table 3 (`model_table3`) sweeps, the same cached sweeps as those pages read.
+
+    Tables: table2, table3 (`TABLE6_ROWS` by the FID, precision and recall columns; None when
+    the sweep could not be read). Values: precision_drop (`precision_drop`).
+    """
+    settings = settings_of(per_class, num_steps, last_k, base_seed)
+    page, full = Page(), []
+    for key, name in zip(TABLE6_SOURCES, (model, model_table3), strict=True):
+        table_id, paper_model = TABLE6_SOURCES[key]
+        rows = sweep.paper_rows(table_id, None if table_id == "table2" else paper_model)
+        out = sweep_outcome(profile, name, rows, settings, train_steps)
+        page.missing += [m for m in out.missing if m not in page.missing]
+        page.notes += out.notes
+        page.tables[key] = None
+        if out.result:
+            frame = sweep.rows_beside_paper(out.result["table"], table_id, paper_model, profile)
+            full.append(frame.loc[TABLE6_ROWS])
+            page.tables[key] = full[-1].filter(regex=TABLE6_COLUMNS)
+    page.values = {"precision_drop": (precision_drop(full), "{:+.3f}")}
+    return page
+
+
+@dataclass(frozen=True)
+class CostInputs:
+    """What Fig. 42 times: the modulation layers, the batch of c and how each was chosen.
+
+    Shapes: c (batch, modulation.d_in).
+    """
+
+    modulation: Modulation
+    c: Tensor
+    weights_note: str
+    c_note: str
+
+
+def cost_inputs(
+    profile: str,
+    model: str,
+    found: list[analysis.ModelC],
+    batch: int,
+    train_steps: int | None = None,
+    seed: int = 0,
+) -> CostInputs:
+    """The layers and c of Fig. 42 in either profile.
+
+    Weights: on the testbed the trained model's own modulation Linears, so that the agreement
+    check runs on real layers; in the paper profile random weights with the official
+    checkpoint's layer shapes (from its manifest: timing needs only the shapes, no download).
+    c: the classes of the first model present, repeated to `batch` rows, at its initial t; a
+    synthetic head-tail c when no checkpoint is present.
+    """
+    if profile == "testbed":
+        net, _, _ = testbed.load_trained(testbed.testbed_config(model, steps=train_steps))
+        modulation = adaln_cost.modulation_from_state(net.state_dict())
+        weights_note = f"the trained weights of {model}"
+    else:
+        modulation = adaln_cost.random_modulation(schematic.model_shapes(profile, model), seed)
+        weights_note = f"random weights with the layer shapes of {model}"
+    if found:
+        classes = torch.arange(batch) % found[0].num_classes
+        c, c_note = found[0].c()[classes], f"c of {found[0].label} at its initial t"
+    else:
+        c = adaln_cost.synthetic_c(batch, modulation.d_in, seed)
+        c_note = "a synthetic head-tail c (no checkpoint present)"
+    return CostInputs(modulation, c, weights_note, c_note)
+
+
+# Fig. 42's table: shown column -> (column of `adaln_cost.cost_sweep`, scale)
+COST_SHOWN = {
+    "dense ms": ("dense_s", 1e3),
+    "sparse ms": ("sparse_s", 1e3),
+    "sparse / dense baseline": ("sparse_vs_baseline", 1.0),
+    "fastest dense ms": ("dense_min_s", 1e3),
+    "fastest sparse ms": ("sparse_min_s", 1e3),
+    "GFLOP dense": ("flops_dense", 1e-9),
+    "GFLOP sparse": ("flops_sparse", 1e-9),
+}
+
+
+def cost_values(cost: pd.DataFrame, d: int) -> dict:
+    """The values Fig. 42's text quotes, from `adaln_cost.cost_sweep`'s table.
+
+    all_agree, max_diff (of the two paths); most_removed, most_kept, most_ratio (time) and
+    most_flops_ratio at the largest removed count; first_removed and first_ratio at the second
+    smallest count (the paper's tau = 0.01 count, scaled; None with a single count); width (d).
+    """
+    most = cost.loc[cost["removed"].idxmax()]
+    second = cost.sort_values("removed").iloc[1] if len(cost) > 1 else None
+    return {
+        "all_agree": ("all agree" if cost["allclose"].all() else "DISAGREE", "{}"),
+        "max_diff": (float(cost["max_abs_diff"].max()), "{:.1e}"),
+        "most_removed": (int(most["removed"]), "{}"),
+        "width": (d, "{}"),
+        "most_kept": (float(most["kept_fraction"]), "{:.1%}"),
+        "most_ratio": (float(most["sparse_vs_baseline"]), "{:.2f}"),
+        "most_flops_ratio": (float(most["flops_sparse"] / most["flops_dense"]), "{:.2f}"),
+        "first_removed": (None if second is None else int(second["removed"]), "{}"),
+        "first_ratio": (None if second is None else float(second["sparse_vs_baseline"]), "{:.2f}"),
+    }
+
+
+def fig42_page(
+    profile: str,
+    models: list[str],
+    train_steps: int | None = None,
+    batch: int = 64,
+    removed: list[int] | None = None,
+    repeats: int = 7,
+    warmup: int = 1,
+    threads: int = 1,
+    seed: int = 0,
+) -> Page:
+    """Fig. 42: the dense and the sparse (kept columns gathered) AdaLN modulation timed on the
+    same weights (`cost_inputs`, from the first of `models`) at each removed count (default:
+    the paper's counts scaled to d), their agreement and FLOPs.
+
+    Tables: cost (times in ms, FLOPs in GFLOP, agreement). Figures: cost. Values: `cost_values`.
+    """
+    found, missing = analysis.load_models(profile, models[:1], steps=train_steps)
+    inputs = cost_inputs(profile, models[0], found, batch, train_steps, seed)
+    mod = inputs.modulation
+    d = mod.d_in
+    counts = adaln_cost.scaled_removed(d) if removed is None else list(removed)
+    cost = adaln_cost.cost_sweep(mod, inputs.c, counts, repeats, warmup, num_threads=threads)
+    shown = cost[["removed", "kept", "kept_fraction"]].assign(
+        **{col: scale * cost[key] for col, (key, scale) in COST_SHOWN.items()}
+    )
+    note = (
+        f"Weights: {inputs.weights_note}. c: {inputs.c_note}. d = {d}, "
+        f"{len(mod.weights)} modulation layers, batch {batch}, {threads} thread(s)."
+    )
+    return Page(
+        tables={"cost": shown.assign(max_abs_diff=cost["max_abs_diff"], allclose=cost["allclose"])},
+        figures={"cost": adaln_cost.plot_cost(cost, f"AdaLN modulation, d = {d}, batch {batch}")},
+        values=cost_values(cost, d),
+        found=found,
+        missing=missing,
+        notes=[note],
+    )

@@ -1,0 +1,44 @@
+"""A stand-in for the testbed pruning sweep (`sweep.run_testbed_sweep`) with known rows, for the
+page-function tests of the pruning and appendix pages."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from semantic_bottleneck import sweep
+from semantic_bottleneck.plots import REAL
+
+
+def fake_table(rows: list) -> list[dict]:
+    """A measured row per paper row i: FID 10 + i, removed 2 i, precision 0.5 - 0.01 i."""
+    return [
+        {
+            "row": r.label,
+            "tau": 0.1 * i,
+            "target count": 0,
+            "removed": 2.0 * i,
+            "d": 128,
+            "fid": 10.0 + i,
+            "is_10_splits": 3.0,
+            "is_adm": 2.5,
+            "precision": 0.5 - 0.01 * i,
+            "recall": 0.4,
+            "class_prob": 0.9,
+        }
+        for i, r in enumerate(rows)
+    ]
+
+
+def fake_sweep(monkeypatch) -> list[tuple]:
+    """Replace `sweep.run_testbed_sweep` by the stand-in; returns the list of the calls it gets
+    (name, row labels, settings, training overrides), in order."""
+    seen = []
+
+    def run(name, rows, settings, **train):
+        seen.append((name, [r.label for r in rows], settings, train))
+        grids = {r.label: np.full((10, 1, 8, 8, 3), i, np.uint8) for i, r in enumerate(rows)}
+        grids = {REAL: np.zeros((10, 1, 8, 8, 3), np.uint8), **grids}
+        return {"table": fake_table(rows), "grids": grids, "sampler": "S()", "numerics": "fp32"}
+
+    monkeypatch.setattr(sweep, "run_testbed_sweep", run)
+    return seen
