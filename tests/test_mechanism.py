@@ -10,6 +10,7 @@ from fakes import model_c, small_emb
 from semantic_bottleneck import analysis, mechanism, metrics, sampling
 from semantic_bottleneck.sampling.ddpm import ddpm_schedule
 from semantic_bottleneck.sampling.schedules import flow_ode_grid, repa_sde_grid
+from semantic_bottleneck.sections import semantics
 
 
 def test_predicted_cosine_is_exact_for_a_simplex_around_a_shared_vector():
@@ -84,14 +85,14 @@ def test_grid_statistics_start_at_the_initial_t_and_drop_repeats():
 
 def test_the_pages_read_the_shipped_long_models_and_quote_their_own_tables():
     names = ["testbed-flow-long", "testbed-ddpm-long"]
-    page = mechanism.mechanism_page("testbed", names)
+    page = semantics.mechanism_page("testbed", names)
     split = page.tables["split"]
     assert list(split["model"]) == names and [m.name for m in page.found] == names
     assert all("data/testbed" in m.source for m in page.found)  # loaded, not trained
     gap = (split["cosine"] - split["cosine_predicted"]).abs().max()
     assert page.values["worst_gap"][0] == gap
     assert page.values["ratio_min"][0] == split["ratio_shared"].min()
-    sweep = mechanism.timestep_page("testbed", names[:1])
+    sweep = semantics.timestep_page("testbed", names[:1])
     summary, grid = sweep.tables["summary"], sweep.tables["grid"]
     assert summary["steps"].iloc[0] == len(grid) == len(set(grid["t"]))
     assert grid["t"].iloc[0] == 1.0  # the flow convention starts at pure noise, t = 1

@@ -1,4 +1,5 @@
-"""The scale-study page's logic on synthetic recorded runs (scale_study.py)."""
+"""The scale-study page's logic on synthetic recorded runs (scale_study.py and its page
+function, sections.semantics.scale_study_page)."""
 
 import json
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from semantic_bottleneck import scale_study, testbed
+from semantic_bottleneck.sections import semantics
 from semantic_bottleneck.training.config import DATASETS
 from semantic_bottleneck.training.data import DigitsSource, digits, digits_80
 
@@ -51,7 +53,7 @@ def write_run(folder, name, dataset="digits", npr=(0.7, 0.5, 0.4)):
 def test_the_page_reads_only_the_recorded_runs_and_compares_class_counts(tmp_path):
     write_run(tmp_path, "a")
     write_run(tmp_path, "b", "digits-80", npr=(0.7, 0.6, 0.55))
-    page = scale_study.scale_study_page(tmp_path)  # absolute: used as it is
+    page = semantics.scale_study_page(tmp_path)  # absolute: used as it is
     assert page.values["runs"][0] == 2 and page.values["best_npr"][0] == pytest.approx(40.0)
     classes = page.tables["classes"]
     assert list(classes["step"]) == [1000, 4000]
@@ -63,7 +65,7 @@ def test_the_page_reads_only_the_recorded_runs_and_compares_class_counts(tmp_pat
 
 def test_an_empty_records_folder_says_which_command_fills_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="scripts/scale_study.py"):
-        scale_study.scale_study_page(tmp_path)
+        semantics.scale_study_page(tmp_path)
 
 
 def test_the_80_classes_are_each_digit_in_each_orientation():
@@ -90,4 +92,4 @@ def test_a_recorded_run_without_its_log_is_named(tmp_path):
     write_run(tmp_path, "a")
     (tmp_path / "a.jsonl").unlink()
     with pytest.raises(FileNotFoundError, match="log"):
-        scale_study.scale_study_page(tmp_path)
+        semantics.scale_study_page(tmp_path)

@@ -22,7 +22,7 @@ import pandas as pd
 from torch import Tensor
 
 from semantic_bottleneck import display, metrics, sampling
-from semantic_bottleneck.analysis import ModelC, Page, load_models
+from semantic_bottleneck.analysis import ModelC
 from semantic_bottleneck.generation.source import checkpoint_source
 from semantic_bottleneck.paper import paper_table
 from semantic_bottleneck.plots import PAPER_MARK
@@ -182,29 +182,6 @@ def cosine_from_ratio_figure(table: pd.DataFrame, classes: dict[str, int]):
     return fig
 
 
-def mechanism_page(profile: str, models: list[str], **train_overrides) -> Page:
-    """The c = T + Y page: the split of every model at its initial t and the cosine it predicts.
-
-    Values: worst_gap (largest |measured - predicted| cosine), share_min (smallest share of
-    the top-10 dimensions that T contributes), ratio_min / ratio_max (of ||T + mean Y|| / spread).
-    """
-    found, missing = load_models(profile, models, **train_overrides)
-    table = mechanism_table(found)
-    page = Page(tables={"split": table}, found=found, missing=missing)
-    page.figures["cosine_from_ratio"] = cosine_from_ratio_figure(
-        table, {m.label: m.num_classes for m in found}
-    )
-    have = len(table) > 0
-    gap = (table["cosine"] - table["cosine_predicted"]).abs().max() if have else None
-    page.values = {
-        "worst_gap": (gap, "{:.4f}"),
-        "share_min": (table["t_share_top_k"].min() if have else None, "{:.2f}"),
-        "ratio_min": (table["ratio_shared"].min() if have else None, "{:.2f}"),
-        "ratio_max": (table["ratio_shared"].max() if have else None, "{:.2f}"),
-    }
-    return page
-
-
 def grid_figure(grids: pd.DataFrame):
     """Mean cosine, min cosine and nPR of c over each model's sampler run (x: the share of the
     run done, 0 = the first, pure-noise step), the paper's Table 1 range as a band."""
@@ -229,28 +206,3 @@ def grid_figure(grids: pd.DataFrame):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     return fig
-
-
-def timestep_page(profile: str, models: list[str], **train_overrides) -> Page:
-    """The timestep sweep page: Table 1's statistics at every t of each model's own sampler.
-
-    Values: rising (how many models end their run with a higher mean cosine than they start
-    it), n_models, cosine_lowest (the lowest mean cosine of any model at any step).
-    """
-    found, missing = load_models(profile, models, **train_overrides)
-    grids = [grid_statistics(m, sampler_grid(profile, m.name)) for m in found]
-    grid = pd.concat(grids, ignore_index=True) if grids else pd.DataFrame()
-    summary = grid_summary(grid) if len(grid) else pd.DataFrame()
-    page = Page(tables={"summary": summary}, found=found, missing=missing)
-    page.figures["grid"] = grid_figure(grid) if len(grid) else None
-    have = len(summary) > 0
-    page.values = {
-        "rising": (
-            int((summary["cosine_last"] > summary["cosine_first"]).sum()) if have else None,
-            "{:d}",
-        ),
-        "n_models": (len(summary), "{:d}"),
-        "cosine_lowest": (summary["cosine_lowest"].min() if have else None, "{:.3f}"),
-    }
-    page.tables["grid"] = grid
-    return page

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from semantic_bottleneck import display
-from semantic_bottleneck.analysis import Page
 from semantic_bottleneck.book_params import find_root
 from semantic_bottleneck.paper import claim, paper_table
 from semantic_bottleneck.training.config import DATASETS
@@ -212,61 +211,6 @@ def _milestones(last: int) -> set[int]:
     while s <= last:
         out.add(s)
         s *= 2
-    return out
-
-
-def scale_study_page(records: str | Path = RECORDS) -> Page:
-    """The scale-study page, from the runs recorded in `records` only.
-
-    Values: runs; best_npr and best_run (the lowest final nPR and its run); dit_reached (runs
-    whose nPR reached DiT-XL's 10.47%); cosine_best (the highest final mean cosine); falling
-    (runs whose nPR ends below its value at step 1,000); pairs and faster_high_lr (width and
-    class-count pairs run at both rates for the same steps, and those where the higher rate
-    ends at the lower nPR).
-    """
-    runs = scale_runs(records)
-    if not runs:
-        raise FileNotFoundError(
-            f"no recorded run (NAME.json + NAME.jsonl) in {find_root() / records}: train with "
-            "scripts/scale_study.py, then record with its --record"
-        )
-    ends, extrap = end_table(runs), extrapolation_table(runs)
-    best = ends.loc[ends["npr"].idxmin()]
-    page = Page(
-        tables={
-            "ends": ends,
-            "extrapolation": extrap,
-            "classes": class_count_table(runs),
-            "provenance": provenance_table(runs),
-        },
-        figures={"curves": scale_figure(runs)},
-    )
-    page.values = {
-        "runs": (len(runs), "{:d}"),
-        "best_npr": (100 * best["npr"], "{:.1f}%"),
-        "best_run": (best["run"], "{}"),
-        "dit_reached": (int(extrap["dit_npr_reached"].sum()), "{:d}"),
-        "cosine_best": (ends["cosine"].max(), "{:.3f}"),
-        "falling": (sum(_falls(r["records"]) for r in runs), "{:d}"),
-        "pairs": (len(_rate_pairs(ends)), "{:d}"),
-        "faster_high_lr": (sum(hi < lo for hi, lo in _rate_pairs(ends)), "{:d}"),
-    }
-    return page
-
-
-def _falls(records: list[dict], key: str = "ema_classes_npr_mean") -> bool:
-    """Whether the last logged value is below the value at step 1,000 (after the early rise)."""
-    at = {r["step"]: r[key] for r in records}
-    return 1000 in at and records[-1][key] < at[1000]
-
-
-def _rate_pairs(ends: pd.DataFrame) -> list[tuple[float, float]]:
-    """(final nPR at the higher rate, at the lower rate) per width and class count with both,
-    among runs of the same length."""
-    out = []
-    for _, g in ends.groupby(["width", "classes", "steps"]):
-        if g["lr"].nunique() >= 2:
-            out.append((g.loc[g["lr"].idxmax(), "npr"], g.loc[g["lr"].idxmin(), "npr"]))
     return out
 
 
