@@ -1,0 +1,38 @@
+"""The not-reproduced page (sections.verdicts): the inventory and the paper's printed rows of the
+unsupported systems, and the ids its text quotes."""
+
+import pandas as pd
+
+from semantic_bottleneck import paper_checks
+from semantic_bottleneck.sections import verdicts
+
+
+def test_whole_ids_list_each_entry_then_its_grouped_ids():
+    inventory = pd.DataFrame(
+        {
+            "id": ["fig4", "table5", "table1"],
+            "also": ["fig10, fig32", "", ""],
+            "scope": ["whole", "whole", "rows"],
+        }
+    )
+    assert verdicts.whole_ids(inventory) == ["fig4", "fig10", "fig32", "table5"]
+
+
+def test_the_page_lists_every_unsupported_item_and_the_papers_rows():
+    page = verdicts.not_reproduced_page("testbed")
+    inventory = paper_checks.unsupported_inventory()
+    ids = verdicts.whole_ids(inventory)
+    assert page.values["n_items"] == (len(ids), "{}") and len(ids) > 5
+    assert page.values["item_ids"][0] == ", ".join(ids)
+    table = page.markdown["inventory"].splitlines()
+    assert table[0] == "| " + " | ".join(verdicts.INVENTORY_COLUMNS) + " |"
+    assert len(table) == 2 + len(inventory)  # header, rule, one line per entry
+    for table_id in ("table5", "table7"):
+        rows = paper_checks.unsupported_rows(table_id)
+        assert len(page.markdown[table_id].splitlines()) == 2 + len(rows) and len(rows)
+    assert (
+        page.markdown["table1_4"].startswith("**table1**")
+        and "**table4**" in page.markdown["table1_4"]
+    )
+    assert "X-MDPT" in page.markdown["table1_4"]  # Table 1's unsupported rows
+    assert verdicts.not_reproduced_page("paper").markdown == page.markdown  # measures nothing
