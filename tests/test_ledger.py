@@ -220,7 +220,12 @@ def _tiny_model(name: str, family: str, objective: str, seed: int) -> ModelC:
 
 @pytest.fixture(scope="module")
 def tiny_models():
-    return [_tiny_model("tiny-ddpm", "dit", "ddpm", 0), _tiny_model("tiny-flow", "sit", "repa", 1)]
+    continuous = dataclasses.replace(_tiny_model("tiny-vec", "dit", "ddpm", 2), continuous=True)
+    return [
+        _tiny_model("tiny-ddpm", "dit", "ddpm", 0),
+        _tiny_model("tiny-flow", "sit", "repa", 1),
+        continuous,
+    ]
 
 
 def test_ledger_on_models_measures_every_c_claim(tiny_models):

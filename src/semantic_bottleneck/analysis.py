@@ -18,7 +18,7 @@ from torch import Tensor
 from semantic_bottleneck import conditioning, metrics
 from semantic_bottleneck.conventions import TimeConvention, check_profile
 from semantic_bottleneck.paper import PAPER_MODEL_NAMES
-from semantic_bottleneck.testbed import load_trained, testbed_config
+from semantic_bottleneck.testbed import is_continuous, load_trained, testbed_config
 from semantic_bottleneck.zoo import fetch, registry
 
 
@@ -33,6 +33,8 @@ class ModelC:
         time: time convention (gives initial_t).
         emb: the five embedder tensors (conditioning.EMBEDDER_KEYS).
         source: where the tensors came from (file path or artifact folder).
+        continuous: whether the condition is a continuous vector (its "classes" are a set of
+            held-out conditions, the table rows their embeddings) rather than a class label.
     """
 
     name: str
@@ -41,6 +43,7 @@ class ModelC:
     time: TimeConvention
     emb: dict[str, Tensor] = field(repr=False)
     source: str
+    continuous: bool = False
 
     @property
     def d(self) -> int:
@@ -96,7 +99,8 @@ def testbed_model(name: str, **train_overrides) -> ModelC:
     config = testbed_config(name, **train_overrides)
     model, _, folder = load_trained(config)
     emb = conditioning.embedders_from_model(model)
-    return ModelC(name, name, config.family, config.time_convention, emb, str(folder))
+    time = config.time_convention
+    return ModelC(name, name, config.family, time, emb, str(folder), is_continuous(config))
 
 
 def paper_model(name: str, cache_dir: str | None = None) -> ModelC | Missing:

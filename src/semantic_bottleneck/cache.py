@@ -37,6 +37,7 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "testbed-model": ("semantic_bottleneck.training.trainer",),
     "digits-classifier": ("semantic_bottleneck.evaluation.classifier",),
     "pruning-sweep": ("semantic_bottleneck.sweep_testbed",),
+    "continuous-sweep": ("semantic_bottleneck.sweep_continuous",),
     "paper-samples": ("semantic_bottleneck.generation.rows",),
     "paper-scores": ("semantic_bottleneck.evaluation.scores",),
 }

@@ -45,8 +45,8 @@ def model_table(models: Sequence[analysis.ModelC]) -> pd.DataFrame:
         models: the run's models (analysis.load_models).
 
     Returns:
-        A DataFrame with the columns: model, paper_name (the paper's name of an official checkpoint, else None), is_dit
-    (the DiT checkpoint, or a DiT-class model in the DDPM convention on the testbed), d, cosine,
+        A DataFrame with the columns: model, paper_name (the paper's name of an official
+    checkpoint, else None), continuous (a continuous-condition model), is_dit (the DiT checkpoint, or a DiT-class model in the DDPM convention on the testbed), d, cosine,
     cosine_min, npr, dims_above_0_1, dims_above_1, max_abs_c, s_tail_0_01, mean_variance,
     top_share (share of the variance across classes in the top 20 * d / 1152 dims) and
     mean_c_below_0_02 (fraction of the class-mean c's dims with |c_i| < 0.02).
@@ -64,6 +64,7 @@ def model_table(models: Sequence[analysis.ModelC]) -> pd.DataFrame:
             {
                 "model": m.label,
                 "paper_name": paper_name,
+                "continuous": m.continuous,
                 "is_dit": paper_name == "DiT"
                 or (paper_name is None and m.family == "dit" and m.time.name == "ddpm"),
                 "d": m.d,
@@ -111,6 +112,16 @@ def median_over(
     detail = ", ".join(f"{m} {fmt.format(v)}" for m, v in zip(rows["model"], values, strict=True))
     med = float(np.median(values))
     return Measurement(med, f"{fmt.format(med)} (median of {len(rows)})", detail)
+
+
+def lowest_over(table: pd.DataFrame, column: str, fmt: str) -> Measurement | None:
+    """The lowest value of one column over the models (None without models)."""
+    if table.empty:
+        return None
+    pairs = zip(table["model"], table[column], strict=True)
+    detail = ", ".join(f"{m} {fmt.format(v)}" for m, v in pairs)
+    low = float(table[column].min())
+    return Measurement(low, f"{fmt.format(low)} (lowest of {len(table)})", detail)
 
 
 def fraction_of_d(table: pd.DataFrame, column: str) -> Measurement | None:

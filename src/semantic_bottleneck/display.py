@@ -76,6 +76,20 @@ COLUMN_LABELS = {
     "npr_80_classes": "nPR, 80 classes (%)",
     "cosine_10_classes": "cosine, 10 classes",
     "cosine_80_classes": "cosine, 80 classes",
+    # continuous conditions (Fig 4, Table 7)
+    "conditions": "conditions",
+    "s_head": "s_head(tau)",
+    "s_tail": "s_tail(tau)",
+    "psnr": "PSNR (dB)",
+    "psnr_ci": "PSNR ± 95%",
+    "psnr_change": "PSNR change (dB)",
+    "psnr_change_ci": "PSNR change ± 95%",
+    "ssim": "SSIM",
+    "ssim_ci": "SSIM ± 95%",
+    "ssim_change": "SSIM change",
+    "ssim_change_ci": "SSIM change ± 95%",
+    "lpips": "LPIPS",
+    "printed_label": "row (as printed)",
 }
 # keys held as fractions and shown in percent
 PERCENT_KEYS = frozenset(
@@ -96,6 +110,17 @@ PERCENT_KEYS = frozenset(
 # key -> number format of its column (one per quantity); others: FLOAT_FORMAT
 FORMATS = {
     "d": "{:.0f}",
+    "s_head": "{:.3f}",
+    "s_tail": "{:.3f}",
+    "psnr": "{:.3f}",
+    "psnr_ci": "{:.3f}",
+    "psnr_change": "{:+.3f}",
+    "psnr_change_ci": "{:.3f}",
+    "ssim": "{:.4f}",
+    "ssim_ci": "{:.4f}",
+    "ssim_change": "{:+.4f}",
+    "ssim_change_ci": "{:.4f}",
+    "lpips": "{:.4f}",
     "pr": "{:.2f}",
     "pr_of_mean": "{:.2f}",
     "npr": "{:.2f}",

@@ -27,14 +27,16 @@ def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
-def cosine_heatmap(c, zoom: int = 10, seed: int = 0, title: str = ""):
-    """Fig. 3 / 14-19: the pairwise cosine matrix of c over classes and a zoom on random classes.
+def cosine_heatmap(c, zoom: int = 10, seed: int = 0, title: str = "", what: str = "classes"):
+    """Fig. 3 / 14-19 (and 4c): the pairwise cosine matrix of c over classes (or conditions) and
+    a zoom on random ones.
 
     Args:
         c: (n, d) conditional vectors, one per class.
         zoom: number of randomly chosen classes in the zoomed panel.
         seed: seed of that choice.
         title: figure title (model name).
+        what: what the rows are, for the axis labels ("classes", "conditions").
     """
     cos = _np(metrics.cosine_similarity_matrix(c))
     n = cos.shape[0]
@@ -50,7 +52,8 @@ def cosine_heatmap(c, zoom: int = 10, seed: int = 0, title: str = ""):
         xticklabels=False,
         yticklabels=False,
     )
-    axes[0].set(title=f"{n} x {n} classes", xlabel="class", ylabel="class")
+    one = what.removesuffix("s")
+    axes[0].set(title=f"{n} x {n} {what}", xlabel=one, ylabel=one)
     sns.heatmap(
         cos[np.ix_(pick, pick)],
         ax=axes[1],
@@ -64,7 +67,7 @@ def cosine_heatmap(c, zoom: int = 10, seed: int = 0, title: str = ""):
         cbar=True,
         cbar_kws={"label": "cosine"},
     )
-    axes[1].set(title=f"zoom: {len(pick)} random classes (seed {seed})")
+    axes[1].set(title=f"zoom: {len(pick)} random {what} (seed {seed})")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
