@@ -30,7 +30,7 @@ import types
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -199,8 +199,9 @@ class _Unpickler(pickle.Unpickler):
         return _Storage(key, storage_type.name, numel * itemsize)
 
 
-def _archive_prefix(zf: zipfile.ZipFile, path: Path) -> str:
-    """The archive's top folder, e.g. 'archive/' (torch names it after the file)."""
+def archive_prefix(zf: zipfile.ZipFile, path: object) -> str:
+    """The archive's top folder, e.g. 'archive/' (torch names it after the file); `path` (a
+    file or URL) names the source in errors."""
     for name in zf.namelist():
         if name.endswith("data.pkl") and name.count("/") == 1:
             return name[: -len("data.pkl")]
@@ -277,18 +278,28 @@ def read_index(path: str | os.PathLike, weights_key: str | None = None) -> dict[
             "something else); read it with zoo.checkpoint.load_state_dict"
         )
     with zipfile.ZipFile(path) as zf:
-        unpickler = _Unpickler(zf.open(_archive_prefix(zf, path) + "data.pkl"), path)
-        try:
-            obj = unpickler.load()
-        except (pickle.UnpicklingError, EOFError, LookupError, AttributeError, TypeError,
-                ValueError) as err:  # fmt: skip
-            if isinstance(err, (UnsafeCheckpointError, CheckpointError)):  # already explained
-                raise
-            # a malformed or hostile pickle: wrong arguments, BUILD on an immutable marker, ...
-            raise CheckpointError(
-                f"{path}: unreadable pickle ({type(err).__name__}: {err})"
-            ) from None
+        obj = load_pickle(zf.open(archive_prefix(zf, path) + "data.pkl"), path)
     return unwrap_state(obj, weights_key, path)
+
+
+def load_pickle(file: BinaryIO, path: object) -> object:
+    """Unpickle a checkpoint's data.pkl with the restricted unpickler: tensors become
+    `TensorRef`s, anything outside the allowlist is refused; `path` (file or URL) names the
+    source in errors.
+
+    Raises:
+        UnsafeCheckpointError: the pickle names anything beyond tensors and containers.
+        CheckpointError: a malformed pickle.
+    """
+    unpickler = _Unpickler(file, path)
+    try:
+        return unpickler.load()
+    except (pickle.UnpicklingError, EOFError, LookupError, AttributeError, TypeError,
+            ValueError) as err:  # fmt: skip
+        if isinstance(err, (UnsafeCheckpointError, CheckpointError)):  # already explained
+            raise
+        # a malformed or hostile pickle: wrong arguments, BUILD on an immutable marker, ...
+        raise CheckpointError(f"{path}: unreadable pickle ({type(err).__name__}: {err})") from None
 
 
 # ----------------------------------------------------------------------------- the bytes
@@ -313,7 +324,29 @@ def _member_offset(zf: zipfile.ZipFile, name: str, path: Path) -> tuple[int, int
 
 
 def _read(ref: TensorRef, file, start: int, size: int, big_endian: bool, key: str) -> np.ndarray:
-    """Read one tensor's bytes (only its span of the storage) into a C-contiguous array."""
+    """Read one tensor's bytes (only its span of the storage) into a C-contiguous array;
+    bfloat16 widened to float32."""
+    out = read_raw(ref, file, start, size, big_endian, key)
+    if ref.dtype == "bfloat16":  # bfloat16 is the upper half of a float32
+        out = (out.astype(np.uint32) << 16).view(np.float32)
+    return out
+
+
+def read_raw(
+    ref: TensorRef, file: BinaryIO, start: int, size: int, big_endian: bool, key: str
+) -> np.ndarray:
+    """One tensor's bytes (only its span of the storage) as a C-contiguous, native-order array
+    of its stored dtype (bfloat16 as its raw uint16 bits).
+
+    Args:
+        ref: where the tensor lies in its storage.
+        file: seekable binary file holding the storage's bytes from `start` on.
+        start, size: byte offset and length of the storage in `file`.
+        big_endian: the archive's byte order.
+        key: state-dict key, for errors.
+
+    Shapes: ref.shape.
+    """
     if ref.dtype not in _DTYPES:
         raise CheckpointError(
             f"{key}: dtype {ref.dtype} is not supported; supported: {sorted(_DTYPES)}"
@@ -338,10 +371,7 @@ def _read(ref: TensorRef, file, start: int, size: int, big_endian: bool, key: st
     view = np.lib.stride_tricks.as_strided(flat, shape, [s * dtype.itemsize for s in stride])
     if not view.flags.c_contiguous:
         view = view.copy()
-    out = view.astype(dtype.newbyteorder("="), copy=False)  # native byte order
-    if ref.dtype == "bfloat16":  # bfloat16 is the upper half of a float32
-        out = (out.astype(np.uint32) << 16).view(np.float32)
-    return out
+    return view.astype(dtype.newbyteorder("="), copy=False)  # native byte order
 
 
 def read_tensors(
@@ -381,7 +411,7 @@ def read_tensors(
         raise CheckpointError(f"{path}: entries {not_tensors[:10]} are not tensors")
     out = {}
     with open(path, "rb") as file, zipfile.ZipFile(file) as zf:
-        prefix = _archive_prefix(zf, path)
+        prefix = archive_prefix(zf, path)
         names = set(zf.namelist())
         # files written before torch recorded it are little-endian
         big = prefix + "byteorder" in names and zf.read(prefix + "byteorder") == b"big"
