@@ -9,7 +9,16 @@ an interruption, and renamed into place only once complete and verified (MG's si
 are fetched one by one, then concatenated). Hugging Face files go through `hf_hub_download`, which
 resumes and renames on its own; their hashes are recorded and checked the same way.
 
-Command line: `semantic-bottleneck fetch NAME [NAME ...]` and `semantic-bottleneck inputs`.
+`fetch_c_only` (`semantic-bottleneck fetch --c-only NAME ...`) downloads only the five tensors that
+define c, by HTTP Range requests (zoo/ranged.py), into `<cache>/<name>/<filename>.c-only.safetensors`
+(about 10 MB instead of 2.7 GB); its metadata names the source (URLs, size, ETag/Last-Modified)
+and the sha256 of every byte range read. No registry entry pins a full-file sha256 today, and such
+a hash can only be checked on the full file: where one is pinned, `fetch` verifies the full file
+against it on download (as for every file), and then checks every range of an existing c-only
+extract against the verified file, deleting an extract that disagrees.
+
+Command line: `semantic-bottleneck fetch NAME [NAME ...]` (`--c-only`) and `semantic-bottleneck
+inputs`.
 """
 
 from __future__ import annotations
@@ -24,22 +33,26 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from tqdm.auto import tqdm
 
 from semantic_bottleneck import __version__
-from semantic_bottleneck.zoo import registry
+from semantic_bottleneck.torchfile import CheckpointError, UnsafeCheckpointError
+from semantic_bottleneck.zoo import ranged, registry
 from semantic_bottleneck.zoo.checkpoint import atomic_write, fsync_dir
-from semantic_bottleneck.zoo.registry import Entry
+from semantic_bottleneck.zoo.registry import CheckpointEntry, Entry
 
 ENV_VAR = "SEMANTIC_BOTTLENECK_WEIGHTS"
 HASHES_FILE = "hashes.json"
 CHUNK = 1 << 20  # bytes per read and per hash update
 TIMEOUT_S = 60
+C_ONLY_SUFFIX = ".c-only.safetensors"  # beside the full file: <filename>.c-only.safetensors
 
 
 class FetchError(RuntimeError):
@@ -68,9 +81,9 @@ def _files(entry: Entry) -> tuple[str, ...]:
     return (entry.filename, *entry.extra_files)
 
 
-def fetch_command(name: str) -> str:
-    """The shell command that downloads `name`."""
-    return f"semantic-bottleneck fetch {name}"
+def fetch_command(name: str, c_only: bool = False) -> str:
+    """The shell command that downloads `name` (with `c_only`: only the tensors of c)."""
+    return f"semantic-bottleneck fetch {name}" + (" --c-only" if c_only else "")
 
 
 # ----------------------------------------------------------------------------- hashes
@@ -379,7 +392,142 @@ def fetch(
         _verify_or_record(cache, key, part, entry, main, " + ".join(entry.urls), progress)
         os.replace(part, target)
         fsync_dir(folder)
+    _check_c_only(entry, cache)
     return folder / entry.filename
+
+
+# ----------------------------------------------------------------------------- c only
+
+
+def c_only_path(name: str | Entry, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the c-only extract of `name` lies (or would lie) in the cache."""
+    entry = _resolve(name)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    return cache / entry.name / f"{entry.filename}{C_ONLY_SUFFIX}"
+
+
+def ranged_urls(entry: Entry) -> tuple[str, ...]:
+    """The URLs the c-only fetch reads: the direct parts, or the Hugging Face resolve URL."""
+    if entry.hf_repo is not None:
+        return (
+            f"https://huggingface.co/{entry.hf_repo}/resolve/{entry.hf_revision}/{entry.filename}",
+        )
+    return entry.urls
+
+
+def locate_c_only(name: str | Entry, cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """Path of the entry's c-only extract if it is in the cache and is one (header read only)."""
+    path = c_only_path(name, cache_dir)
+    try:
+        ranged.read_metadata(path)
+    except (OSError, CheckpointError):
+        return None
+    return path
+
+
+def _check_c_only(entry: Entry, cache: Path) -> None:
+    """Check an existing c-only extract's ranges against the full file now in the cache;
+    delete it (with a warning) if they differ: the full file, verified, is what counts."""
+    extract = locate_c_only(entry, cache)
+    if extract is None or not isinstance(entry, CheckpointEntry):
+        return
+    ranges = json.loads(ranged.read_metadata(extract)["ranges"])
+    try:
+        with open(cache / entry.name / entry.filename, "rb") as f:
+            ranged.check_ranges(f, ranges, f"{entry.name}/{extract.name}")
+    except ranged.RangeIntegrityError as err:
+        extract.unlink()
+        warnings.warn(f"{err}; the extract was deleted", stacklevel=2)
+
+
+class COnly(NamedTuple):
+    """What `fetch_c_only` did: the file c is read from, and the ranged read (None: no read)."""
+
+    path: Path
+    extract: ranged.Extract | None
+
+
+def _pinned_checks(entry: Entry, extract: ranged.Extract) -> None:
+    """Compare the remote file with the registry's pinned size and sha256, where it can."""
+    if entry.size is not None and extract.size != entry.size:
+        raise IntegrityError(
+            f"{entry.name}: the remote file has {extract.size} bytes, the registry pins "
+            f"{entry.size}; nothing was written"
+        )
+    linked = extract.parts[0].linked_etag  # Hugging Face reports the sha256 of an LFS file
+    if entry.sha256 and len(extract.parts) == 1 and linked and linked.strip('"') != entry.sha256:
+        raise IntegrityError(
+            f"{entry.name}: the server reports sha256 {linked.strip(chr(34))}, the registry pins "
+            f"{entry.sha256}; nothing was written"
+        )
+
+
+def _read_remote(entry: CheckpointEntry, **remote_args) -> ranged.Extract:
+    """The ranged read, its errors turned into FetchErrors that say what to run."""
+    urls = ranged_urls(entry)
+    full = fetch_command(entry.name)
+    try:
+        return ranged.read_c_tensors(
+            urls, entry.weights_key, entry.filename.endswith(".safetensors"), **remote_args
+        )
+    except ranged.RangeNotSupportedError as err:
+        raise FetchError(
+            f"{entry.name}: {err}. The full file is needed: run `{full}`; nothing was written"
+        ) from None
+    except ranged.RangeIntegrityError as err:
+        raise IntegrityError(f"{entry.name}: {err}; nothing was written") from None
+    except ranged.RangedReadError as err:
+        raise FetchError(f"{entry.name}: {err}; nothing was written") from None
+    except UnsafeCheckpointError as err:  # the full file would be refused the same way
+        raise FetchError(f"{entry.name}: {err} Nothing was written") from None
+    except CheckpointError as err:
+        raise FetchError(
+            f"{entry.name}: {err}. Nothing was written; the full file (`{full}`) may still load"
+        ) from None
+
+
+def fetch_c_only(
+    name: str | Entry, cache_dir: str | os.PathLike | None = None, refresh: bool = False,
+    **remote_args,
+) -> COnly:  # fmt: skip
+    """Download only the five tensors of c of a checkpoint, by HTTP Range requests.
+
+    The tensors are written atomically, exactly as stored (dtype, bits), into a small
+    safetensors file whose metadata names the source: URLs, remote size, ETag/Last-Modified
+    and the sha256 of every range read (`ranged.extract_metadata`).
+
+    Args:
+        name: registry name of a checkpoint, or its entry.
+        cache_dir: weights cache (default `default_cache_dir()`).
+        refresh: read again even if an extract is already in the cache.
+        **remote_args: `ranged.RemoteFile` settings (readahead, retries, backoff_s, timeout).
+
+    Returns:
+        COnly: the full file if present (nothing read), else the extract and its ranged read.
+
+    Raises:
+        ValueError: unknown name, or an input that is not a model.
+        FetchError: a server that ignores Range (the message gives the full-file command), an
+            unreachable server, an unreadable file; IntegrityError: a truncated, tampered or
+            changing response, or one that contradicts the registry. Nothing is written then.
+    """
+    entry = name if isinstance(name, Entry) else registry.get_checkpoint(name)
+    full = locate(entry, cache_dir)
+    if full is not None:  # c comes from the full file: nothing to download
+        return COnly(full, None)
+    path = c_only_path(entry, cache_dir)
+    if not refresh and locate_c_only(entry, cache_dir) is not None:
+        return COnly(path, None)
+    extract = _read_remote(entry, **remote_args)
+    _pinned_checks(entry, extract)
+    metadata = ranged.extract_metadata(extract, entry.name, entry.sha256)
+    data = ranged.safetensors_bytes(extract.arrays, extract.dtypes, metadata)
+    with atomic_write(path) as f:  # a crash leaves the old file or none, never half of one
+        f.write(data)
+    return COnly(path, extract)
+
+
+# ----------------------------------------------------------------------------- status
 
 
 @dataclass(frozen=True)
@@ -419,15 +567,31 @@ def format_status(rows: list[InputStatus]) -> str:
 # ----------------------------------------------------------------------------- command line
 
 
+def _c_only_line(entry: Entry, done: COnly) -> str:
+    """One line of `fetch --c-only` output: where c is read from and what the read cost."""
+    if done.extract is None:
+        kind = "full file" if not done.path.name.endswith(C_ONLY_SUFFIX) else "already fetched"
+        return f"{entry.name}: {done.path} ({kind})"
+    x = done.extract
+    return (
+        f"{entry.name}: {done.path} ({x.bytes_received:,} bytes of {x.size:,} in "
+        f"{x.requests} requests)"
+    )
+
+
 def _cmd_fetch(args: argparse.Namespace) -> int:
+    get = registry.get_checkpoint if args.c_only else registry.get_entry
     try:
-        entries = [registry.get_entry(name) for name in args.names]  # all names valid first
+        entries = [get(name) for name in args.names]  # all names valid first
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     failed = 0
     for entry in entries:
         try:
+            if args.c_only:
+                print(_c_only_line(entry, fetch_c_only(entry, args.cache_dir)))
+                continue
             path = fetch(entry, args.cache_dir, progress=not args.no_progress, verify=args.verify)
         except FetchError as err:
             print(f"error: {err}", file=sys.stderr)
@@ -452,6 +616,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help=cache_help)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--verify", action="store_true", help="re-hash files already present")
+    p.add_argument(
+        "--c-only",
+        action="store_true",
+        help="only the five tensors of c (~10 MB per model, by HTTP Range requests), for the "
+        "pages that need c alone",
+    )
     p.set_defaults(func=_cmd_fetch)
     p = subparsers.add_parser("inputs", help="list checkpoints and inputs, present or missing")
     p.add_argument("--cache-dir", type=Path, default=None, help=cache_help)
