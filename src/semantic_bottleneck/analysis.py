@@ -104,13 +104,19 @@ def testbed_model(name: str, **train_overrides) -> ModelC:
 
 
 def paper_model(name: str, cache_dir: str | None = None) -> ModelC | Missing:
-    """An official checkpoint's conditioning if its file is in the weights cache, else Missing."""
+    """An official checkpoint's conditioning: from its full file if that is in the weights
+    cache, else from its c-only extract (`fetch NAME --c-only`), else Missing with the c-only
+    fetch command (the pages that load models this way need c alone)."""
     entry = registry.get_checkpoint(name)
     label = PAPER_MODEL_NAMES.get(name, name)
     path = fetch.locate(entry, cache_dir)
+    if path is not None:
+        emb = conditioning.read_embedders(path, weights_key=entry.weights_key)
+        return ModelC(name, label, entry.family, entry.time, emb, str(path))
+    path = fetch.locate_c_only(entry, cache_dir)
     if path is None:
-        return Missing(name, label, fetch.fetch_command(name))
-    emb = conditioning.read_embedders(path, weights_key=entry.weights_key)
+        return Missing(name, label, fetch.fetch_command(name, c_only=True))
+    emb = conditioning.read_c_only(path)
     return ModelC(name, label, entry.family, entry.time, emb, str(path))
 
 
@@ -135,10 +141,13 @@ def missing_notice(missing: list[Missing]) -> str:
     """Markdown notice naming each absent input and the command that fetches it ('' if none)."""
     if not missing:
         return ""
+    # a c-only command downloads ~10 MB where the full file is 2.7 GB: say so
+    c_only = any(m.command.endswith("--c-only") for m in missing)
+    how = " (`--c-only`: only the ~10 MB of each that c needs)" if c_only else ""
     lines = [
         "```{note}",
         "Not shown: these official checkpoints are not in the local weights cache.",
-        "Fetch them, then rebuild with `make book PROFILE=paper`:",
+        f"Fetch them{how}, then rebuild with `make book PROFILE=paper`:",
         "",
     ]
     lines += [f"- {m.label} (`{m.name}`): `{m.command}`" for m in missing]

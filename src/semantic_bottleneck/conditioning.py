@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from semantic_bottleneck.torchfile import EMBEDDER_KEYS  # defined where torch is not imported
-from semantic_bottleneck.zoo import fetch, registry
+from semantic_bottleneck.zoo import fetch, ranged, registry
 from semantic_bottleneck.zoo.checkpoint import load_state_dict, save_atomic
 from semantic_bottleneck.zoo.dit import ConditionSetModel, timestep_embedding
 from semantic_bottleneck.zoo.fetch import default_cache_dir, recorded_sha256
@@ -43,18 +43,36 @@ _CACHE_FORMAT = 1  # bump when the cached content changes
 
 
 def _source(path: str | os.PathLike) -> tuple[Path, str | None]:
-    """Resolve a registry name to its cached file; return (path, weights_key)."""
+    """Resolve a registry name to its cached file, else its c-only extract; return
+    (path, weights_key)."""
     candidate = Path(path)
     if candidate.exists() or str(path) not in registry.REGISTRY:
         return candidate, None
     entry = registry.get_checkpoint(str(path))
-    located = fetch.locate(entry)
+    located = fetch.locate(entry) or fetch.locate_c_only(entry)
     if located is None:
         raise FileNotFoundError(
             f"checkpoint {entry.name!r} is not in the weights cache; run "
-            f"`{fetch.fetch_command(entry.name)}`"
+            f"`{fetch.fetch_command(entry.name, c_only=True)}` (only the ~10 MB c needs) or "
+            f"`{fetch.fetch_command(entry.name)}` (the full file)"
         )
     return located, entry.weights_key
+
+
+def read_c_only(path: str | os.PathLike) -> dict[str, Tensor]:
+    """The five embedder tensors of a c-only extract (`semantic-bottleneck fetch NAME --c-only`),
+    exactly as the checkpoint stores them; no further cache (the extract is one).
+
+    Raises:
+        CheckpointError: not an extract, or its tensors are missing.
+
+    Shapes: as in `read_embedders`.
+    """
+    ranged.read_metadata(path)  # its header says it is an extract of the five tensors
+    tensors = load_state_dict(path, keys=EMBEDDER_KEYS)
+    embedders = {k: tensors[k].clone() for k in EMBEDDER_KEYS}
+    check_embedders(embedders)
+    return embedders
 
 
 def _cache_key(path: Path, weights_key: str | None) -> tuple[str, dict[str, str]]:
@@ -85,7 +103,7 @@ def read_embedders(
 
     Args:
         path: checkpoint file (`.pt` or `.safetensors`), or a registry name such as 'dit-xl-2'
-            whose file is in the weights cache.
+            whose file (else its c-only extract, `fetch --c-only`) is in the weights cache.
         cache_dir: folder of the embedder cache (default `<weights cache>/embedders`).
         weights_key: entry holding the weights in a training checkpoint (default: auto).
 
@@ -99,6 +117,8 @@ def read_embedders(
     weights_key = weights_key or entry_key
     if not source.is_file():
         raise FileNotFoundError(f"checkpoint not found: {source}")
+    if source.name.endswith(fetch.C_ONLY_SUFFIX):  # the registry name's full file is absent
+        return read_c_only(source)
     key, ident = _cache_key(source, weights_key)
     cache_file = Path(cache_dir or _default_cache_dir()) / f"{key}.safetensors"
     if cache_file.is_file():
