@@ -23,6 +23,7 @@ from semantic_bottleneck.conventions import convention
 from semantic_bottleneck.training.monitor import read_log
 from semantic_bottleneck.training.trainer import TrainConfig, train
 from semantic_bottleneck.zoo import build_model
+from semantic_bottleneck.zoo.registry import read_manifest
 
 RETRAIN_KEYS = (
     "loss",
@@ -151,3 +152,28 @@ def assert_retrains_alike(config: TrainConfig, log: list[dict], out: Path, steps
                 assert again[r["step"]][key] == pytest.approx(r[key], rel=rel), (r["step"], key)
                 checked += 1
     assert checked >= 2 * len(RETRAIN_KEYS), "the record has too few early steps to compare"
+
+
+def manifest_state(manifest: str, width: int = 1152, classes: int = 1000, seed: int = 0,
+                   real_c: bool = False) -> dict[str, torch.Tensor]:  # fmt: skip
+    """A random state dict with the real key set of a packaged manifest (e.g. 'dit_xl2.json').
+
+    Widths shrink by width / 1152 (every dimension that is a multiple of 1152 scales with it) and
+    the label table has `classes` + 1 rows; `real_c` keeps the five tensors of c at their real
+    (XL) shapes.
+
+    Shapes: the manifest's, shrunk as above.
+    """
+    keys = read_manifest(manifest)["keys"]
+    g = torch.Generator().manual_seed(seed)
+
+    def shrink(dim: int) -> int:
+        if dim == 1001:
+            return classes + 1
+        return dim // 1152 * width if dim % 1152 == 0 else dim
+
+    state = {}
+    for key, shape in keys.items():
+        keep = real_c and key in conditioning.EMBEDDER_KEYS
+        state[key] = torch.randn(shape if keep else [shrink(n) for n in shape], generator=g)
+    return state
