@@ -68,14 +68,14 @@ FIG11_FROM_LEDGER = {
 MEAN_BELOW_0_01 = "mean c: frac < 0.01"  # the one column the ledger's table lacks
 
 
-def threshold_table(found: list[analysis.ModelC]) -> pd.DataFrame:
+def threshold_table(found: list[analysis.ModelC], ledger: pd.DataFrame) -> pd.DataFrame:
     """Fig. 11's fractions per model: of the class-mean c's dims below 0.01 and 0.02, and
     s_tail(0.01) per class (mean over classes).
 
-    The last two are the ledger's own numbers (`claim_measures.model_table`), so that the page
-    and the claims ledger quote one computation; the first is computed here.
+    The last two are read from `ledger`, the claims ledger's own table of the same models
+    (`claim_measures.model_table(found)`), so that the page and the ledger quote one
+    computation; the first, which the ledger does not measure, is computed here.
     """
-    ledger = claim_measures.model_table(found)
     below = [float(metrics.sparsity_ratio(m.c().mean(0), 0.01, "tail")) for m in found]
     table = pd.DataFrame({"model": ledger.get("model", pd.Series(dtype=object))})
     table[MEAN_BELOW_0_01] = below
@@ -104,10 +104,10 @@ def fig11_page(
     curves_by_model = {
         m.label: metrics.dimension_threshold_curve(m.c().mean(0), taus) for m in found
     }
-    fractions = threshold_table(found)
-    ledger = claim_measures.median_over(
-        claim_measures.model_table(found), "mean_c_below_0_02", "{:.3f}"
-    )
+    ledger_table = claim_measures.model_table(found)
+    fractions = threshold_table(found, ledger_table)
+    # the value the ledger judges the threshold claim on (ledger.claim_specs)
+    ledger = claim_measures.median_over(ledger_table, "mean_c_below_0_02", "{:.3f}")
     explorer = (
         threshold_explorer_by_model(
             {m.label: m.c()[widget_class] for m in found}, np.logspace(-3, 1, n_widget_taus)
