@@ -14,6 +14,8 @@ only displays what the page holds. The science lives in the modules these functi
   c-equals-t-plus-y `mechanism_page`, timestep-sweep `timestep_page`, fig12-training
   `fig12_page`, fig43-limited-timesteps `fig43_page`, scale-study `scale_study_page`,
   fig13-tsne `fig13_page`; and `recorded_gpu_runs`, the GPU-run section of Figs. 12 and 43.
+- `continuous` (continuous conditions): fig04-continuous `fig04_page`, tab05-continuous
+  `tab05_page`, tab07-pruning-continuous `tab07_page`.
 - `appendix`: tab04-label-alone `tab04_page`, tab06-precision-recall `tab06_page`,
   fig42-adaln-cost `fig42_page`.
 - `interactive`: interactive-pruning `interactive_page`; and `InteractivePage`, a page that
