@@ -84,7 +84,7 @@ def test_the_80_classes_are_each_digit_in_each_orientation():
 def test_a_digits_source_names_the_datasets_it_knows():
     source = DigitsSource(4, torch.device("cpu"), dataset="digits-80")
     assert len(source.y) == 8 * len(digits()[1])
-    with pytest.raises(ValueError, match=r"\['digits', 'digits-80'\]"):
+    with pytest.raises(ValueError, match=r"\['digits', 'digits-80', 'digits-thumbnail'\]"):
         DigitsSource(4, torch.device("cpu"), dataset="digits-90")
 
 

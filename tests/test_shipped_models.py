@@ -55,7 +55,7 @@ def shipped_names() -> list[str]:
 
 def test_every_shipped_model_has_weights_a_full_log_and_its_provenance():
     names = shipped_names()
-    assert {"testbed-ddpm-long", "testbed-flow-long", "testbed-repa-long"} <= set(names)
+    assert set(testbed.TESTBED_NAMES) <= set(names)
     for name in names:
         folder = SHIPPED / name
         prov = json.loads((folder / "run.json").read_text())
@@ -68,7 +68,14 @@ def test_every_shipped_model_has_weights_a_full_log_and_its_provenance():
 
 
 @pytest.mark.parametrize(
-    "name", ["testbed-repa", "testbed-ddpm-long", "testbed-flow-long", "testbed-repa-long"]
+    "name",
+    [
+        "testbed-repa",
+        "testbed-ddpm-long",
+        "testbed-flow-long",
+        "testbed-repa-long",
+        "testbed-continuous-long",
+    ],
 )
 def test_a_shipped_model_retrains_to_the_same_first_steps(tmp_path, one_thread, name):
     prov = json.loads((SHIPPED / name / "run.json").read_text())
