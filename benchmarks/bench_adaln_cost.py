@@ -19,7 +19,7 @@ import json
 import platform
 import sys
 
-from semantic_bottleneck.provenance import cpu_name
+from semantic_bottleneck.book.provenance import cpu_name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from semantic_bottleneck import adaln_cost
+    from semantic_bottleneck.core import adaln_cost
 
     removed = args.removed or adaln_cost.scaled_removed(args.width)
     if 0 not in removed:

@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from semantic_bottleneck.provenance import cpu_name
+from semantic_bottleneck.book.provenance import cpu_name
 
 TARGET_WALL_S = 2.0
 TARGET_RSS_MB = 300.0
@@ -74,7 +74,7 @@ def build_checkpoint(path: Path, model: str) -> int:
     """Write a bare state dict with the model's official keys and shapes; return its size."""
     import torch
 
-    from semantic_bottleneck.conditioning import EMBEDDER_KEYS
+    from semantic_bottleneck.core.conditioning import EMBEDDER_KEYS
     from semantic_bottleneck.zoo.registry import get_checkpoint
 
     g = torch.Generator().manual_seed(0)
@@ -96,7 +96,11 @@ def _child_numpy(path: Path, initial_t: float, c_out: Path) -> dict:
     """c for all classes without torch: read the five tensors, then numpy float32."""
     import numpy as np
 
-    from semantic_bottleneck.torchfile import EMBEDDER_KEYS, class_conditions_numpy, read_tensors
+    from semantic_bottleneck.core.torchfile import (
+        EMBEDDER_KEYS,
+        class_conditions_numpy,
+        read_tensors,
+    )
 
     rss_before = _peak_rss_mb()
     start = time.perf_counter()
@@ -116,7 +120,7 @@ def _child_numpy(path: Path, initial_t: float, c_out: Path) -> dict:
 
 
 def _child_embedders(path: Path, cache_dir: Path, model: str, compare: Path | None) -> dict:
-    from semantic_bottleneck.conditioning import class_conditions, read_embedders
+    from semantic_bottleneck.core.conditioning import class_conditions, read_embedders
     from semantic_bottleneck.zoo.registry import get_checkpoint
 
     initial_t = get_checkpoint(model).initial_t

@@ -37,9 +37,9 @@ from pathlib import Path
 
 import torch
 
-from semantic_bottleneck import conditioning
-from semantic_bottleneck.provenance import cpu_name
-from semantic_bottleneck.torchfile import EMBEDDER_KEYS
+from semantic_bottleneck.book.provenance import cpu_name
+from semantic_bottleneck.core import conditioning
+from semantic_bottleneck.core.torchfile import EMBEDDER_KEYS
 from semantic_bottleneck.zoo import fetch
 from semantic_bottleneck.zoo.registry import CheckpointEntry, get_checkpoint
 

@@ -31,8 +31,8 @@ import time
 import torch
 
 from semantic_bottleneck import sampling
+from semantic_bottleneck.book.provenance import cpu_name
 from semantic_bottleneck.generation.source import checkpoint_source
-from semantic_bottleneck.provenance import cpu_name
 from semantic_bottleneck.zoo import build_model, denoiser, registry
 
 # "tiny" exercises every code path in seconds on a CPU (a smoke test of this script)

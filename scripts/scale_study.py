@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from semantic_bottleneck.testbed import testbed_config
 from semantic_bottleneck.training.runs import record_run
+from semantic_bottleneck.training.testbed import testbed_config
 from semantic_bottleneck.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,8 +23,14 @@ from pathlib import Path
 
 import torch
 
-from semantic_bottleneck.testbed import SHIPPED, TESTBED_MODELS, TIERS, testbed_config, tier_name
 from semantic_bottleneck.training.runs import record_run, write_text_atomic
+from semantic_bottleneck.training.testbed import (
+    SHIPPED,
+    TESTBED_MODELS,
+    TIERS,
+    testbed_config,
+    tier_name,
+)
 from semantic_bottleneck.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -81,7 +81,7 @@ WIDGET_CELLS = [
     ("markdown", "## Threshold explorer"),
     (
         "code",
-        "from semantic_bottleneck.widgets import threshold_explorer\n\n"
+        "from semantic_bottleneck.book.widgets import threshold_explorer\n\n"
         "c = np.random.default_rng(1).standard_normal(64) * np.where(np.arange(64) % 16 == 0, 20.0, 1.0)\n"
         "explorer = threshold_explorer(c, np.logspace(-2, 1, 6))\n"
         "# Only the browser-side link can carry this to the panels (the kernel is gone by then).\n"

@@ -18,8 +18,8 @@ import torch
 from diffusers import AutoencoderKL
 from safetensors.torch import save_file
 
-from semantic_bottleneck import analysis, conditioning
-from semantic_bottleneck.conventions import convention
+from semantic_bottleneck.core import analysis, conditioning
+from semantic_bottleneck.core.conventions import convention
 from semantic_bottleneck.training.monitor import read_log
 from semantic_bottleneck.training.trainer import TrainConfig, train
 from semantic_bottleneck.zoo import build_model

@@ -1,12 +1,12 @@
-"""A stand-in for the testbed pruning sweep (`sweep.run_testbed_sweep`) with known rows, for the
+"""A stand-in for the testbed pruning sweep (`sweeps.run.run_testbed_sweep`) with known rows, for the
 page-function tests of the pruning and appendix pages."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from semantic_bottleneck import sweep
-from semantic_bottleneck.plots import REAL
+from semantic_bottleneck.book.plots import REAL
+from semantic_bottleneck.sweeps import run as sweep
 
 
 def fake_table(rows: list) -> list[dict]:
@@ -30,7 +30,7 @@ def fake_table(rows: list) -> list[dict]:
 
 
 def fake_sweep(monkeypatch) -> list[tuple]:
-    """Replace `sweep.run_testbed_sweep` by the stand-in; returns the list of the calls it gets
+    """Replace `sweeps.run.run_testbed_sweep` by the stand-in; returns the list of the calls it gets
     (name, row labels, settings, training overrides), in order."""
     seen = []
 

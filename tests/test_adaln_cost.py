@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from semantic_bottleneck import adaln_cost
+from semantic_bottleneck.core import adaln_cost
 from semantic_bottleneck.zoo import build_model, registry
 
 

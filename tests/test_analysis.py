@@ -7,8 +7,9 @@ import pytest
 import torch
 from fakes import model_c, small_emb
 
-from semantic_bottleneck import analysis, book, conditioning
-from semantic_bottleneck.conventions import convention
+from semantic_bottleneck.book import runner
+from semantic_bottleneck.core import analysis, conditioning
+from semantic_bottleneck.core.conventions import convention
 from semantic_bottleneck.zoo.registry import family_manifest
 
 
@@ -71,7 +72,7 @@ def test_paper_profile_page_shows_present_models_and_a_notice_for_the_rest(tmp_p
     weights = tmp_path / "weights"
     state = write_embedder_checkpoint(weights / "dit-xl-2")
     monkeypatch.setenv("SEMANTIC_BOTTLENECK_WEIGHTS", str(weights))
-    out = book.run_notebook(
+    out = runner.run_notebook(
         "tab01-statistics",
         profile="paper",
         out_dir=tmp_path / "out",

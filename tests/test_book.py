@@ -9,8 +9,9 @@ import nbformat
 import pytest
 from conftest import build_demo_project, make_notebook, write_toc
 
-from semantic_bottleneck import book, cli
-from semantic_bottleneck.book_params import NOT_LITERAL, notebook_parameters
+from semantic_bottleneck import cli
+from semantic_bottleneck.book import runner
+from semantic_bottleneck.book.params import NOT_LITERAL, notebook_parameters
 
 MIME_PREFIX = "application/papermill.record/"
 
@@ -34,7 +35,7 @@ def tagged(nb: nbformat.NotebookNode, tag: str) -> list[nbformat.NotebookNode]:
 def executed(tmp_path_factory):
     """The demo project with its notebook run once (n = 7 via -p) for the tests that read it."""
     root = build_demo_project(tmp_path_factory.mktemp("executed") / "project")
-    page = book.run_notebook("demo", root=root, params={"n": 7})
+    page = runner.run_notebook("demo", root=root, params={"n": 7})
     return root, page
 
 
@@ -48,16 +49,16 @@ def test_notebook_names_lists_generated_pages_in_toc_order(tmp_path):
         "        sections:\n          - file: book/generated/01-a.ipynb\n"
         "  - caption: B\n    chapters:\n      - file: book/generated/02-b\n"
     )
-    assert book.notebook_names(tmp_path) == ["02-b", "01-a"]
+    assert runner.notebook_names(tmp_path) == ["02-b", "01-a"]
     write_toc(tmp_path, ["sub/x"])
     with pytest.raises(ValueError, match="book/generated/<name>"):
-        book.notebook_names(tmp_path)
+        runner.notebook_names(tmp_path)
 
 
 def test_find_root_walks_up_to_the_toc(tmp_path):
     write_toc(tmp_path, [])
     (tmp_path / "a" / "b").mkdir(parents=True)
-    assert book.find_root(tmp_path / "a" / "b") == tmp_path.resolve()
+    assert runner.find_root(tmp_path / "a" / "b") == tmp_path.resolve()
 
 
 def test_notebook_parameters_reads_literals_and_marks_expressions(tmp_path):
@@ -86,7 +87,7 @@ def test_resolve_parameters_precedence(demo_project):
         "notebooks: {demo: {c: 2, d: 2, e: 2}, other: {zz: 1}}\n"  # other: not this notebook
     )
     layer = {"defaults": {"d": 3}, "notebooks": {"demo": {"e": 3}}}
-    resolved = book.resolve_parameters("demo", "testbed", root, overrides=layer, params={"e": 4})
+    resolved = runner.resolve_parameters("demo", "testbed", root, overrides=layer, params={"e": 4})
     # own a=0 < profile defaults b=1 < profile per-notebook c=2 < override layer d=3 < params e=4
     assert resolved == {"profile": "testbed", "a": 0, "b": 1, "c": 2, "d": 3, "e": 4}
     assert (
@@ -94,7 +95,7 @@ def test_resolve_parameters_precedence(demo_project):
     )  # always injected, first; `taus` (an expression) is left out
     # Override layers apply in order; per-notebook beats defaults inside one layer.
     later = [{"notebooks": {"demo": {"d": 5}}}, {"defaults": {"d": 6}}]
-    assert book.resolve_parameters("demo", "testbed", root, overrides=later)["d"] == 6
+    assert runner.resolve_parameters("demo", "testbed", root, overrides=later)["d"] == 6
 
 
 @pytest.mark.parametrize(
@@ -118,7 +119,7 @@ def test_resolve_parameters_rejects_bad_input(demo_project, kwargs, message):
     root = demo_project()
     args = {"name": "demo", "profile": "testbed"} | kwargs
     with pytest.raises(ValueError, match=message):
-        book.resolve_parameters(args.pop("name"), args.pop("profile"), root, **args)
+        runner.resolve_parameters(args.pop("name"), args.pop("profile"), root, **args)
 
 
 def test_python3_kernel_shadows_a_kernelspec_for_another_interpreter(tmp_path, monkeypatch):
@@ -132,7 +133,7 @@ def test_python3_kernel_shadows_a_kernelspec_for_another_interpreter(tmp_path, m
     )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
     assert KernelSpecManager().get_kernel_spec("python3").argv[0] == "/opt/other/bin/python3"
-    with book._python3_kernel():
+    with runner._python3_kernel():
         assert KernelSpecManager().get_kernel_spec("python3").argv[0] == sys.executable
     assert os.environ["JUPYTER_PATH"] == str(tmp_path)  # restored
 
@@ -165,8 +166,8 @@ def test_run_notebook_failure_leaves_no_page_and_names_the_cell(demo_project):
     generated = root / "book" / "generated"
     generated.mkdir(parents=True)
     (generated / "demo.ipynb").write_text("{}")  # a stale page from an earlier run
-    with pytest.raises(book.NotebookError) as info:
-        book.run_notebook("demo", root=root, overrides={"notebooks": {"demo": {"fail": True}}})
+    with pytest.raises(runner.NotebookError) as info:
+        runner.run_notebook("demo", root=root, overrides={"notebooks": {"demo": {"fail": True}}})
     message = str(info.value)
     assert "'demo'" in message and "RuntimeError: demo failure requested" in message
     assert "raise RuntimeError" in message  # the failing cell's source
@@ -179,17 +180,17 @@ def test_run_all_runs_the_toc_and_rejects_unknown_names(demo_project, monkeypatc
     root = demo_project(names=("a", "b"))
     calls = []
     monkeypatch.setattr(
-        book, "run_notebook", lambda name, *args, **kw: calls.append((name, kw["params"]))
+        runner, "run_notebook", lambda name, *args, **kw: calls.append((name, kw["params"]))
     )
-    timings = book.run_all("testbed", root, params={"n": 3})
+    timings = runner.run_all("testbed", root, params={"n": 3})
     assert list(timings) == ["a", "b"] and calls == [("a", {"n": 3}), ("b", {"n": 3})]
-    assert list(book.run_all("testbed", root, only=["b"])) == ["b"]
+    assert list(runner.run_all("testbed", root, only=["b"])) == ["b"]
     with pytest.raises(ValueError, match="only: expected notebooks listed in _toc.yml"):
-        book.run_all("testbed", root, only=["c"])
+        runner.run_all("testbed", root, only=["c"])
     with pytest.raises(ValueError, match="params: expected parameters declared"):
-        book.run_all("testbed", root, params={"zz": 1})
+        runner.run_all("testbed", root, params={"zz": 1})
     with pytest.warns(UserWarning, match="notebooks.c \\(not in _toc.yml\\)"):
-        book.run_all("testbed", root, overrides={"notebooks": {"c": {"n": 1}}})
+        runner.run_all("testbed", root, overrides={"notebooks": {"c": {"n": 1}}})
 
 
 def test_cli_book_run_passes_profile_files_and_yaml_values(demo_project, monkeypatch, tmp_path):
@@ -203,7 +204,7 @@ def test_cli_book_run_passes_profile_files_and_yaml_values(demo_project, monkeyp
         seen.update(force=force)
         return {"demo": 0.0}
 
-    monkeypatch.setattr(book, "run_all", fake_run_all)
+    monkeypatch.setattr(runner, "run_all", fake_run_all)
     argv = ["book", "run", "--root", str(root), "--only", "demo", "--params-file", str(params_file)]
     argv += ["-p", "seed", "3", "-p", "taus", "[0.1, 1e-2]", "-p", "title", "run A"]
     assert cli.main(argv) == 0
@@ -219,14 +220,14 @@ def test_cli_book_run_passes_profile_files_and_yaml_values(demo_project, monkeyp
 @pytest.mark.book
 def test_build_html_passes_with_warnings_as_errors_and_fails_on_a_missing_page(executed):
     root, _ = executed
-    html = book.build_html(root)
+    html = runner.build_html(root)
     page = (html / "book" / "generated" / "demo.html").read_text()
     assert "<table" in page and "Histogram of the draws" in page
     assert "cdn.jsdelivr.net" not in page and "cdnjs.cloudflare.com" not in page  # vendored JS
     write_toc(root, ["demo", "never-run"])
     try:
-        with pytest.raises(book.BookBuildError, match="nonexisting document"):
-            book.build_html(root)
+        with pytest.raises(runner.BookBuildError, match="nonexisting document"):
+            runner.build_html(root)
     finally:
         write_toc(root, ["demo"])
 
@@ -234,20 +235,20 @@ def test_build_html_passes_with_warnings_as_errors_and_fails_on_a_missing_page(e
 def test_build_html_reports_the_cause(tmp_path):
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/missing\n")
     (tmp_path / "_config.yml").write_text("title: x\n")
-    with pytest.raises(book.BookBuildError, match="unable to load the master document") as info:
-        book.build_html(tmp_path, out=tmp_path / "out")
+    with pytest.raises(runner.BookBuildError, match="unable to load the master document") as info:
+        runner.build_html(tmp_path, out=tmp_path / "out")
     assert "--- log tail:" in str(info.value)
 
 
 def test_up_to_date_page_is_kept_and_a_change_re_executes(demo_project):
     root = demo_project()
-    page = book.run_notebook("demo", root=root)
+    page = runner.run_notebook("demo", root=root)
     stamp = page.stat().st_mtime_ns
-    assert book.run_notebook("demo", root=root) == page and page.stat().st_mtime_ns == stamp
-    book.run_notebook("demo", root=root, force=True)
+    assert runner.run_notebook("demo", root=root) == page and page.stat().st_mtime_ns == stamp
+    runner.run_notebook("demo", root=root, force=True)
     assert page.stat().st_mtime_ns != stamp
     stamp = page.stat().st_mtime_ns
-    book.run_notebook("demo", root=root, params={"n": 7})
+    runner.run_notebook("demo", root=root, params={"n": 7})
     assert page.stat().st_mtime_ns != stamp
 
 
@@ -255,23 +256,23 @@ def test_figures_render_even_with_an_agg_backend_in_the_environment(demo_project
     import nbformat
 
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    page = book.run_notebook("demo", root=demo_project())
+    page = runner.run_notebook("demo", root=demo_project())
     outputs = [o for c in nbformat.read(page, 4).cells for o in c.get("outputs", [])]
     keys = [k for o in outputs for k in o.get("data", {})]
     assert any(k.endswith("image/png") for k in keys), keys  # the glued figure was drawn inline
-    assert book.os.environ["MPLBACKEND"] == "Agg"  # restored for the caller
+    assert runner.os.environ["MPLBACKEND"] == "Agg"  # restored for the caller
 
 
 @pytest.mark.book
 def test_built_book_is_reused_only_while_every_page_is_current(demo_project):
     root = demo_project()
-    assert book.built_book(root) is None  # nothing built
-    book.run_notebook("demo", root=root)
-    assert book.built_book(root) is None  # pages but no HTML
-    html = book.build_html(root)
-    assert book.built_book(root) == html
+    assert runner.built_book(root) is None  # nothing built
+    runner.run_notebook("demo", root=root)
+    assert runner.built_book(root) is None  # pages but no HTML
+    html = runner.build_html(root)
+    assert runner.built_book(root) == html
     (root / "data" / "profiles" / "extra.txt").write_text("a data file changed")
-    assert book.built_book(root) is None  # the page's run key moved
-    book.run_notebook("demo", root=root)
-    assert book.built_book(root) is None  # the page is newer than the HTML
-    assert book.build_html(root) == book.built_book(root) == html
+    assert runner.built_book(root) is None  # the page's run key moved
+    runner.run_notebook("demo", root=root)
+    assert runner.built_book(root) is None  # the page is newer than the HTML
+    assert runner.build_html(root) == runner.built_book(root) == html

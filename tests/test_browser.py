@@ -16,8 +16,8 @@ import zlib
 import nbformat
 import pytest
 
-from semantic_bottleneck import book
-from semantic_bottleneck.book_browser import (
+from semantic_bottleneck.book import runner
+from semantic_bottleneck.book.browser import (
     expected_counts,
     external_requests,
     markdown_counts,
@@ -31,8 +31,8 @@ def demo_html(tmp_path_factory):
     from conftest import build_demo_project
 
     root = build_demo_project(tmp_path_factory.mktemp("browser") / "project", widget=True)
-    book.run_notebook("demo", root=root)
-    return book.build_html(root) / "book" / "generated" / "demo.html"
+    runner.run_notebook("demo", root=root)
+    return runner.build_html(root) / "book" / "generated" / "demo.html"
 
 
 def elements_with_class(dom: str, name: str) -> list[str]:
@@ -43,7 +43,7 @@ def elements_with_class(dom: str, name: str) -> list[str]:
 @pytest.mark.browser
 @pytest.mark.book
 def test_page_renders_table_figure_math_and_one_slider(demo_html):
-    dom = book.dump_dom(demo_html)
+    dom = runner.dump_dom(demo_html)
     assert len(re.findall(r"<table\b", dom)) == 1  # the glued DataFrame
     assert len(elements_with_class(dom, "widget-hslider")) == 1  # rendered once, not twice
     assert elements_with_class(dom, "widget-slider")
@@ -64,7 +64,7 @@ def test_page_makes_no_external_requests(demo_html):
 @pytest.mark.browser
 @pytest.mark.book
 def test_screenshot_writes_a_png_of_the_window_size(demo_html, tmp_path):
-    png = book.screenshot(demo_html, tmp_path / "shots" / "demo.png", size=(1200, 900))
+    png = runner.screenshot(demo_html, tmp_path / "shots" / "demo.png", size=(1200, 900))
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", data[16:24]) == (1200, 900)
@@ -75,7 +75,7 @@ def test_screenshot_writes_a_png_of_the_window_size(demo_html, tmp_path):
 @pytest.mark.book
 def test_browser_helpers_reject_a_missing_page(tmp_path):
     with pytest.raises(ValueError, match="html_path: expected an existing HTML file"):
-        book.dump_dom(tmp_path / "missing.html")
+        runner.dump_dom(tmp_path / "missing.html")
     with pytest.raises(ValueError, match="html_path: expected an existing HTML file"):
         page_report(tmp_path / "missing.html")
 

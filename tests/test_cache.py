@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from semantic_bottleneck import cache
-from semantic_bottleneck.cache import cached, code_hash, params_key, producer_files
+from semantic_bottleneck.book import cache
+from semantic_bottleneck.book.cache import cached, code_hash, params_key, producer_files
 
 KIND = "digits-classifier"  # any registered kind
 
@@ -65,7 +65,13 @@ def test_a_change_to_producing_code_changes_exactly_the_kinds_it_produces(tmp_pa
 
 def test_an_edit_to_code_that_only_shows_results_keeps_every_key(tmp_path):
     base = _hashes(_copy(tmp_path, "base", {}))
-    for rel in ("plots.py", "pages.py", "ledger.py", "book.py", "sweep.py"):
+    for rel in (
+        "book/plots.py",
+        "book/pages.py",
+        "verdicts/ledger.py",
+        "book/runner.py",
+        "sweeps/run.py",
+    ):
         text = (cache.PACKAGE_DIR / rel).read_text()
         first = next(line for line in text.splitlines() if line.startswith(("import ", "from ")))
         edited = _copy(tmp_path, rel, {rel: (first + "\n", first + "\n_EDIT = 1\n")})
@@ -84,7 +90,13 @@ def test_docstrings_comments_and_formatting_do_not_change_the_hash(tmp_path):
 def test_producers_exclude_the_book_layer():
     for kind in cache.PRODUCERS:
         names = {f.relative_to(cache.PACKAGE_DIR).as_posix() for f in producer_files(kind)}
-        assert not names & {"plots.py", "pages.py", "ledger.py", "book.py", "widgets.py"}, kind
+        assert not names & {
+            "book/plots.py",
+            "book/pages.py",
+            "verdicts/ledger.py",
+            "book/runner.py",
+            "book/widgets.py",
+        }, kind
     samples = {f.relative_to(cache.PACKAGE_DIR).as_posix() for f in producer_files("paper-samples")}
     assert "generation/rows.py" in samples and "sampling/pruning.py" in samples
     assert not any(name.startswith("evaluation/") for name in samples)

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from semantic_bottleneck import conditioning
-from semantic_bottleneck.conditioning import (
+from semantic_bottleneck.core import conditioning
+from semantic_bottleneck.core.conditioning import (
     EMBEDDER_KEYS,
     class_conditions,
     condition,

@@ -8,12 +8,14 @@ import pytest
 import torch
 from fakes import model_c, small_emb
 
-from semantic_bottleneck import conditioning, ledger, testbed
+from semantic_bottleneck.core import conditioning
 from semantic_bottleneck.evaluation.reconstruction import mean_interval, pair_scores
-from semantic_bottleneck.sweep_continuous import TABLE7_ROWS, TARGETS, continuous_sweep
-from semantic_bottleneck.sweep_spec import SweepSettings
+from semantic_bottleneck.sweeps.continuous import TABLE7_ROWS, TARGETS, continuous_sweep
+from semantic_bottleneck.sweeps.spec import SweepSettings
+from semantic_bottleneck.training import testbed
 from semantic_bottleneck.training.config import TrainConfig
 from semantic_bottleneck.training.data import condition_set, digits, digits_thumbnail, thumbnail
+from semantic_bottleneck.verdicts import ledger
 from semantic_bottleneck.zoo import build_model
 from semantic_bottleneck.zoo.dit import ConditionSetModel, VectorEmbedder
 

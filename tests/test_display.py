@@ -4,7 +4,9 @@ import re
 
 import pandas as pd
 
-from semantic_bottleneck import display, paper, sweep
+from semantic_bottleneck.book import display
+from semantic_bottleneck.sweeps import run as sweep
+from semantic_bottleneck.verdicts import paper
 
 
 def headers(html: str) -> list[str]:

@@ -26,8 +26,9 @@ import torch
 from fakes import manifest_state
 from safetensors.torch import save_file
 
-from semantic_bottleneck import analysis, cli, conditioning
-from semantic_bottleneck.torchfile import EMBEDDER_KEYS, archive_prefix, load_pickle
+from semantic_bottleneck import cli
+from semantic_bottleneck.core import analysis, conditioning
+from semantic_bottleneck.core.torchfile import EMBEDDER_KEYS, archive_prefix, load_pickle
 from semantic_bottleneck.zoo import fetch, ranged, registry
 
 FAST = {"backoff_s": 0.0}  # retries without waiting

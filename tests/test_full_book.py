@@ -2,10 +2,10 @@
 and the PDF.
 
 The book checked is the one `make book` built in this checkout when it is current (every page
-executed from the present sources, `book.built_book`), as in CI where `make test` follows
+executed from the present sources, `runner.built_book`), as in CI where `make test` follows
 `make book`; otherwise a copy of the sources is run with tests/tiny.yaml and built here.
 
-The browser check reads each page once in headless chromium at 1300 px (`book.page_reports`):
+The browser check reads each page once in headless chromium at 1300 px (`runner.page_reports`):
 tracebacks, glued "n/a", figures and tables against what the executed notebook holds, table
 widths against the column, external requests, the widgets' controls moved, and a screenshot in
 `_build/screenshots/<page>.png`. All reports go to `_build/screenshots/pages.json`.
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from semantic_bottleneck import book
-from semantic_bottleneck.book_browser import expected_counts, page_source
+from semantic_bottleneck.book import runner
+from semantic_bottleneck.book.browser import expected_counts, page_source
 
 pytestmark = [pytest.mark.book, pytest.mark.slow]
 
@@ -51,16 +51,16 @@ def copy_sources(root: Path) -> Path:
 def full_book(tmp_path_factory):
     """(root, html) of the current `make book` build, else of a copy of the book sources with
     every notebook run with tests/tiny.yaml, built with -W."""
-    built = book.built_book(ROOT)
+    built = runner.built_book(ROOT)
     if built is not None:
         return ROOT, built
     root = copy_sources(tmp_path_factory.mktemp("fullbook"))
     cache = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SEMANTIC_BOTTLENECK_CACHE", str(cache))
-        overrides = book.load_overrides(ROOT / "tests" / "tiny.yaml")
-        book.run_all("testbed", root=root, overrides=overrides)
-    return root, book.build_html(root)
+        overrides = runner.load_overrides(ROOT / "tests" / "tiny.yaml")
+        runner.run_all("testbed", root=root, overrides=overrides)
+    return root, runner.build_html(root)
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +68,11 @@ def page_reports(full_book):
     """Every toc page of the book read by headless chromium: name -> report, with the
     figures and tables its executed notebook (or Markdown source) promises under "expected"."""
     root, html = full_book
-    pages = book.toc_pages(root)
+    pages = runner.toc_pages(root)
     names = [Path(page).name for page in pages]
     assert len(set(names)) == len(names), f"two toc pages would share a screenshot: {names}"
     start = time.perf_counter()
-    reports = book.page_reports(
+    reports = runner.page_reports(
         {name: html / f"{page}.html" for name, page in zip(names, pages, strict=True)}, SHOTS
     )
     seconds = time.perf_counter() - start
@@ -90,9 +90,9 @@ def offenders(reports: dict, key: str, condition=bool) -> dict:
 
 def test_every_toc_page_is_built(full_book):
     root, html = full_book
-    names = book.notebook_names(root)
+    names = runner.notebook_names(root)
     assert len(names) >= 9
-    pages = book.toc_pages(root)
+    pages = runner.toc_pages(root)
     assert {f"book/generated/{name}" for name in names} <= set(pages)
     for page in pages:
         assert (html / f"{page}.html").is_file(), f"missing page {page}.html"
@@ -194,9 +194,9 @@ def test_pdf_has_every_page_in_toc_order(full_book, tmp_path):
     from pypdf import PdfReader
 
     root, html = full_book
-    pdf = book.build_pdf(root, html, tmp_path / "pdf" / "book.pdf")
+    pdf = runner.build_pdf(root, html, tmp_path / "pdf" / "book.pdf")
     reader = PdfReader(pdf)
-    pages = book.toc_pages(root)
+    pages = runner.toc_pages(root)
     assert len(reader.pages) >= len(pages)
     starts = [reader.get_destination_page_number(item) for item in reader.outline]
     assert len(starts) == len(pages) and starts == sorted(set(starts))  # one bookmark each
@@ -234,11 +234,11 @@ def covered_ids(title: str) -> set[str]:
 def test_every_inventory_entry_has_a_page(full_book):
     import nbformat
 
-    from semantic_bottleneck import paper
+    from semantic_bottleneck.verdicts import paper
 
     root, html = full_book
     covered = set()
-    for name in book.notebook_names(root):
+    for name in runner.notebook_names(root):
         title = nbformat.read(root / "notebooks" / f"{name}.ipynb", 4).cells[0].source
         covered |= covered_ids(title.splitlines()[0])
     not_reproduced = (html / "book" / "generated" / "not-reproduced.html").read_text()
@@ -256,10 +256,10 @@ def test_paper_profile_without_weights_builds_with_a_notice_on_every_model_page(
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SEMANTIC_BOTTLENECK_WEIGHTS", str(tmp_path / "no-weights"))
         mp.setenv("SEMANTIC_BOTTLENECK_CACHE", str(tmp_path / "cache"))
-        book.run_all(
-            "paper", root=root, overrides=book.load_overrides(ROOT / "tests" / "tiny.yaml")
+        runner.run_all(
+            "paper", root=root, overrides=runner.load_overrides(ROOT / "tests" / "tiny.yaml")
         )
-    html = book.build_html(root)
+    html = runner.build_html(root)
     for name in ["tab01-statistics", "fig03-cosine-matrix", "tab02-pruning-repa"]:
         text = (html / "book" / "generated" / f"{name}.html").read_text()
         words = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", text))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from semantic_bottleneck import testbed
 from semantic_bottleneck.generation import cli as G_cli
+from semantic_bottleneck.training import testbed
 
 
 @pytest.fixture

@@ -9,17 +9,19 @@ import pandas as pd
 import pytest
 import torch
 
-from semantic_bottleneck import conditioning, ledger, paper, paper_checks, provenance
-from semantic_bottleneck.analysis import ModelC
-from semantic_bottleneck.claim_measures import (
+from semantic_bottleneck.book import provenance
+from semantic_bottleneck.core import conditioning
+from semantic_bottleneck.core.analysis import ModelC
+from semantic_bottleneck.core.conventions import convention
+from semantic_bottleneck.verdicts import ledger, paper, paper_checks
+from semantic_bottleneck.verdicts.measures import (
     Measurement,
     dit_max_abs,
     fraction_of_d,
     median_over,
     npr_decline,
 )
-from semantic_bottleneck.conventions import convention
-from semantic_bottleneck.ledger_rules import (
+from semantic_bottleneck.verdicts.rules import (
     NOT_REPRODUCED,
     NOT_TESTED,
     PARTLY,

@@ -7,7 +7,8 @@ import pytest
 import torch
 from fakes import model_c, small_emb
 
-from semantic_bottleneck import analysis, mechanism, metrics, sampling
+from semantic_bottleneck import sampling
+from semantic_bottleneck.core import analysis, mechanism, metrics
 from semantic_bottleneck.sampling.ddpm import ddpm_schedule
 from semantic_bottleneck.sampling.schedules import flow_ode_grid, repa_sde_grid
 from semantic_bottleneck.sections import semantics

@@ -1,4 +1,4 @@
-"""Tests for semantic_bottleneck.metrics: hand-computed cases, properties, input validation."""
+"""Tests for semantic_bottleneck.core.metrics: hand-computed cases, properties, input validation."""
 
 import math
 import time
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from semantic_bottleneck import metrics as M
+from semantic_bottleneck.core import metrics as M
 
 # Hypothesis vectors: moderate magnitudes so scaling by up to 1e3 stays far from overflow/underflow.
 finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, allow_infinity=False)

@@ -2,8 +2,8 @@
 
 import matplotlib.pyplot as plt
 
-from semantic_bottleneck import pages
-from semantic_bottleneck.analysis import Missing, Page
+from semantic_bottleneck.book import pages
+from semantic_bottleneck.core.analysis import Missing, Page
 
 
 def test_start_shows_notice_notes_and_glue_and_closes_the_figures(monkeypatch):

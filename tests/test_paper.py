@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from semantic_bottleneck import paper
-from semantic_bottleneck.paper import (
+from semantic_bottleneck.verdicts import paper
+from semantic_bottleneck.verdicts.paper import (
     PAPER_MODEL_NAMES,
     TABLE_IDS,
     claim,

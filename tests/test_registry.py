@@ -8,7 +8,7 @@ import re
 import pytest
 
 from semantic_bottleneck import sampling
-from semantic_bottleneck.conventions import CONVENTIONS
+from semantic_bottleneck.core.conventions import CONVENTIONS
 from semantic_bottleneck.generation.source import checkpoint_source
 from semantic_bottleneck.zoo import registry
 from semantic_bottleneck.zoo.registry import (

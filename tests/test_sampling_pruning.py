@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from semantic_bottleneck import metrics
 from semantic_bottleneck import sampling as S
+from semantic_bottleneck.core import metrics
 from semantic_bottleneck.sampling.pruning import (
     PruneHook,
     PruneSpec,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from semantic_bottleneck import scale_study, testbed
 from semantic_bottleneck.sections import semantics
+from semantic_bottleneck.training import scale_study, testbed
 from semantic_bottleneck.training.config import DATASETS
 from semantic_bottleneck.training.data import DigitsSource, digits, digits_80
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pytest
 
-from semantic_bottleneck import schematic
+from semantic_bottleneck.core import schematic
 from semantic_bottleneck.zoo import build_model, registry
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sweep_fakes import fake_sweep
 
-from semantic_bottleneck import adaln_cost, analysis, schematic
+from semantic_bottleneck.core import adaln_cost, analysis, schematic
 from semantic_bottleneck.sections import appendix
 
 SETTINGS = dict(per_class=2, num_steps=4, last_k=1, base_seed=0)

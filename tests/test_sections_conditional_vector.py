@@ -4,7 +4,7 @@ and, in the paper profile, with no checkpoint present."""
 import pytest
 import torch
 
-from semantic_bottleneck import analysis
+from semantic_bottleneck.core import analysis
 from semantic_bottleneck.sections import conditional_vector as cv
 
 NAMES = ["testbed-flow-long", "testbed-ddpm-long"]  # shipped: read, not trained

@@ -4,8 +4,8 @@ and no widget without models."""
 import numpy as np
 import pytest
 
-from semantic_bottleneck import metrics
-from semantic_bottleneck.analysis import Page
+from semantic_bottleneck.core import metrics
+from semantic_bottleneck.core.analysis import Page
 from semantic_bottleneck.sections import interactive
 
 NAMES = ["testbed-flow-long", "testbed-ddpm-long"]

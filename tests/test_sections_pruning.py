@@ -4,9 +4,9 @@ sweep with known FIDs), the notices of the paper profile without inputs, and the
 import pytest
 from sweep_fakes import fake_sweep
 
-from semantic_bottleneck import sweep
-from semantic_bottleneck.plots import REAL
+from semantic_bottleneck.book.plots import REAL
 from semantic_bottleneck.sections import pruning
+from semantic_bottleneck.sweeps import run as sweep
 
 SETTINGS = dict(per_class=2, num_steps=4, last_k=1, base_seed=3)
 

@@ -9,9 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from semantic_bottleneck import analysis, claim_measures, ledger, metrics
+from semantic_bottleneck.core import analysis, metrics
 from semantic_bottleneck.sections import semantics
 from semantic_bottleneck.training import curves
+from semantic_bottleneck.verdicts import ledger, measures
 
 NAMES = ["testbed-flow-long", "testbed-ddpm-long"]  # shipped: read, not trained
 
@@ -34,7 +35,7 @@ def test_fig09_quotes_the_range_of_its_variance_table():
 def test_fig11_shows_the_ledgers_numbers_and_quotes_the_ledgers_measurement():
     page = semantics.fig11_page("testbed", NAMES, widget_class=2, n_widget_taus=3)
     fractions = page.tables["fractions"]
-    ledger_table = claim_measures.model_table(page.found)
+    ledger_table = measures.model_table(page.found)
     for column, source in semantics.FIG11_FROM_LEDGER.items():
         assert fractions[column].tolist() == ledger_table[source].tolist()
     below = [float((m.c().mean(0).abs() < 0.01).float().mean()) for m in page.found]

@@ -3,8 +3,8 @@ unsupported systems, and the ids its text quotes."""
 
 import pandas as pd
 
-from semantic_bottleneck import paper_checks
 from semantic_bottleneck.sections import verdicts
+from semantic_bottleneck.verdicts import paper_checks
 
 
 def test_whole_ids_list_each_entry_then_its_grouped_ids():

@@ -11,7 +11,7 @@ import torch
 from fakes import assert_retrains_alike
 from safetensors.torch import save_file
 
-from semantic_bottleneck import testbed
+from semantic_bottleneck.training import testbed
 from semantic_bottleneck.training.monitor import read_log
 from semantic_bottleneck.training.trainer import TrainConfig
 

@@ -8,13 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from semantic_bottleneck import analysis, book, conventions, display, ledger, sweep, testbed
-from semantic_bottleneck.book_params import resolve_parameters
+from semantic_bottleneck.book import display, runner
+from semantic_bottleneck.book.params import resolve_parameters
+from semantic_bottleneck.core import analysis, conventions
 from semantic_bottleneck.generation import cli as G_cli
 from semantic_bottleneck.generation import run as G_run
 from semantic_bottleneck.generation.rows import RowSampler
 from semantic_bottleneck.sampling import initial_t
-from semantic_bottleneck.training import curves, recipes
+from semantic_bottleneck.sweeps import run as sweep
+from semantic_bottleneck.training import curves, recipes, testbed
+from semantic_bottleneck.verdicts import ledger
 from semantic_bottleneck.zoo import FAMILIES, fetch, registry
 
 
@@ -67,7 +70,12 @@ def test_one_definition_of_families_profiles_and_testbed_models():
     assert not hasattr(analysis, "PROFILES") and not hasattr(recipes, "PROFILES")
     with pytest.raises(ValueError, match="profile must be one of"):
         conventions.check_profile("imagenet")
-    assert set(testbed.TESTBED_MODELS) == {"testbed-ddpm", "testbed-flow", "testbed-repa"}
+    assert set(testbed.TESTBED_MODELS) == {
+        "testbed-ddpm",
+        "testbed-flow",
+        "testbed-repa",
+        "testbed-continuous",
+    }
     assert testbed.testbed_config("testbed-repa") == recipes.testbed_recipe()
     assert curves.testbed_run("testbed-repa", steps=7) == recipes.testbed_recipe().__class__(
         **{**recipes.testbed_recipe().__dict__, "steps": 7}
@@ -153,7 +161,7 @@ def test_the_training_claim_is_judged_on_fig12s_headline_run(monkeypatch):
 def test_the_ledgers_table2_sweep_is_the_table2_pages(profile, layers, reader):
     overrides = None
     if layers == "tiny":
-        overrides = book.load_overrides(Path(__file__).parent / "tiny.yaml")
+        overrides = runner.load_overrides(Path(__file__).parent / "tiny.yaml")
     page = resolve_parameters("tab02-pruning-repa", profile, overrides=overrides)
     own = resolve_parameters(reader, profile, overrides=overrides)["table2"] or {}
     seen = {**resolve_parameters("tab02-pruning-repa", profile), **own}

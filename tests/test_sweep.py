@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from semantic_bottleneck import display, metrics, sweep
+from semantic_bottleneck.book import display
+from semantic_bottleneck.core import metrics
+from semantic_bottleneck.sweeps import run as sweep
 
 
 def test_paper_rows_follow_table2():

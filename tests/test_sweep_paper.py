@@ -20,8 +20,7 @@ import torch
 import torch.multiprocessing as torch_mp
 from fakes import TINY_CLIP, random_inception, tiny_clip, tiny_sd_vae
 
-from semantic_bottleneck import sweep
-from semantic_bottleneck.book_params import resolve_parameters
+from semantic_bottleneck.book.params import resolve_parameters
 from semantic_bottleneck.cli import main
 from semantic_bottleneck.evaluation.clip_score import clip_score
 from semantic_bottleneck.evaluation.fidelity import evaluate
@@ -32,6 +31,7 @@ from semantic_bottleneck.generation.decode import load_decoder
 from semantic_bottleneck.generation.npz import load_samples
 from semantic_bottleneck.generation.run import generate
 from semantic_bottleneck.sampling import balanced_labels, sample_seeds
+from semantic_bottleneck.sweeps import run as sweep
 from semantic_bottleneck.zoo import build_model, denoiser, registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,7 +191,7 @@ def test_rows_to_sample_on_a_cpu_need_allow_cpu(inputs, result):
         with pytest.raises(sweep.NeedsGPUError, match="9 of the 9 rows"):
             sweep.run_paper_sweep(NAME, sweep.paper_rows("table2"), other, inputs[1])
         shown = []
-        with mock.patch("semantic_bottleneck.pages.display", shown.append):
+        with mock.patch("semantic_bottleneck.book.pages.display", shown.append):
             assert sweep.page_sweep("paper", NAME, sweep.paper_rows("table2"), other) is None
     assert "no CUDA device" in shown[0].data
     load.assert_not_called()
@@ -200,7 +200,7 @@ def test_rows_to_sample_on_a_cpu_need_allow_cpu(inputs, result):
 def test_page_sweep_shows_the_fetch_commands_of_missing_inputs(tmp_path, monkeypatch):
     monkeypatch.setenv("SEMANTIC_BOTTLENECK_WEIGHTS", str(tmp_path))
     shown = []
-    with mock.patch("semantic_bottleneck.pages.display", shown.append):
+    with mock.patch("semantic_bottleneck.book.pages.display", shown.append):
         rows = sweep.paper_rows("table2")
         assert sweep.page_sweep("paper", "repa-sit-xl-2", rows, SETTINGS) is None
     assert "semantic-bottleneck fetch repa-sit-xl-2" in shown[0].data
@@ -309,16 +309,16 @@ PAGE_PARAMS = dict(profile="paper", per_class=3, num_steps=4, last_k=2)
 
 
 @pytest.mark.parametrize(
-    "page, table_key",
+    "page",
     [
-        ("tab02-pruning-repa", "table"),
-        ("tab03-pruning-mg-lightningdit", "tables"),
-        ("tab06-precision-recall", "frames"),
-        ("fig07-head-removal", None),
-        ("fig08-tail-removal", None),
+        "tab02-pruning-repa",
+        "tab03-pruning-mg-lightningdit",
+        "tab06-precision-recall",
+        "fig07-head-removal",
+        "fig08-tail-removal",
     ],
 )
-def test_sweep_pages_render_measured_rows_in_the_paper_profile(inputs, result, page, table_key):
+def test_sweep_pages_render_measured_rows_in_the_paper_profile(inputs, result, page):
     matplotlib.use("Agg")
     params = dict(PAGE_PARAMS, model=NAME)
     if page.startswith("tab03"):
@@ -327,12 +327,12 @@ def test_sweep_pages_render_measured_rows_in_the_paper_profile(inputs, result, p
         params["model_table3"] = NAME
     run = partial(sweep.run_paper_sweep, scoring=inputs[1], progress=False, allow_cpu=True)
     with mock.patch.object(sweep, "run_paper_sweep", run):
-        space = _run_page(page, **params)
-    if table_key is None:
-        assert space["fig"] is not None and len(space["fig"].axes) >= 3
+        shown = _run_page(page, **params)["page"]
+    if page.startswith("fig"):
+        assert shown.figures["samples"] is not None and len(shown.figures["samples"].axes) >= 3
         return
-    found = space[table_key]
-    frames = found.values() if isinstance(found, dict) else [found]
+    frames = [f for f in shown.tables.values() if f is not None]
+    assert frames
     for frame in frames:
         measured = frame.filter(like="(this run)").drop(columns=["tau (this run)"], errors="ignore")
         assert not measured.empty and np.isfinite(measured.to_numpy(dtype=float)).all()
@@ -342,7 +342,7 @@ def test_sweep_pages_render_measured_rows_in_the_paper_profile(inputs, result, p
 def test_tab02_summary_glues_measured_numbers(inputs, result):
     run = partial(sweep.run_paper_sweep, scoring=inputs[1], progress=False, allow_cpu=True)
     with mock.patch.object(sweep, "run_paper_sweep", run):
-        space = _run_page("tab02-pruning-repa", **PAGE_PARAMS, model=NAME)
+        shown = _run_page("tab02-pruning-repa", **PAGE_PARAMS, model=NAME)["page"]
     base = next(r for r in result["table"] if r["row"] == "baseline")
-    assert space["ours"].loc["baseline", "fid"] == pytest.approx(base["fid"])
-    assert json.dumps(space["ours"]["d"].tolist()) == "[32, 32, 32, 32, 32, 32, 32, 32, 32]"
+    assert shown.values["fid_base"][0] == pytest.approx(base["fid"])
+    assert shown.values["d_model"][0] == 32

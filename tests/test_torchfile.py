@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from semantic_bottleneck import conditioning, torchfile
-from semantic_bottleneck.torchfile import (
+from semantic_bottleneck.core import conditioning, torchfile
+from semantic_bottleneck.core.torchfile import (
     EMBEDDER_KEYS,
     class_conditions_numpy,
     read_index,
@@ -285,7 +285,7 @@ def test_reading_and_c_never_import_torch(tmp_path):
     torch.save(_embedders(4), path)
     script = (
         "import sys\n"
-        "from semantic_bottleneck import torchfile\n"
+        "from semantic_bottleneck.core import torchfile\n"
         "c = torchfile.class_conditions_numpy(torchfile.read_tensors(sys.argv[1], "
         "torchfile.EMBEDDER_KEYS), 999)\n"
         "print(c.shape, 'torch' in sys.modules)\n"

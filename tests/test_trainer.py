@@ -4,7 +4,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from semantic_bottleneck import metrics, testbed
+from semantic_bottleneck.core import metrics
+from semantic_bottleneck.training import testbed
 from semantic_bottleneck.training.monitor import (
     c_statistics,
     class_conditions,

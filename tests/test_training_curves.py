@@ -2,11 +2,11 @@
 
 import pytest
 
-from semantic_bottleneck.cache import cache_root
-from semantic_bottleneck.testbed import trained
+from semantic_bottleneck.book.cache import cache_root
 from semantic_bottleneck.training import curves
 from semantic_bottleneck.training.config import TrainConfig
 from semantic_bottleneck.training.monitor import read_log
+from semantic_bottleneck.training.testbed import trained
 
 FLOW = dict(family="sit", objective="repa", learn_sigma=False, hidden_size=32, depth=1,
             num_heads=2, batch_size=8, log_every=2)  # fmt: skip

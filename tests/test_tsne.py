@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from semantic_bottleneck import tsne
+from semantic_bottleneck.core import tsne
 
 
 def _c(n: int = 10, d: int = 32, seed: int = 0) -> np.ndarray:

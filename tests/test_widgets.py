@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from semantic_bottleneck.widgets import (
+from semantic_bottleneck.book.widgets import (
     MAX_STATES,
     PANEL_DPI,
     PANEL_SIZE,
@@ -119,7 +119,7 @@ def test_threshold_explorer_by_model_has_a_linked_dropdown():
 def test_pruning_explorer_has_one_state_per_model_and_tau_linked_to_its_controls():
     import torch
 
-    from semantic_bottleneck.widgets import pruned_panels_png, pruning_explorer
+    from semantic_bottleneck.book.widgets import pruned_panels_png, pruning_explorer
 
     torch.manual_seed(0)
     c = torch.randn(6, 32)

@@ -15,9 +15,9 @@ COMMANDS = {
     "fetch": "semantic_bottleneck.zoo.fetch",
     "inputs": "semantic_bottleneck.zoo.fetch",
     "train": "semantic_bottleneck.training.cli",
-    "book": "semantic_bottleneck.book",
+    "book": "semantic_bottleneck.book.runner",
     "generate": "semantic_bottleneck.generation.cli",
-    "sweep": "semantic_bottleneck.sweep",
+    "sweep": "semantic_bottleneck.sweeps.run",
 }
 
 

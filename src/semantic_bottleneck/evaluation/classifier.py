@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from semantic_bottleneck.cache import cached
+from semantic_bottleneck.book.cache import cached
 from semantic_bottleneck.training.data import DIGITS_CLASSES, DIGITS_SIZE, digits
 
 TOKENS = (DIGITS_SIZE // 2) ** 2  # one per 2x2 patch of the 8x8 image: 16

@@ -32,7 +32,7 @@ from semantic_bottleneck.sampling.pruning import (
     check_settings,
     check_spec,
 )
-from semantic_bottleneck.testbed import load_trained, testbed_config, testbed_source
+from semantic_bottleneck.training.testbed import load_trained, testbed_config, testbed_source
 from semantic_bottleneck.zoo import denoiser
 
 from .decode import DIGITS, LATENT_CHANNELS, SD_VAES, VAVAE, MissingAssetError, load_decoder

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from semantic_bottleneck import sampling
-from semantic_bottleneck.ranks import barrier, rank_and_world
+from semantic_bottleneck.generation.ranks import barrier, rank_and_world
 from semantic_bottleneck.sampling.common import steps_iter
 from semantic_bottleneck.sampling.pruning import ConditionFn, PruneHook, PruneSpec
 from semantic_bottleneck.zoo import FAMILIES

@@ -24,7 +24,7 @@ from numbers import Integral, Real
 import torch
 from torch import Tensor
 
-from .. import metrics
+from semantic_bottleneck.core import metrics
 
 SIDES = ("tail", "head")
 SCHEDULES = ("every", "initial", "last_k")

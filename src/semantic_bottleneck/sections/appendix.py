@@ -9,10 +9,12 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from semantic_bottleneck import adaln_cost, analysis, schematic, sweep, testbed
-from semantic_bottleneck.adaln_cost import Modulation
-from semantic_bottleneck.analysis import Page
+from semantic_bottleneck.core import adaln_cost, analysis, schematic
+from semantic_bottleneck.core.adaln_cost import Modulation
+from semantic_bottleneck.core.analysis import Page
 from semantic_bottleneck.sections.pruning import settings_of, sweep_outcome
+from semantic_bottleneck.sweeps import run as sweep
+from semantic_bottleneck.training import testbed
 
 TABLE4_COLUMNS = ["cosine_yt", "npr_yt", "cosine_y", "npr_y"]  # compared with the paper's
 
@@ -37,14 +39,16 @@ def tab04_page(profile: str, models: list[str], train_steps: int | None = None) 
 
 # Table 6's rows and the columns it adds to Tables 2 and 3
 TABLE6_ROWS = ["baseline", "tail 0.01 t_0", "tail 0.01 t_{n-k,n}"]
-TABLE6_COLUMNS = "precision|recall|fid"  # a regex over the columns of `sweep.rows_beside_paper`
+TABLE6_COLUMNS = (
+    "precision|recall|fid"  # a regex over the columns of `sweeps.run.rows_beside_paper`
+)
 # page table key -> (the paper's table, its model) of the sweeps Table 6 reads
 TABLE6_SOURCES = {"table2": ("table2", "REPA"), "table3": ("table3", "MG")}
 
 
 def precision_drop(frames: list[pd.DataFrame]) -> float | None:
     """The most negative precision change of a pruned Table 6 row against its baseline, over
-    the given tables (`sweep.rows_beside_paper` rows; None when there are none)."""
+    the given tables (`sweeps.run.rows_beside_paper` rows; None when there are none)."""
     drops = []
     for f in frames:
         ours = f["precision (this run)"]

@@ -9,8 +9,10 @@ from __future__ import annotations
 import pandas as pd
 from torch import Tensor
 
-from semantic_bottleneck import analysis, paper, plots, schematic
-from semantic_bottleneck.analysis import Page
+from semantic_bottleneck.book import plots
+from semantic_bottleneck.core import analysis, schematic
+from semantic_bottleneck.core.analysis import Page
+from semantic_bottleneck.verdicts import paper
 
 TOP_DIMS = 10  # Fig. 6: the dimensions whose share of the L1 mass of c is quoted
 TOP_SHARE = f"top-{TOP_DIMS} share of |c|₁"  # its column in the Fig. 6 table

@@ -14,11 +14,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from semantic_bottleneck import analysis, metrics, paper, plots
-from semantic_bottleneck.analysis import Page
-from semantic_bottleneck.conventions import check_profile
-from semantic_bottleneck.sweep_continuous import TABLE7_ROWS, run_continuous_sweep
-from semantic_bottleneck.sweep_spec import SweepSettings
+from semantic_bottleneck.book import plots
+from semantic_bottleneck.core import analysis, metrics
+from semantic_bottleneck.core.analysis import Page
+from semantic_bottleneck.core.conventions import check_profile
+from semantic_bottleneck.sweeps.continuous import TABLE7_ROWS, run_continuous_sweep
+from semantic_bottleneck.sweeps.spec import SweepSettings
+from semantic_bottleneck.verdicts import paper
 
 PAPER_PROFILE_NOTE = (
     "The paper profile has no continuous-condition system yet: X-MDPT, MDSGen, SD3 and AudioLDM "

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from semantic_bottleneck import analysis, widgets
-from semantic_bottleneck.analysis import Page
+from semantic_bottleneck.book import widgets
+from semantic_bottleneck.core import analysis
+from semantic_bottleneck.core.analysis import Page
 
 TAU_RANGE = (-3, 1)  # the sliders' tau from 1e-3 to 10 (log-spaced)
 

@@ -1,6 +1,6 @@
 """The pages of Section 5, on generation with a pruned c (Tables 2 and 3, Figs. 7 and 8).
 
-Each reads a pruning sweep (`sweep`): in the testbed profile sampled from a testbed model and
+Each reads a pruning sweep (`sweeps.run`): in the testbed profile sampled from a testbed model and
 cached; in the paper profile read from the cache the `semantic-bottleneck sweep` command fills,
 or, when an input or the rows are absent, nothing but the notice naming what is missing.
 """
@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from semantic_bottleneck import plots, sweep
-from semantic_bottleneck.analysis import Missing, Page
-from semantic_bottleneck.conventions import check_profile
-from semantic_bottleneck.sweep_spec import SweepRow, SweepSettings
+from semantic_bottleneck.book import plots
+from semantic_bottleneck.core.analysis import Missing, Page
+from semantic_bottleneck.core.conventions import check_profile
+from semantic_bottleneck.sweeps import run as sweep
+from semantic_bottleneck.sweeps.spec import SweepRow, SweepSettings
 
-# the rows the figures draw, in order (labels of `sweep.paper_rows("table2")`)
+# the rows the figures draw, in order (labels of `sweeps.run.paper_rows("table2")`)
 HEAD_ROWS = ["baseline", "head 5 t_i", "head 1 t_i"]
 TAIL_ROWS = ["baseline", "tail 0.01 t_i", "tail 0.02 t_i", "tail 0.05 t_i", "tail 5 t_i"]
 # Table 2's summary: glue name -> the row whose FID it quotes
@@ -53,10 +54,10 @@ def sweep_outcome(
     settings: SweepSettings,
     train_steps: int | None = None,
 ) -> SweepOutcome:
-    """The sweep behind a page, as `sweep.page_sweep` reads it, with its notices returned
+    """The sweep behind a page, as `sweeps.run.page_sweep` reads it, with its notices returned
     instead of displayed (`pages.start` shows them at the top of the page).
 
-    Testbed: `sweep.run_testbed_sweep` (sampled now or cached). Paper: `sweep.run_paper_sweep`
+    Testbed: `sweeps.run.run_testbed_sweep` (sampled now or cached). Paper: `sweeps.run.run_paper_sweep`
     when every input is in the weights cache, and then only if the rows are cached or a GPU is
     there; otherwise result None with the missing inputs or the reason as a note.
     """
@@ -91,7 +92,7 @@ def tab02_page(
 ) -> Page:
     """Table 2: the REPA rows of the sweep beside the paper's.
 
-    Tables: rows (`sweep.rows_beside_paper`; None without a result). Values: fid_base, fid_t0,
+    Tables: rows (`sweeps.run.rows_beside_paper`; None without a result). Values: fid_base, fid_t0,
     fid_066, fid_head8 (`TABLE2_FIDS`), removed_066 (mean dims removed in the 66% row) and
     d_model (the width of c).
     """
@@ -139,7 +140,7 @@ def tab03_page(
     """Table 3: the MG and LightningDiT rows, each measured when its model is named and its
     sweep could be read, beside the paper's (the paper's rows alone otherwise).
 
-    Tables: MG, LightningDiT (`sweep.rows_beside_paper`). Values: worst_ratio
+    Tables: MG, LightningDiT (`sweeps.run.rows_beside_paper`). Values: worst_ratio
     (`worst_fid_ratio` over the measured models).
     """
     settings = settings_of(per_class, num_steps, last_k, base_seed)

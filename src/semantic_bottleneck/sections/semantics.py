@@ -13,10 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from semantic_bottleneck import analysis, claim_measures, mechanism, metrics, plots, tsne
-from semantic_bottleneck.analysis import Page
-from semantic_bottleneck.book_params import find_root
-from semantic_bottleneck.scale_study import (
+from semantic_bottleneck.book import plots
+from semantic_bottleneck.book.params import find_root
+from semantic_bottleneck.book.widgets import threshold_explorer_by_model
+from semantic_bottleneck.core import analysis, mechanism, metrics, tsne
+from semantic_bottleneck.core.analysis import Page
+from semantic_bottleneck.sections.interactive import InteractivePage
+from semantic_bottleneck.training import curves, runs
+from semantic_bottleneck.training.scale_study import (
     RECORDS,
     class_count_table,
     end_table,
@@ -25,9 +29,7 @@ from semantic_bottleneck.scale_study import (
     scale_figure,
     scale_runs,
 )
-from semantic_bottleneck.sections.interactive import InteractivePage
-from semantic_bottleneck.training import curves, runs
-from semantic_bottleneck.widgets import threshold_explorer_by_model
+from semantic_bottleneck.verdicts import measures
 
 # ----------------------------------------------------------------------------- Fig. 9
 
@@ -60,7 +62,7 @@ def fig09_page(
 
 # ----------------------------------------------------------------------------- Fig. 11
 
-# Fig. 11's table: its column -> the column of `claim_measures.model_table` it shows
+# Fig. 11's table: its column -> the column of `verdicts.measures.model_table` it shows
 FIG11_FROM_LEDGER = {
     "per class: s_tail(0.01)": "s_tail_0_01",
     "mean c: frac < 0.02": "mean_c_below_0_02",
@@ -73,7 +75,7 @@ def threshold_table(found: list[analysis.ModelC], ledger: pd.DataFrame) -> pd.Da
     s_tail(0.01) per class (mean over classes).
 
     The last two are read from `ledger`, the claims ledger's own table of the same models
-    (`claim_measures.model_table(found)`), so that the page and the ledger quote one
+    (`verdicts.measures.model_table(found)`), so that the page and the ledger quote one
     computation; the first, which the ledger does not measure, is computed here.
     """
     below = [float(metrics.sparsity_ratio(m.c().mean(0), 0.01, "tail")) for m in found]
@@ -104,10 +106,10 @@ def fig11_page(
     curves_by_model = {
         m.label: metrics.dimension_threshold_curve(m.c().mean(0), taus) for m in found
     }
-    ledger_table = claim_measures.model_table(found)
+    ledger_table = measures.model_table(found)
     fractions = threshold_table(found, ledger_table)
     # the value the ledger judges the threshold claim on (ledger.claim_specs)
-    ledger = claim_measures.median_over(ledger_table, "mean_c_below_0_02", "{:.3f}")
+    ledger = measures.median_over(ledger_table, "mean_c_below_0_02", "{:.3f}")
     explorer = (
         threshold_explorer_by_model(
             {m.label: m.c()[widget_class] for m in found}, np.logspace(-3, 1, n_widget_taus)

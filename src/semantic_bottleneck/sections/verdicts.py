@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from semantic_bottleneck import paper_checks
-from semantic_bottleneck.analysis import Page
-from semantic_bottleneck.ledger import markdown_table
+from semantic_bottleneck.core.analysis import Page
+from semantic_bottleneck.verdicts import paper_checks
+from semantic_bottleneck.verdicts.ledger import markdown_table
 
 INVENTORY_COLUMNS = ["id", "also", "content", "scope", "why"]
 

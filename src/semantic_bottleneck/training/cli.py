@@ -21,13 +21,13 @@ import os
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from semantic_bottleneck import plots
-from semantic_bottleneck.conventions import PROFILES
-from semantic_bottleneck.testbed import TESTBED_NAMES, curve_summary, testbed_config
+from semantic_bottleneck.book import plots
+from semantic_bottleneck.core.conventions import PROFILES
 from semantic_bottleneck.training.imagenet import prepare_imagenet
 from semantic_bottleneck.training.monitor import read_log
 from semantic_bottleneck.training.recipes import repa_config
 from semantic_bottleneck.training.runs import record_run
+from semantic_bottleneck.training.testbed import TESTBED_NAMES, curve_summary, testbed_config
 from semantic_bottleneck.training.trainer import TrainConfig, train
 
 # rolling checkpoint interval per profile (steps): a few seconds of CPU, about 15 GPU minutes

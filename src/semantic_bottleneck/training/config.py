@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from semantic_bottleneck.conventions import convention
+from semantic_bottleneck.core.conventions import convention
 from semantic_bottleneck.training.data import THUMBNAIL
 from semantic_bottleneck.training.repa import ENCODERS, default_encoder_depth
 

@@ -14,16 +14,16 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from semantic_bottleneck.cache import cache_root, params_key
-from semantic_bottleneck.testbed import (
+from semantic_bottleneck.book.cache import cache_root, params_key
+from semantic_bottleneck.training.monitor import read_log
+from semantic_bottleneck.training.runs import describe_scale, recorded_runs
+from semantic_bottleneck.training.testbed import (
     curve_summary,
     shipped_models,
     testbed_config,
     tier_name,
     trained,
 )
-from semantic_bottleneck.training.monitor import read_log
-from semantic_bottleneck.training.runs import describe_scale, recorded_runs
 from semantic_bottleneck.training.trainer import TrainConfig
 
 KIND = "testbed-model"  # artifact kind of `testbed.trained`

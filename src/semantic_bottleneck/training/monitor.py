@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from semantic_bottleneck import metrics
-from semantic_bottleneck.conventions import TimeConvention
+from semantic_bottleneck.core import metrics
+from semantic_bottleneck.core.conventions import TimeConvention
 
 TOP_K = 10  # the head whose share of |c| is logged
 

@@ -16,7 +16,7 @@ book/method.md#method-testbed).
 
 from __future__ import annotations
 
-from semantic_bottleneck.conventions import check_profile
+from semantic_bottleneck.core.conventions import check_profile
 from semantic_bottleneck.evaluation.classifier import ClassifierConfig
 from semantic_bottleneck.training.repa import default_encoder_depth
 from semantic_bottleneck.training.trainer import TrainConfig, with_overrides

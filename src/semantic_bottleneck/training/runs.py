@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from semantic_bottleneck.book_params import find_root
-from semantic_bottleneck.provenance import cpu_name, git_commit
+from semantic_bottleneck.book.params import find_root
+from semantic_bottleneck.book.provenance import cpu_name, git_commit
 from semantic_bottleneck.training.monitor import read_log
 from semantic_bottleneck.zoo.checkpoint import save_atomic
 

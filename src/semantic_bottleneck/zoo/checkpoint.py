@@ -30,7 +30,7 @@ from typing import BinaryIO
 import torch
 from torch import Tensor, nn
 
-from semantic_bottleneck.torchfile import (
+from semantic_bottleneck.core.torchfile import (
     DDP_PREFIX,
     CheckpointError,
     UnsafeCheckpointError,

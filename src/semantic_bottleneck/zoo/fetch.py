@@ -43,7 +43,7 @@ from typing import NamedTuple
 from tqdm.auto import tqdm
 
 from semantic_bottleneck import __version__
-from semantic_bottleneck.torchfile import CheckpointError, UnsafeCheckpointError
+from semantic_bottleneck.core.torchfile import CheckpointError, UnsafeCheckpointError
 from semantic_bottleneck.zoo import ranged, registry
 from semantic_bottleneck.zoo.checkpoint import atomic_write, fsync_dir
 from semantic_bottleneck.zoo.registry import CheckpointEntry, Entry

@@ -40,7 +40,7 @@ from typing import BinaryIO
 import numpy as np
 
 from semantic_bottleneck import __version__
-from semantic_bottleneck.torchfile import (
+from semantic_bottleneck.core.torchfile import (
     EMBEDDER_KEYS,
     CheckpointError,
     TensorRef,

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-from semantic_bottleneck.conventions import CONVENTIONS, TimeConvention
+from semantic_bottleneck.core.conventions import CONVENTIONS, TimeConvention
 from semantic_bottleneck.zoo import FAMILIES
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 from torch import Tensor
 
-from semantic_bottleneck import conditioning, metrics
-from semantic_bottleneck.conventions import TimeConvention, check_profile
-from semantic_bottleneck.paper import PAPER_MODEL_NAMES
-from semantic_bottleneck.testbed import is_continuous, load_trained, testbed_config
+from semantic_bottleneck.core import conditioning, metrics
+from semantic_bottleneck.core.conventions import TimeConvention, check_profile
+from semantic_bottleneck.training.testbed import is_continuous, load_trained, testbed_config
+from semantic_bottleneck.verdicts.paper import PAPER_MODEL_NAMES
 from semantic_bottleneck.zoo import fetch, registry
 
 

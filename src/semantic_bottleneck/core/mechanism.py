@@ -21,12 +21,14 @@ import numpy as np
 import pandas as pd
 from torch import Tensor
 
-from semantic_bottleneck import display, metrics, sampling
-from semantic_bottleneck.analysis import ModelC
+from semantic_bottleneck import sampling
+from semantic_bottleneck.book import display
+from semantic_bottleneck.book.plots import PAPER_MARK
+from semantic_bottleneck.core import metrics
+from semantic_bottleneck.core.analysis import ModelC
 from semantic_bottleneck.generation.source import checkpoint_source
-from semantic_bottleneck.paper import paper_table
-from semantic_bottleneck.plots import PAPER_MARK
-from semantic_bottleneck.testbed import testbed_source
+from semantic_bottleneck.training.testbed import testbed_source
+from semantic_bottleneck.verdicts.paper import paper_table
 
 TOP_K = 10
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from semantic_bottleneck.torchfile import EMBEDDER_KEYS  # defined where torch is not imported
+from semantic_bottleneck.core.torchfile import EMBEDDER_KEYS  # defined where torch is not imported
 from semantic_bottleneck.zoo import fetch, ranged, registry
 from semantic_bottleneck.zoo.checkpoint import load_state_dict, save_atomic
 from semantic_bottleneck.zoo.dit import ConditionSetModel, timestep_embedding

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from semantic_bottleneck.book_params import _toc_files, load_yaml
+from semantic_bottleneck.book.params import _toc_files, load_yaml
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -13,7 +13,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from semantic_bottleneck import display, metrics, paper
+from semantic_bottleneck.book import display
+from semantic_bottleneck.core import metrics
+from semantic_bottleneck.verdicts import paper
 
 sns.set_theme(style="whitegrid", context="notebook")
 PAPER_MARK = dict(color="0.35", ls="--", lw=1.0)  # the paper's values in every figure

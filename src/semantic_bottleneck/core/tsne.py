@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from semantic_bottleneck import metrics
+from semantic_bottleneck.core import metrics
 
 VARIANTS = ("full", "head only", "tail only", "deep tail only")
 MAX_PERPLEXITY = 30.0  # scikit-learn's default, used whenever there are enough classes

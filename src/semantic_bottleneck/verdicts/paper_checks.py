@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from semantic_bottleneck import analysis, metrics, paper
-from semantic_bottleneck.claim_measures import Measurement
+from semantic_bottleneck.core import analysis, metrics
+from semantic_bottleneck.verdicts import paper
+from semantic_bottleneck.verdicts.measures import Measurement
 
 # The systems of the paper that this project has no model class or checkpoint for.
 SYSTEMS = {

@@ -1,7 +1,7 @@
 """The claims ledger: every text claim of the paper, a measured value, and a verdict decided by code.
 
 Each claim of `data/paper_values.yaml` has a `Claim` spec: what to measure (a function of the
-per-model table `claim_measures.model_table` and the training logs), the paper's bound (read from the YAML),
+per-model table `verdicts.measures.model_table` and the training logs), the paper's bound (read from the YAML),
 and a tolerance `Rule` that turns the measured value into one of
 
 - "reproduced": the measured value meets the paper's bound;
@@ -23,8 +23,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from semantic_bottleneck import analysis, paper, paper_checks, sweep
-from semantic_bottleneck.claim_measures import (
+from semantic_bottleneck.book.provenance import build_info
+from semantic_bottleneck.core import analysis
+from semantic_bottleneck.core.conventions import check_profile
+from semantic_bottleneck.sweeps import run as sweep
+from semantic_bottleneck.training.curves import REPA_TESTBED, headline_logs
+from semantic_bottleneck.training.testbed import TIERS, split_tier, testbed_config, tier_name
+from semantic_bottleneck.verdicts import paper, paper_checks
+from semantic_bottleneck.verdicts.measures import (
     PAPER_D,
     Measurement,
     dit_max_abs,
@@ -35,8 +41,7 @@ from semantic_bottleneck.claim_measures import (
     model_table,
     npr_decline,
 )
-from semantic_bottleneck.conventions import check_profile
-from semantic_bottleneck.ledger_rules import (
+from semantic_bottleneck.verdicts.rules import (
     NOT_TESTED,
     AtLeast,
     AtMost,
@@ -45,9 +50,6 @@ from semantic_bottleneck.ledger_rules import (
     InRange,
     Rule,
 )
-from semantic_bottleneck.provenance import build_info
-from semantic_bottleneck.testbed import TIERS, split_tier, testbed_config, tier_name
-from semantic_bottleneck.training.curves import REPA_TESTBED, headline_logs
 
 
 @dataclass(frozen=True)
@@ -365,7 +367,7 @@ def ledger_inputs(
     """The ledger's inputs in a profile (and testbed tier), exactly as the pages show them.
 
     The evaluation claims come from the Table 2 page's sweep, run with that page's parameters in
-    this profile (`sweep.page_settings`): on the testbed it is sampled (or read from
+    this profile (`sweeps.run.page_settings`): on the testbed it is sampled (or read from
     the cache), in the paper profile only rows the page already cached are read, so the ledger
     never starts GPU sampling. The training claim is judged on Fig 12's headline run.
 

@@ -1,6 +1,6 @@
 """Run the section notebooks with papermill and build the Jupyter Book.
 
-`notebooks/<name>.ipynb` runs, with the parameters `book_params.resolve_parameters` gives it, into
+`notebooks/<name>.ipynb` runs, with the parameters `book.params.resolve_parameters` gives it, into
 `book/generated/<name>.ipynb`, the page `_toc.yml` lists; the book renders these executed pages
 as they are (`execute_notebooks: "off"`) and builds with `-W`, so a missing or broken page fails
 the build instead of leaving a hole. `semantic-bottleneck book run | build | all` drives it, and
@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from semantic_bottleneck.book_browser import (
+from semantic_bottleneck.book.browser import (
     chromium_path,
     dump_dom,
     page_report,
@@ -31,7 +31,7 @@ from semantic_bottleneck.book_browser import (
     screenshot,
     toc_pages,
 )
-from semantic_bottleneck.book_params import (
+from semantic_bottleneck.book.params import (
     GENERATED,
     NOTEBOOKS,
     Layers,
@@ -141,7 +141,7 @@ def run_key(root: Path, name: str, profile: str, parameters: Mapping[str, Any]) 
     h = hashlib.sha256()
     h.update((root / NOTEBOOKS / f"{name}.ipynb").read_bytes())
     h.update(json.dumps({"profile": profile, "params": parameters}, sort_keys=True).encode())
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     for path in sorted([*package.rglob("*.py"), *package.rglob("*.json")]):
         h.update(str(path.relative_to(package)).encode())
         h.update(path.read_bytes())

@@ -4,7 +4,7 @@ the digit its condition was taken from (PSNR, SSIM) and the set of samples again
 
 The paper's Table 7 prunes X-MDPT's c at tau = 0.1, which removes 40% of its 1024 dimensions; the
 schedule is not stated. Here each row removes the same fraction of the testbed's d (tau matched as
-in the class-conditional sweeps, `sweep_spec.matched_tau`), under each of the three schedules, with
+in the class-conditional sweeps, `sweeps.spec.matched_tau`), under each of the three schedules, with
 a head-removal row as the control that pruning the large coordinates does matter. Every row uses
 the same conditions and noise seeds as the baseline, so differences are paired.
 """
@@ -16,21 +16,21 @@ import json
 import numpy as np
 import torch
 
-from semantic_bottleneck.cache import cached
+from semantic_bottleneck.book.cache import cached
 from semantic_bottleneck.evaluation.fidelity import evaluate, to_adm_images
 from semantic_bottleneck.evaluation.reconstruction import mean_interval, pair_scores
 from semantic_bottleneck.generation.decode import decode_digits
 from semantic_bottleneck.generation.run import generate
 from semantic_bottleneck.sampling import balanced_labels, initial_t, sample_seeds
-from semantic_bottleneck.sweep_spec import SweepRow, SweepSettings, removed_summary, spec_table
-from semantic_bottleneck.testbed import (
+from semantic_bottleneck.sweeps.spec import SweepRow, SweepSettings, removed_summary, spec_table
+from semantic_bottleneck.training.data import condition_set
+from semantic_bottleneck.training.testbed import (
     is_continuous,
     load_trained,
     testbed_config,
     testbed_source,
     trained,
 )
-from semantic_bottleneck.training.data import condition_set
 from semantic_bottleneck.zoo import denoiser
 
 XMDPT_D = 1024  # width of X-MDPT-L's c, the model of the paper's Table 7

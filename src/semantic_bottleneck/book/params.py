@@ -65,7 +65,7 @@ def find_root(start: str | Path | None = None) -> Path:
     Returns:
         The absolute root path. Raises ValueError when no `_toc.yml` is found.
     """
-    checkout = Path(__file__).resolve().parents[2]
+    checkout = Path(__file__).resolve().parents[3]
     if start is None and (checkout / "_toc.yml").is_file():
         return checkout
     base = Path.cwd() if start is None else Path(start)

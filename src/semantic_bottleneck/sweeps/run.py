@@ -1,7 +1,7 @@
 """The pruning sweeps of Sec. 5 (Tables 2, 3, 6): run them, cached, and set them beside the paper.
 
-The rows are defined in `sweep_spec` (the paper's rows, matched to the testbed's d); the testbed
-rows are produced by `sweep_testbed`, the paper-profile rows by `generation.rows` (samples) and
+The rows are defined in `sweeps.spec` (the paper's rows, matched to the testbed's d); the testbed
+rows are produced by `sweeps.testbed`, the paper-profile rows by `generation.rows` (samples) and
 `evaluation.scores` (scores), each cached under its own artifact kind. This module runs them
 for a page or the `semantic-bottleneck sweep` command and shows them beside the paper's rows.
 """
@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from semantic_bottleneck import pages, paper
-from semantic_bottleneck.analysis import Missing
-from semantic_bottleneck.book_params import resolve_parameters
-from semantic_bottleneck.cache import cached, cached_on_ranks, lookup
-from semantic_bottleneck.conventions import check_profile
-from semantic_bottleneck.display import readable
+from semantic_bottleneck.book import pages
+from semantic_bottleneck.book.cache import cached, cached_on_ranks, lookup
+from semantic_bottleneck.book.display import readable
+from semantic_bottleneck.book.params import resolve_parameters
+from semantic_bottleneck.book.plots import REAL
+from semantic_bottleneck.core.analysis import Missing
+from semantic_bottleneck.core.conventions import check_profile
 from semantic_bottleneck.evaluation.clip_score import (
     DEFAULT_MODEL,
     DEFAULT_PRETRAINED,
@@ -33,9 +34,8 @@ from semantic_bottleneck.generation.cli import default_device, init_distributed,
 from semantic_bottleneck.generation.npz import load_samples
 from semantic_bottleneck.generation.rows import RowSampler
 from semantic_bottleneck.generation.run import rank_and_world
-from semantic_bottleneck.plots import REAL
 from semantic_bottleneck.sampling import balanced_labels, sample_seeds
-from semantic_bottleneck.sweep_spec import (
+from semantic_bottleneck.sweeps.spec import (
     GRID_CLASSES,
     SCHEDULE_NAMES,
     SweepRow,
@@ -49,9 +49,10 @@ from semantic_bottleneck.sweep_spec import (
     result_row,
     spec_table,
 )
-from semantic_bottleneck.sweep_testbed import testbed_sweep
-from semantic_bottleneck.testbed import testbed_config, trained
+from semantic_bottleneck.sweeps.testbed import testbed_sweep
 from semantic_bottleneck.training.data import digits
+from semantic_bottleneck.training.testbed import testbed_config, trained
+from semantic_bottleneck.verdicts import paper
 from semantic_bottleneck.zoo import fetch, registry
 
 __all__ = [
@@ -414,7 +415,7 @@ def _cmd_sweep(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    """Register the `sweep` subcommand."""
+    """Register the `sweeps.run` subcommand."""
     p = subparsers.add_parser(
         "sweep",
         help="sample and score a pruning table from an official checkpoint into the cache the "

@@ -13,12 +13,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from semantic_bottleneck import display
-from semantic_bottleneck.book_params import find_root
-from semantic_bottleneck.paper import claim, paper_table
+from semantic_bottleneck.book import display
+from semantic_bottleneck.book.params import find_root
 from semantic_bottleneck.training.config import DATASETS
 from semantic_bottleneck.training.data import DIGITS_CLASSES
 from semantic_bottleneck.training.runs import recorded_runs
+from semantic_bottleneck.verdicts.paper import claim, paper_table
 
 RECORDS = "data/scale"
 # the statistics drawn: monitor log key -> value key of the book's tables (`display`)

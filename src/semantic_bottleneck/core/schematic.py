@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from semantic_bottleneck.testbed import testbed_config
+from semantic_bottleneck.training.testbed import testbed_config
 from semantic_bottleneck.zoo import build_model, registry
 
 # `<prefix>.<index>.adaLN_modulation.1.weight` in blocks, `final_layer.adaLN_modulation.1.weight`

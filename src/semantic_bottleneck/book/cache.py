@@ -26,18 +26,18 @@ from dataclasses import asdict, is_dataclass
 from functools import cache
 from pathlib import Path
 
-from semantic_bottleneck.ranks import barrier, rank_and_world
+from semantic_bottleneck.generation.ranks import barrier, rank_and_world
 
 ENV_VAR = "SEMANTIC_BOTTLENECK_CACHE"
 PACKAGE = "semantic_bottleneck"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 # artifact kind -> the modules whose functions produce it (their imports are followed)
 PRODUCERS: dict[str, tuple[str, ...]] = {
     "testbed-model": ("semantic_bottleneck.training.trainer",),
     "digits-classifier": ("semantic_bottleneck.evaluation.classifier",),
-    "pruning-sweep": ("semantic_bottleneck.sweep_testbed",),
-    "continuous-sweep": ("semantic_bottleneck.sweep_continuous",),
+    "pruning-sweep": ("semantic_bottleneck.sweeps.testbed",),
+    "continuous-sweep": ("semantic_bottleneck.sweeps.continuous",),
     "paper-samples": ("semantic_bottleneck.generation.rows",),
     "paper-scores": ("semantic_bottleneck.evaluation.scores",),
 }

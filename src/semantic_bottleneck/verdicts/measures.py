@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from semantic_bottleneck import analysis, metrics, paper
-from semantic_bottleneck.testbed import curve_summary
+from semantic_bottleneck.core import analysis, metrics
+from semantic_bottleneck.training.testbed import curve_summary
+from semantic_bottleneck.verdicts import paper
 
 PAPER_D = 1152  # the width the paper's dimension counts refer to
 

@@ -7,8 +7,8 @@ paper profile a row prunes with the paper's own tau. In the testbed profile d is
 the removed count matches it (head: "a handful of head dimensions"), and both tau and the count
 are reported. Baseline and pruned runs share labels and noise seeds (paired comparison).
 
-Nothing here samples or scores: the producers (`sweep_testbed`, `generation.rows`,
-`evaluation.scores`) and the tables (`sweep`) build on these definitions.
+Nothing here samples or scores: the producers (`sweeps.testbed`, `generation.rows`,
+`evaluation.scores`) and the tables (`sweeps.run`) build on these definitions.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from semantic_bottleneck import metrics, paper
+from semantic_bottleneck.core import metrics
 from semantic_bottleneck.sampling import PruneSpec
+from semantic_bottleneck.verdicts import paper
 
 
 @dataclass(frozen=True)

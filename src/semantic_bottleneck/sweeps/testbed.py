@@ -1,6 +1,6 @@
 """The testbed pruning sweep's producer: sample every row from a testbed model and score it.
 
-Kept apart from the tables and pages (`sweep`) so that the artifact cache keys these rows by the
+Kept apart from the tables and pages (`sweeps.run`) so that the artifact cache keys these rows by the
 code that samples and scores them, and by nothing that only shows them.
 """
 
@@ -13,14 +13,14 @@ from semantic_bottleneck.evaluation.fidelity import evaluate
 from semantic_bottleneck.generation.decode import decode_digits
 from semantic_bottleneck.generation.run import generate
 from semantic_bottleneck.sampling import balanced_labels, initial_t, sample_seeds
-from semantic_bottleneck.sweep_spec import (
+from semantic_bottleneck.sweeps.spec import (
     SweepRow,
     SweepSettings,
     class_grid,
     result_row,
     spec_table,
 )
-from semantic_bottleneck.testbed import load_trained, testbed_config, testbed_source
+from semantic_bottleneck.training.testbed import load_trained, testbed_config, testbed_source
 from semantic_bottleneck.zoo import denoiser
 
 
@@ -29,7 +29,7 @@ def testbed_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, **tr
 
     Args:
         name: testbed model.
-        rows: the paper's rows, matched to the model's d (`sweep_spec.spec_table`).
+        rows: the paper's rows, matched to the model's d (`sweeps.spec.spec_table`).
         settings: sampling settings.
         **train: overrides of the model's training config.
 

@@ -11,9 +11,9 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 from pandas.io.formats.style import Styler
 
-from semantic_bottleneck import paper
-from semantic_bottleneck.analysis import Missing, missing_notice
-from semantic_bottleneck.display import table
+from semantic_bottleneck.book.display import table
+from semantic_bottleneck.core.analysis import Missing, missing_notice
+from semantic_bottleneck.verdicts import paper
 
 
 def start(page) -> None:

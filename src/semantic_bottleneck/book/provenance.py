@@ -38,7 +38,7 @@ def build_info(profile: str) -> dict[str, str]:
 
 def git_commit(root: Path | None = None) -> dict:
     """{"commit": sha or "unknown", "dirty": bool or None} of the checkout holding this package."""
-    root = root or Path(__file__).resolve().parents[2]
+    root = root or Path(__file__).resolve().parents[3]
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10

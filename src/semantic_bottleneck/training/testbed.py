@@ -16,8 +16,8 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from semantic_bottleneck.book_params import find_root
-from semantic_bottleneck.cache import cached
+from semantic_bottleneck.book.cache import cached
+from semantic_bottleneck.book.params import find_root
 from semantic_bottleneck.generation.decode import DIGITS
 from semantic_bottleneck.generation.source import ModelSource
 from semantic_bottleneck.training.data import DIGITS_SIZE, condition_inputs

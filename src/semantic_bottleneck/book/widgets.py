@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from semantic_bottleneck.metrics import (
+from semantic_bottleneck.core.metrics import (
     cosine_similarity_matrix,
     cosine_summary,
     sparsity_ratio,

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-DATA_FILE = Path(__file__).resolve().parents[2] / "data" / "paper_values.yaml"
+DATA_FILE = Path(__file__).resolve().parents[3] / "data" / "paper_values.yaml"
 TABLE_IDS = tuple(f"table{i}" for i in range(1, 8))
 
 # The project's registry names -> the paper's model names. The paper does not say which MDT
