@@ -3,6 +3,8 @@ unsupported systems, and the ids its text quotes."""
 
 import pandas as pd
 
+from semantic_bottleneck.book import runner
+from semantic_bottleneck.book.params import find_root
 from semantic_bottleneck.sections import verdicts
 from semantic_bottleneck.verdicts import paper_checks
 
@@ -36,3 +38,16 @@ def test_the_page_lists_every_unsupported_item_and_the_papers_rows():
     )
     assert "X-MDPT" in page.markdown["table1_4"]  # Table 1's unsupported rows
     assert verdicts.not_reproduced_page("paper").markdown == page.markdown  # measures nothing
+
+
+def test_unsupported_items_link_the_page_of_their_testbed_analogue():
+    inventory = paper_checks.unsupported_inventory()
+    linked = {i: p for i, p in zip(inventory["id"], inventory["testbed"], strict=True) if p}
+    assert linked == {
+        "fig4": "fig04-continuous",
+        "table5": "tab05-continuous",
+        "table7": "tab07-pruning-continuous",
+    }
+    assert set(linked.values()) <= set(runner.notebook_names(find_root()))
+    text = verdicts.not_reproduced_page("testbed").markdown["inventory"]
+    assert "{doc}`tab07-pruning-continuous`" in text

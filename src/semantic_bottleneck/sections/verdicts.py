@@ -10,7 +10,7 @@ from semantic_bottleneck.core.analysis import Page
 from semantic_bottleneck.verdicts import paper_checks
 from semantic_bottleneck.verdicts.ledger import markdown_table
 
-INVENTORY_COLUMNS = ["id", "also", "content", "scope", "why"]
+INVENTORY_COLUMNS = ["id", "also", "content", "scope", "why", "testbed analogue"]
 
 
 def whole_ids(inventory: pd.DataFrame) -> list[str]:
@@ -34,6 +34,7 @@ def not_reproduced_page(profile: str) -> Page:
     """
     inventory = paper_checks.unsupported_inventory()
     ids = whole_ids(inventory)
+    inventory["testbed analogue"] = [f"{{doc}}`{p}`" if p else "" for p in inventory["testbed"]]
     return Page(
         markdown={
             "inventory": markdown_table(inventory[INVENTORY_COLUMNS]),

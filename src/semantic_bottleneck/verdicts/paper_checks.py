@@ -176,7 +176,8 @@ def unsupported_inventory() -> pd.DataFrame:
     """Every table and figure (or part of one) this project cannot reproduce, and why.
 
     Returns:
-        Columns: id, also (grouped ids), kind, content, scope ("whole" or "rows"), systems, why.
+        Columns: id, also (grouped ids), kind, content, scope ("whole" or "rows"), systems, why,
+        testbed (the page of the testbed analogue, "" where there is none).
     """
     rows = []
     for entry in paper.inventory():
@@ -194,6 +195,7 @@ def unsupported_inventory() -> pd.DataFrame:
                 "systems": ", ".join(systems),
                 "why": "no model class or checkpoint here for "
                 + "; ".join(SYSTEMS[s] for s in systems),
+                "testbed": entry.get("testbed_page", ""),
             }
         )
     return pd.DataFrame(rows)
