@@ -31,6 +31,7 @@ from semantic_bottleneck.generation.decode import load_decoder
 from semantic_bottleneck.generation.npz import load_samples
 from semantic_bottleneck.generation.run import generate
 from semantic_bottleneck.sampling import balanced_labels, sample_seeds
+from semantic_bottleneck.sections import pruning
 from semantic_bottleneck.sweeps import run as sweep
 from semantic_bottleneck.zoo import build_model, denoiser, registry
 
@@ -190,22 +191,19 @@ def test_rows_to_sample_on_a_cpu_need_allow_cpu(inputs, result):
     with mock.patch.object(G_rows, "load_checkpoint", load):
         with pytest.raises(sweep.NeedsGPUError, match="9 of the 9 rows"):
             sweep.run_paper_sweep(NAME, sweep.paper_rows("table2"), other, inputs[1])
-        shown = []
-        with mock.patch("semantic_bottleneck.book.pages.display", shown.append):
-            assert sweep.page_sweep("paper", NAME, sweep.paper_rows("table2"), other) is None
-    assert "no CUDA device" in shown[0].data
+        out = pruning.sweep_outcome("paper", NAME, sweep.paper_rows("table2"), other)
+    assert out.result is None and "no CUDA device" in out.notes[0]
     load.assert_not_called()
 
 
-def test_page_sweep_shows_the_fetch_commands_of_missing_inputs(tmp_path, monkeypatch):
+def test_a_page_sweep_names_the_fetch_commands_of_missing_inputs(tmp_path, monkeypatch):
     monkeypatch.setenv("SEMANTIC_BOTTLENECK_WEIGHTS", str(tmp_path))
-    shown = []
-    with mock.patch("semantic_bottleneck.book.pages.display", shown.append):
-        rows = sweep.paper_rows("table2")
-        assert sweep.page_sweep("paper", "repa-sit-xl-2", rows, SETTINGS) is None
-    assert "semantic-bottleneck fetch repa-sit-xl-2" in shown[0].data
+    rows = sweep.paper_rows("table2")
+    out = pruning.sweep_outcome("paper", "repa-sit-xl-2", rows, SETTINGS)
+    assert out.result is None
+    assert any("semantic-bottleneck fetch repa-sit-xl-2" in m.command for m in out.missing)
     with pytest.raises(ValueError, match="profile must be"):
-        sweep.page_sweep("imagenet", "repa-sit-xl-2", rows, SETTINGS)
+        pruning.sweep_outcome("imagenet", "repa-sit-xl-2", rows, SETTINGS)
 
 
 def test_missing_inputs_are_named_before_any_model_is_loaded(inputs, tmp_path):

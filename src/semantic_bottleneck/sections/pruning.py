@@ -54,8 +54,8 @@ def sweep_outcome(
     settings: SweepSettings,
     train_steps: int | None = None,
 ) -> SweepOutcome:
-    """The sweep behind a page, as `sweeps.run.page_sweep` reads it, with its notices returned
-    instead of displayed (`pages.start` shows them at the top of the page).
+    """The sweep behind a page, with its notices returned as data (`pages.start` shows them at
+    the top of the page).
 
     Testbed: `sweeps.run.run_testbed_sweep` (sampled now or cached). Paper: `sweeps.run.run_paper_sweep`
     when every input is in the weights cache, and then only if the rows are cached or a GPU is

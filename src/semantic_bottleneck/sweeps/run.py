@@ -15,13 +15,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from semantic_bottleneck.book import pages
 from semantic_bottleneck.book.cache import cached, cached_on_ranks, lookup
 from semantic_bottleneck.book.display import readable
 from semantic_bottleneck.book.params import resolve_parameters
 from semantic_bottleneck.book.plots import REAL
 from semantic_bottleneck.core.analysis import Missing
-from semantic_bottleneck.core.conventions import check_profile
 from semantic_bottleneck.evaluation.clip_score import (
     DEFAULT_MODEL,
     DEFAULT_PRETRAINED,
@@ -126,36 +124,6 @@ def paper_inputs(name: str, cache_dir: str | None = None) -> list:
 
 class NeedsGPUError(RuntimeError):
     """A paper-profile sweep would sample full-size models on a CPU."""
-
-
-def page_sweep(
-    profile: str, model: str, rows: list[SweepRow], settings: SweepSettings, train_steps=None
-) -> dict | None:
-    """The sweep behind a page: the testbed sweep (`run_testbed_sweep`), or the paper sweep
-    (`run_paper_sweep`) when the checkpoint's inputs are present and its rows are cached or a GPU
-    is there. Otherwise a notice saying what is missing, and None.
-
-    Args:
-        profile: "testbed" or "paper".
-        model: testbed model or registry checkpoint.
-        rows, settings: as in the sweeps.
-        train_steps: testbed only: training steps of the model (None: its default).
-    """
-    check_profile(profile)
-    if profile == "testbed":
-        result = run_testbed_sweep(model, rows, settings, steps=train_steps)
-    else:
-        missing = paper_inputs(model)
-        pages.show_notice(missing)
-        if missing:
-            return None
-        try:
-            result = run_paper_sweep(model, rows, settings)
-        except NeedsGPUError as err:
-            pages.show_note(str(err))
-            return None
-    pages.show_note(f"Sampler: `{result['sampler']}`. Model numerics: {result['numerics']}.")
-    return result
 
 
 def numerics(bf16: bool) -> str:
