@@ -39,7 +39,7 @@ def test_fig11_shows_the_ledgers_numbers_and_quotes_the_ledgers_measurement():
     for column, source in semantics.FIG11_FROM_LEDGER.items():
         assert fractions[column].tolist() == ledger_table[source].tolist()
     below = [float((m.c().mean(0).abs() < 0.01).float().mean()) for m in page.found]
-    assert fractions[semantics.MEAN_BELOW_0_01].tolist() == pytest.approx(below)
+    assert fractions["mean c: frac < 0.01"].tolist() == pytest.approx(below)
     assert page.values["frac_mean_001"][0] == pytest.approx(np.mean(below))
     # the claims ledger judges the threshold claim on exactly the value the page quotes
     judged = ledger.measure(page.found)["threshold-curve-saturates"].value

@@ -64,23 +64,18 @@ def fig09_page(
 
 # Fig. 11's table: its column -> the column of `verdicts.measures.model_table` it shows
 FIG11_FROM_LEDGER = {
+    "mean c: frac < 0.01": "mean_c_below_0_01",
     "per class: s_tail(0.01)": "s_tail_0_01",
     "mean c: frac < 0.02": "mean_c_below_0_02",
 }
-MEAN_BELOW_0_01 = "mean c: frac < 0.01"  # the one column the ledger's table lacks
 
 
-def threshold_table(found: list[analysis.ModelC], ledger: pd.DataFrame) -> pd.DataFrame:
+def threshold_table(ledger: pd.DataFrame) -> pd.DataFrame:
     """Fig. 11's fractions per model: of the class-mean c's dims below 0.01 and 0.02, and
-    s_tail(0.01) per class (mean over classes).
-
-    The last two are read from `ledger`, the claims ledger's own table of the same models
-    (`verdicts.measures.model_table(found)`), so that the page and the ledger quote one
-    computation; the first, which the ledger does not measure, is computed here.
-    """
-    below = [float(metrics.sparsity_ratio(m.c().mean(0), 0.01, "tail")) for m in found]
+    s_tail(0.01) per class (mean over classes), read from `ledger`, the claims ledger's own
+    table of the page's models (`verdicts.measures.model_table`), so that the page and the
+    ledger quote one computation."""
     table = pd.DataFrame({"model": ledger.get("model", pd.Series(dtype=object))})
-    table[MEAN_BELOW_0_01] = below
     for column, source in FIG11_FROM_LEDGER.items():
         table[column] = ledger.get(source, pd.Series(dtype=float))
     return table
@@ -107,7 +102,7 @@ def fig11_page(
         m.label: metrics.dimension_threshold_curve(m.c().mean(0), taus) for m in found
     }
     ledger_table = measures.model_table(found)
-    fractions = threshold_table(found, ledger_table)
+    fractions = threshold_table(ledger_table)
     # the value the ledger judges the threshold claim on (ledger.claim_specs)
     ledger = measures.median_over(ledger_table, "mean_c_below_0_02", "{:.3f}")
     explorer = (
@@ -122,7 +117,7 @@ def fig11_page(
         figures={"curves": plots.threshold_curves(curves_by_model, taus) if found else None},
         widgets={"explorer": explorer},
         values={
-            "frac_mean_001": (fractions[MEAN_BELOW_0_01].mean() if found else None, "{:.3f}"),
+            "frac_mean_001": (fractions["mean c: frac < 0.01"].mean() if found else None, "{:.3f}"),
             "frac_mean_002": (None if ledger is None else ledger.value, "{:.3f}"),
         },
         found=found,

@@ -50,7 +50,8 @@ def model_table(models: Sequence[analysis.ModelC]) -> pd.DataFrame:
     checkpoint, else None), continuous (a continuous-condition model), is_dit (the DiT checkpoint, or a DiT-class model in the DDPM convention on the testbed), d, cosine,
     cosine_min, npr, dims_above_0_1, dims_above_1, max_abs_c, s_tail_0_01, mean_variance,
     top_share (share of the variance across classes in the top 20 * d / 1152 dims) and
-    mean_c_below_0_02 (fraction of the class-mean c's dims with |c_i| < 0.02).
+    mean_c_below_0_01 and mean_c_below_0_02 (fractions of the class-mean c's dims with
+    |c_i| below 0.01 and 0.02).
     """
     names = set(paper.PAPER_MODEL_NAMES.values())
     rows = []
@@ -78,6 +79,7 @@ def model_table(models: Sequence[analysis.ModelC]) -> pd.DataFrame:
                 "s_tail_0_01": mags["s_tail_0_01"],
                 "mean_variance": var["mean_variance"],
                 "top_share": var["top_share"],
+                "mean_c_below_0_01": float(metrics.sparsity_ratio(c.mean(0), 0.01, "tail")),
                 "mean_c_below_0_02": float(metrics.sparsity_ratio(c.mean(0), 0.02, "tail")),
             }
         )

@@ -15,7 +15,7 @@ import pandas as pd
 
 from semantic_bottleneck.core import analysis, metrics
 from semantic_bottleneck.verdicts import paper
-from semantic_bottleneck.verdicts.measures import Measurement
+from semantic_bottleneck.verdicts.measures import Measurement, model_table
 
 # The systems of the paper that this project has no model class or checkpoint for.
 SYSTEMS = {
@@ -127,12 +127,11 @@ def _npr_routes_check(models) -> str:
 def _fig11_check(models) -> str:
     if not models:
         return "no model in this run"
-    parts = []
-    for m in models:
-        c = m.c()
-        of_mean = float(metrics.sparsity_ratio(c.mean(0), 0.01, "tail"))
-        per_class = float(metrics.sparsity_ratio(c, 0.01, "tail").mean())
-        parts.append(f"{m.label}: class-mean c {of_mean:.3f}, per class {per_class:.3f}")
+    table = model_table(models)  # the numbers Fig. 11 and the ledger show
+    parts = [
+        f"{r.model}: class-mean c {r.mean_c_below_0_01:.3f}, per class {r.s_tail_0_01:.3f}"
+        for r in table.itertuples()
+    ]
     return "Fraction of dims below 0.01: " + "; ".join(parts)
 
 
