@@ -15,14 +15,10 @@ import zlib
 
 import nbformat
 import pytest
+from page_expectations import expected_counts, markdown_counts
 
 from semantic_bottleneck.book import runner
-from semantic_bottleneck.book.browser import (
-    expected_counts,
-    external_requests,
-    markdown_counts,
-    page_report,
-)
+from semantic_bottleneck.book.browser import external_requests, page_report
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from page_expectations import expected_counts, page_source
 
 from semantic_bottleneck.book import runner
-from semantic_bottleneck.book.browser import expected_counts, page_source
 
 pytestmark = [pytest.mark.book, pytest.mark.slow]
 

@@ -15,7 +15,7 @@ from semantic_bottleneck.zoo.lightningdit import (
     VisionRotaryEmbeddingFast,
     rotate_half,
 )
-from semantic_bottleneck.zoo.registry import family_manifest
+from semantic_bottleneck.zoo.registry import CHECKPOINTS, read_manifest
 
 SMALL = TINY_LIGHTNINGDIT
 
@@ -253,3 +253,8 @@ def test_rmsnorm_matches_formula():
     out = norm(xb)
     assert out.dtype == torch.float32
     assert torch.equal(out, rounded.float() * norm.weight)
+
+
+def family_manifest(family: str) -> dict:
+    """The manifest (keys, shapes, config) of the first released checkpoint of `family`."""
+    return read_manifest(next(e for e in CHECKPOINTS if e.family == family).manifest)

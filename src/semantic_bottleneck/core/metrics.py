@@ -238,35 +238,6 @@ def default_tau_grid(n: int = 200) -> np.ndarray:
     return np.logspace(-4.0, 1.0, int(n), dtype=np.float64)
 
 
-def topk_mask(c: ArrayLike, k: int, side: str = "tail") -> np.ndarray | torch.Tensor:
-    """Mask of the k largest-|c| (side "head") or k smallest-|c| (side "tail") coordinates per row.
-
-    Ties in |c| are broken by index: the lower index is selected first (a stable sort).
-
-    Args:
-        c: conditional vectors, torch or numpy.
-        k: number of coordinates to select per row, 0 <= k <= d.
-        side: "head" (largest magnitudes) or "tail" (smallest magnitudes).
-
-    Returns:
-        Boolean mask with exactly k True entries per row.
-
-    Shapes:
-        (d,) -> (d,); (n, d) -> (n, d).
-    """
-    x = _to_float64(c)
-    side = _check_side(side)
-    d = x.shape[-1]
-    if isinstance(k, bool) or not isinstance(k, Integral) or not 0 <= k <= d:
-        raise ValueError(f"k: expected an integer with 0 <= k <= d = {d}, got {k!r}")
-    v = np.abs(x)
-    # Negating is exact, so a stable sort of -|c| ranks the head with ties by index.
-    order = np.argsort(v if side == "tail" else -v, axis=-1, kind="stable")
-    mask = np.zeros(x.shape, dtype=bool)
-    np.put_along_axis(mask, order[..., : int(k)], True, axis=-1)
-    return _like(mask, c)
-
-
 def tau_for_count(c: ArrayLike, count: int, side: str = "tail") -> float:
     """A tau at which sparsity pruning of one side removes exactly `count` coordinates of c.
 

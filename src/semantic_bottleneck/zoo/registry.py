@@ -346,14 +346,6 @@ ASSETS: tuple[AssetEntry, ...] = (
 REGISTRY: dict[str, Entry] = {entry.name: entry for entry in (*CHECKPOINTS, *ASSETS)}
 
 
-def family_manifest(family: str) -> dict:
-    """The manifest (keys, shapes, config) of the first released checkpoint of `family`."""
-    for entry in CHECKPOINTS:
-        if entry.family == family:
-            return read_manifest(entry.manifest)
-    raise ValueError(f"unknown model family {family!r}; expected one of {sorted(FAMILIES)}")
-
-
 def names(kind: str | None = None) -> list[str]:
     """Registry names: all, or only 'checkpoint' / 'asset' entries."""
     if kind is None:
