@@ -82,12 +82,14 @@ class Missing:
 @dataclass
 class Page:
     """What a page function returns: its tables (value keys, shown by `display.table`), Markdown
-    blocks, figures, the values its text quotes (name -> (value, format); None reads "n/a"),
-    the models it used, the ones whose inputs are absent, and notes on what it could not read."""
+    blocks, figures, widgets (ipywidgets, None where inputs are absent), the values its text
+    quotes (name -> (value, format); None reads "n/a"), the models it used, the ones whose
+    inputs are absent, and notes on what it could not read."""
 
     tables: dict = field(default_factory=dict)
     markdown: dict = field(default_factory=dict)
     figures: dict = field(default_factory=dict)
+    widgets: dict = field(default_factory=dict)
     values: dict = field(default_factory=dict)
     found: list = field(default_factory=list)
     missing: list = field(default_factory=list)

@@ -18,7 +18,6 @@ only displays what the page holds. The science lives in the modules these functi
   `tab05_page`, tab07-pruning-continuous `tab07_page`.
 - `appendix`: tab04-label-alone `tab04_page`, tab06-precision-recall `tab06_page`,
   fig42-adaln-cost `fig42_page`.
-- `interactive`: interactive-pruning `interactive_page`; and `InteractivePage`, a page that
-  also holds widgets.
+- `interactive`: interactive-pruning `interactive_page`.
 - `verdicts`: not-reproduced `not_reproduced_page`.
 """

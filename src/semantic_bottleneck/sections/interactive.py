@@ -1,12 +1,7 @@
-"""The Interactive part: prune c and watch the class vectors (the widget is `widgets`'s).
-
-`InteractivePage` is an `analysis.Page` that also holds widgets: `pages.start` closes a page's
-figures, which a widget is not, so widgets travel in a field of their own.
-"""
+"""The Interactive part: prune c and watch the class vectors (the widget is `widgets`'s; it
+travels in the page's `widgets`, apart from the figures that `pages.start` closes)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -15,13 +10,6 @@ from semantic_bottleneck.core import analysis
 from semantic_bottleneck.core.analysis import Page
 
 TAU_RANGE = (-3, 1)  # the sliders' tau from 1e-3 to 10 (log-spaced)
-
-
-@dataclass
-class InteractivePage(Page):
-    """A page with widgets (name -> ipywidgets widget, None when its inputs are absent)."""
-
-    widgets: dict = field(default_factory=dict)
 
 
 def slider_taus(n: int) -> np.ndarray:
@@ -35,7 +23,7 @@ def interactive_page(
     train_steps: int | None = None,
     n_taus: int = 12,
     class_index: int = 0,
-) -> InteractivePage:
+) -> Page:
     """The interactive pruning page: `widgets.pruning_explorer` over the run's models (c of
     every class at the initial t), `n_taus` slider positions, the mask of class `class_index`.
 
@@ -49,4 +37,4 @@ def interactive_page(
         if found
         else None
     )
-    return InteractivePage(found=found, missing=missing, widgets={"explorer": explorer})
+    return Page(found=found, missing=missing, widgets={"explorer": explorer})

@@ -18,7 +18,6 @@ from semantic_bottleneck.book.params import find_root
 from semantic_bottleneck.book.widgets import threshold_explorer_by_model
 from semantic_bottleneck.core import analysis, mechanism, metrics, tsne
 from semantic_bottleneck.core.analysis import Page
-from semantic_bottleneck.sections.interactive import InteractivePage
 from semantic_bottleneck.training import curves, runs
 from semantic_bottleneck.training.scale_study import (
     RECORDS,
@@ -87,7 +86,7 @@ def fig11_page(
     train_steps: int | None = None,
     widget_class: int = 0,
     n_widget_taus: int = 16,
-) -> InteractivePage:
+) -> Page:
     """Fig. 11: the dimension-threshold curve of the class-mean c, and an explorer of one
     class's c as tau moves (`n_widget_taus` positions, class `widget_class`).
 
@@ -112,7 +111,7 @@ def fig11_page(
         if found
         else None
     )
-    return InteractivePage(
+    return Page(
         tables={"fractions": fractions},
         figures={"curves": plots.threshold_curves(curves_by_model, taus) if found else None},
         widgets={"explorer": explorer},
