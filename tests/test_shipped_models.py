@@ -74,6 +74,7 @@ def test_every_shipped_model_has_weights_a_full_log_and_its_provenance():
         "testbed-ddpm-long",
         "testbed-flow-long",
         "testbed-repa-long",
+        "testbed-continuous",
         "testbed-continuous-long",
     ],
 )
