@@ -30,9 +30,8 @@ import platform
 import shutil
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import torch
@@ -42,6 +41,9 @@ from semantic_bottleneck.core import conditioning
 from semantic_bottleneck.core.torchfile import EMBEDDER_KEYS
 from semantic_bottleneck.zoo import fetch
 from semantic_bottleneck.zoo.registry import CheckpointEntry, get_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from loopback import LoopbackServer  # noqa: E402  (the tests' loopback server)
 
 XL = 1152
 CHUNK = 1 << 20
@@ -68,25 +70,12 @@ def build_checkpoint(path: Path, entry: CheckpointEntry, width: int) -> int:
     return path.stat().st_size
 
 
-class FileServer:
+class FileServer(LoopbackServer):
     """Serves one file from disk at /<name> on 127.0.0.1, honouring Range; counts body bytes."""
 
     def __init__(self, path: Path):
         self.path, self.size, self.sent, self.requests = path, path.stat().st_size, 0, 0
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                server.handle(self)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{path.name}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
+        super().__init__(f"/{path.name}")
 
     def handle(self, h: BaseHTTPRequestHandler) -> None:
         with self.lock:
@@ -118,11 +107,6 @@ class FileServer:
         with self.lock:
             out, self.sent, self.requests = (self.sent, self.requests), 0, 0
         return out
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
 
 
 def c_of(emb: dict, entry: CheckpointEntry) -> torch.Tensor:

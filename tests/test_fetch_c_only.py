@@ -16,14 +16,14 @@ import hashlib
 import io
 import json
 import struct
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 import torch
 from fakes import manifest_state
+from loopback import LoopbackServer
 from safetensors.torch import save_file
 
 from semantic_bottleneck import cli
@@ -35,7 +35,7 @@ FAST = {"backoff_s": 0.0}  # retries without waiting
 CHUNK = 1 << 16  # bytes per server write
 
 
-class RangeServer:
+class RangeServer(LoopbackServer):
     """Serves `files` over HTTP on 127.0.0.1, honouring Range unless `ignore_range`.
 
     `cut` = (min_length, after): the first response of at least min_length body bytes is cut
@@ -52,25 +52,7 @@ class RangeServer:
         self.flip: dict[str, int] = {}
         self.sent = 0
         self.ranges: list[tuple[str, str | None]] = []
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                server.handle(self)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
+        super().__init__()
 
     def _body(self, path: str, first: int, last: int) -> bytes:
         body = bytearray(self.files[path][first : last + 1])

@@ -11,27 +11,20 @@ the same conditions and noise seeds as the baseline, so differences are paired.
 
 from __future__ import annotations
 
-import json
+from functools import partial
 
 import numpy as np
 import torch
 
-from semantic_bottleneck.book.cache import cached
 from semantic_bottleneck.evaluation.fidelity import evaluate, to_adm_images
 from semantic_bottleneck.evaluation.reconstruction import mean_interval, pair_scores
-from semantic_bottleneck.generation.decode import decode_digits
-from semantic_bottleneck.generation.run import generate
-from semantic_bottleneck.sampling import balanced_labels, initial_t, sample_seeds
 from semantic_bottleneck.sweeps.spec import SweepRow, SweepSettings, removed_summary, spec_table
+from semantic_bottleneck.sweeps.testbed import TestbedRows, cached_sweep
 from semantic_bottleneck.training.data import condition_set
 from semantic_bottleneck.training.testbed import (
     is_continuous,
-    load_trained,
     testbed_config,
-    testbed_source,
-    trained,
 )
-from semantic_bottleneck.zoo import denoiser
 
 XMDPT_D = 1024  # width of X-MDPT-L's c, the model of the paper's Table 7
 TABLE7_ROWS = [
@@ -64,26 +57,15 @@ def continuous_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, *
         paired against the first row), "grids": {row label: uint8 (GRID_CONDITIONS, per, 8, 8,
         3)}, "sampler": the config as text, "initial_t", "conditions": n}.
     """
-    config = _check(name, **train)
-    model, _, _ = load_trained(config)
-    source = testbed_source(name)
-    sampler = source.sampler_config(num_steps=settings.num_steps, cfg_scale=settings.cfg_scale)
-    n = source.num_classes
+    _check(name, **train)
+    run = TestbedRows(name, settings, **train)
+    n, c = run.source.num_classes, run.c
     _, targets, digit = condition_set()
-    labels = balanced_labels(n, settings.per_class)  # condition-major
-    seeds = sample_seeds(settings.base_seed, len(labels))
-    target_images = to_adm_images(targets).numpy()[labels.numpy()]
-    with torch.no_grad():
-        t0 = config.time_convention.times(initial_t(sampler), n)
-        c = model.condition(t0, torch.arange(n))
+    target_images = to_adm_images(targets).numpy()[run.labels.numpy()]
     shown = [int(torch.nonzero(digit == k)[0]) for k in range(GRID_CONDITIONS)]
     table, grids, base = [], {}, None
     for spec_row in spec_table(rows, c, settings.last_k):
-        images, info = generate(
-            denoiser(model), model.condition, source.family, labels, seeds, sampler,
-            decode_digits, latent_shape=source.latent_shape, prune=spec_row["spec"],
-            batch_size=len(labels), bf16=settings.bf16, progress=False,
-        )  # fmt: skip
+        images, info = run.sample(spec_row["spec"])
         images = images.numpy()
         pairs = pair_scores(images, target_images)
         base = pairs if base is None else base
@@ -97,28 +79,11 @@ def continuous_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, *
         per = images.reshape(n, settings.per_class, *images.shape[1:])
         grids[spec_row["row"]] = np.ascontiguousarray(per[shown, : settings.grid_per_class])
     grids = {TARGETS: target_images.reshape(n, settings.per_class, 8, 8, 3)[shown, :1], **grids}
-    return {
-        "table": table,
-        "grids": grids,
-        "sampler": repr(sampler),
-        "initial_t": initial_t(sampler),
-        "conditions": n,
-    }
+    return {"table": table, "grids": grids, **run.summary(), "conditions": n}
 
 
 def run_continuous_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, **train) -> dict:
     """`continuous_sweep`, cached by every parameter and by this module's code."""
-    config = _check(name, **train)
-    key = dict(model=trained(config).name, rows=[r.__dict__ for r in rows], **settings.__dict__)
-
-    def produce(out):
-        result = continuous_sweep(name, rows, settings, **train)
-        grids = result.pop("grids")
-        np.savez(out / "grids.npz", **{f"row{i}": g for i, g in enumerate(grids.values())})
-        (out / "sweep.json").write_text(json.dumps({**result, "labels": list(grids)}))
-
-    folder, _ = cached("continuous-sweep", key, produce)
-    result = json.loads((folder / "sweep.json").read_text())
-    with np.load(folder / "grids.npz") as z:
-        result["grids"] = {label: z[f"row{i}"] for i, label in enumerate(result.pop("labels"))}
-    return result
+    _check(name, **train)
+    produce = partial(continuous_sweep, name, rows, settings, **train)
+    return cached_sweep("continuous-sweep", name, rows, settings, produce, **train)

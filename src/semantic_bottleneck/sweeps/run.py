@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -47,9 +48,8 @@ from semantic_bottleneck.sweeps.spec import (
     result_row,
     spec_table,
 )
-from semantic_bottleneck.sweeps.testbed import testbed_sweep
+from semantic_bottleneck.sweeps.testbed import cached_sweep, testbed_sweep
 from semantic_bottleneck.training.data import digits
-from semantic_bottleneck.training.testbed import testbed_config, trained
 from semantic_bottleneck.verdicts import paper
 from semantic_bottleneck.zoo import fetch, registry
 
@@ -84,21 +84,10 @@ def run_testbed_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, 
         precision, recall), "grids": {row label: uint8 (classes, grid_per_class, 8, 8, 3)},
         "sampler": the sampler config as text}.
     """
-    config = testbed_config(name, **train)
-    key = dict(model=trained(config).name, rows=[r.__dict__ for r in rows], **settings.__dict__)
-
-    def produce(out):
-        result = testbed_sweep(name, rows, settings, **train)
-        grids = result.pop("grids")
-        np.savez(out / "grids.npz", **{f"row{i}": g for i, g in enumerate(grids.values())})
-        (out / "sweep.json").write_text(json.dumps({**result, "labels": list(grids)}))
-
-    folder, _ = cached("pruning-sweep", key, produce)
-    result = json.loads((folder / "sweep.json").read_text())
+    produce = partial(testbed_sweep, name, rows, settings, **train)
+    result = cached_sweep("pruning-sweep", name, rows, settings, produce, **train)
     result["numerics"] = numerics(settings.bf16)
-    with np.load(folder / "grids.npz") as z:
-        grids = {label: z[f"row{i}"] for i, label in enumerate(result.pop("labels"))}
-    result["grids"] = {REAL: real_digits_grid(settings.grid_per_class), **grids}
+    result["grids"] = {REAL: real_digits_grid(settings.grid_per_class), **result["grids"]}
     return result
 
 

@@ -6,8 +6,13 @@ code that samples and scores them, and by nothing that only shows them.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+
+import numpy as np
 import torch
 
+from semantic_bottleneck.book.cache import cached
 from semantic_bottleneck.evaluation.clip_score import class_probability_score
 from semantic_bottleneck.evaluation.fidelity import evaluate
 from semantic_bottleneck.generation.decode import decode_digits
@@ -20,8 +25,50 @@ from semantic_bottleneck.sweeps.spec import (
     result_row,
     spec_table,
 )
-from semantic_bottleneck.training.testbed import load_trained, testbed_config, testbed_source
+from semantic_bottleneck.training.testbed import (
+    load_trained,
+    testbed_config,
+    testbed_source,
+    trained,
+)
 from semantic_bottleneck.zoo import denoiser
+
+
+class TestbedRows:
+    """A testbed model ready to sample the rows of a pruning table: its sampler, the labels and
+    noise seeds every row shares (paired rows), and c of every class at the sampler's first t
+    (what each row's tau is matched on).
+
+    Attributes: config, model, source, sampler, labels (N,), seeds (N,), c (num_classes, d).
+    """
+
+    def __init__(self, name: str, settings: SweepSettings, **train):
+        self.settings = settings
+        self.config = testbed_config(name, **train)
+        self.model, _, _ = load_trained(self.config)
+        self.source = testbed_source(name)
+        n = self.source.num_classes
+        self.sampler = self.source.sampler_config(
+            num_steps=settings.num_steps, cfg_scale=settings.cfg_scale
+        )
+        self.labels = balanced_labels(n, settings.per_class)
+        self.seeds = sample_seeds(settings.base_seed, len(self.labels))
+        with torch.no_grad():
+            t0 = self.config.time_convention.times(initial_t(self.sampler), n)
+            self.c = self.model.condition(t0, torch.arange(n))
+
+    def sample(self, spec) -> tuple[torch.Tensor, dict]:
+        """One row's images (uint8 (N, 8, 8, 3)) and info, c pruned by `spec` (None: baseline)."""
+        m, s = self.model, self.source
+        return generate(
+            denoiser(m), m.condition, s.family, self.labels, self.seeds, self.sampler,
+            decode_digits, latent_shape=s.latent_shape, prune=spec, batch_size=len(self.labels),
+            bf16=self.settings.bf16, progress=False,
+        )  # fmt: skip
+
+    def summary(self) -> dict:
+        """What a sweep's result records of its sampling: the sampler as text and its first t."""
+        return {"sampler": repr(self.sampler), "initial_t": initial_t(self.sampler)}
 
 
 def testbed_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, **train) -> dict:
@@ -37,30 +84,37 @@ def testbed_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, **tr
         {"table": row dicts, "grids": {row label: uint8 grid}, "sampler": the config as text,
         "initial_t": the sampler's first t}.
     """
-    config = testbed_config(name, **train)
-    model, _, _ = load_trained(config)
-    source = testbed_source(name)
-    sampler = source.sampler_config(num_steps=settings.num_steps, cfg_scale=settings.cfg_scale)
-    labels = balanced_labels(source.num_classes, settings.per_class)
-    seeds = sample_seeds(settings.base_seed, len(labels))
-    with torch.no_grad():
-        t0 = config.time_convention.times(initial_t(sampler), source.num_classes)
-        c = model.condition(t0, torch.arange(source.num_classes))
+    run = TestbedRows(name, settings, **train)
     table, grids = [], {}
-    for spec_row in spec_table(rows, c, settings.last_k):
-        images, info = generate(
-            denoiser(model), model.condition, source.family, labels, seeds, sampler,
-            decode_digits, latent_shape=source.latent_shape, prune=spec_row["spec"],
-            batch_size=len(labels), bf16=settings.bf16, progress=False,
-        )  # fmt: skip
+    for spec_row in spec_table(rows, run.c, settings.last_k):
+        images, info = run.sample(spec_row["spec"])
         scores = evaluate(images, profile="testbed", metrics=("fid", "is", "prc"))
-        row = result_row(spec_row, info, scores, c.shape[1])
-        row["class_prob"] = class_probability_score(images, labels)
+        row = result_row(spec_row, info, scores, run.c.shape[1])
+        row["class_prob"] = class_probability_score(images, run.labels)
         table.append(row)
         grids[spec_row["row"]] = class_grid(images, settings.per_class, settings.grid_per_class)
-    return {
-        "table": table,
-        "grids": grids,
-        "sampler": repr(sampler),
-        "initial_t": initial_t(sampler),
-    }
+    return {"table": table, "grids": grids, **run.summary()}
+
+
+def cached_sweep(kind: str, name: str, rows: list[SweepRow], settings: SweepSettings,
+                 sweep: Callable[[], dict], **train) -> dict:  # fmt: skip
+    """A testbed sweep's result from the artifact cache of `kind`, produced by `sweep()` when
+    absent, keyed by the trained model, the rows and the settings (and the producing code).
+
+    Returns:
+        the result as `sweep` returns it, its "grids" (label -> uint8 array) included.
+    """
+    config = testbed_config(name, **train)
+    key = dict(model=trained(config).name, rows=[r.__dict__ for r in rows], **settings.__dict__)
+
+    def produce(out):
+        result = sweep()
+        grids = result.pop("grids")
+        np.savez(out / "grids.npz", **{f"row{i}": g for i, g in enumerate(grids.values())})
+        (out / "sweep.json").write_text(json.dumps({**result, "labels": list(grids)}))
+
+    folder, _ = cached(kind, key, produce)
+    result = json.loads((folder / "sweep.json").read_text())
+    with np.load(folder / "grids.npz") as z:
+        result["grids"] = {label: z[f"row{i}"] for i, label in enumerate(result.pop("labels"))}
+    return result
