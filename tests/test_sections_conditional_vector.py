@@ -71,7 +71,7 @@ def test_fig02_reads_the_layout_of_each_model_and_counts_the_modulation_paramete
 
 
 @pytest.mark.parametrize(
-    "page_function", [cv.fig01_page, cv.fig03_page, cv.fig05_page, cv.fig06_page]
+    "page_function", [cv.fig01_page, cv.tab01_page, cv.fig03_page, cv.fig05_page, cv.fig06_page]
 )
 def test_without_checkpoints_the_paper_profile_names_them_and_quotes_nothing(
     no_weights, page_function
@@ -79,6 +79,18 @@ def test_without_checkpoints_the_paper_profile_names_them_and_quotes_nothing(
     page = page_function("paper", ["dit-xl-2", "repa-sit-xl-2"])
     assert [m.name for m in page.missing] == ["dit-xl-2", "repa-sit-xl-2"] and not page.found
     assert "semantic-bottleneck fetch dit-xl-2" in analysis.missing_notice(page.missing)
-    quoted = {k: v for k, (v, _) in page.values.items() if k not in ("profile", "class_index_text")}
+    unquoted = ("profile", "class_index_text", "n_models")
+    quoted = {k: v for k, (v, _) in page.values.items() if k not in unquoted}
     assert quoted and all(v is None for v in quoted.values())
     assert all(f is None for k, f in page.figures.items() if k != "paper_bars")
+
+
+def test_tab01_quotes_the_range_of_its_statistics_table():
+    page = cv.tab01_page("testbed", [*NAMES, "testbed-continuous"])
+    table = page.tables["statistics"]
+    assert list(table["model"]) == [*NAMES, "testbed-continuous"]
+    assert page.values["npr_min"][0] == table["npr"].min()
+    assert page.values["cos_max"][0] == table["cosine"].max()
+    assert page.values["n_models"][0] == 3
+    assert table["d"].tolist() == [128, 128, 128]
+    assert len(page.figures["bars"].axes) == 2

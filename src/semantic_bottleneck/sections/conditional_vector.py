@@ -43,6 +43,38 @@ def fig01_page(profile: str, models: list[str], train_steps: int | None = None) 
     )
 
 
+TABLE1_COLUMNS = ["d", "pr", "npr", "cosine"]  # the columns the paper's Table 1 prints
+
+
+def tab01_page(profile: str, models: list[str], train_steps: int | None = None) -> Page:
+    """Table 1: d, PR, nPR and the cosine of c per model at the initial t (shown beside the
+    paper's with `pages.statistics_beside_paper(..., "table1", ...)` on `TABLE1_COLUMNS`).
+
+    Tables: statistics (`analysis.statistics_table`). Figures: bars (nPR and cosine; None
+    without models). Values: npr_min, npr_max, cos_min, cos_max, n_models.
+    """
+    found, missing = analysis.load_models(profile, models, steps=train_steps)
+    table = analysis.statistics_table(found)
+    have = len(table) > 0
+
+    def over_models(column: str, how: str) -> float | None:
+        return getattr(table[column], how)() if have else None
+
+    return Page(
+        tables={"statistics": table},
+        figures={"bars": plots.bars(table, ["npr", "cosine"]) if have else None},
+        values={
+            "npr_min": (over_models("npr", "min"), "{:.2%}"),
+            "npr_max": (over_models("npr", "max"), "{:.2%}"),
+            "cos_min": (over_models("cosine", "min"), "{:.4f}"),
+            "cos_max": (over_models("cosine", "max"), "{:.4f}"),
+            "n_models": (len(table), "{}"),
+        },
+        found=found,
+        missing=missing,
+    )
+
+
 def layout_row(name: str, shapes: dict) -> dict:
     """One model's row of the Fig. 2 layout table: width, blocks, modulation widths and the
     share of the parameters its modulation Linears hold (`schematic.parameter_shares`)."""
