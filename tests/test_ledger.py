@@ -13,6 +13,7 @@ from semantic_bottleneck.book import provenance
 from semantic_bottleneck.core import conditioning
 from semantic_bottleneck.core.analysis import ModelC
 from semantic_bottleneck.core.conventions import convention
+from semantic_bottleneck.sections import verdicts
 from semantic_bottleneck.verdicts import ledger, paper, paper_checks
 from semantic_bottleneck.verdicts.measures import (
     Measurement,
@@ -351,8 +352,12 @@ def test_the_ledger_page_compares_the_tiers_claim_by_claim(monkeypatch):
                 "long": ledger.LedgerInputs([], [], {}, {}, ("no sweep",))}  # fmt: skip
 
     monkeypatch.setattr(ledger, "tier_inputs", fake_inputs)
-    page = ledger.ledger_page("testbed", ["testbed-ddpm"], supplied={"npr-1-to-2-percent": 0.015})
-    assert ledger.tier_names(page) == ["ci", "long"] and page.notes == ["no sweep"]
+    page = verdicts.ledger_page("testbed", ["testbed-ddpm"], supplied={"npr-1-to-2-percent": 0.015})
+    assert verdicts.tier_names(page) == ["ci", "long"] and page.notes == ["no sweep"]
+    assert (
+        page.markdown["ledgers"].count("### ") == 2
+        and "### long-trained" in page.markdown["ledgers"]
+    )
     rows = page.markdown["tiers"].splitlines()
     assert len(rows) == 2 + len(paper.claims())
     npr = next(r for r in rows if "`npr-1-to-2-percent`" in r)

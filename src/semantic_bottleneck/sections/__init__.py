@@ -5,7 +5,7 @@ blocks, figures, the values its text quotes); the notebook calls it, `pages.star
 only displays what the page holds. The science lives in the modules these functions call.
 
 - `conditional_vector` (Sections 1-4): fig01-cosine-and-npr `fig01_page`, fig02-schematic
-  `fig02_page`, fig03-cosine-matrix `fig03_page`, fig05-magnitudes `fig05_page`,
+  `fig02_page`, tab01-statistics `tab01_page`, fig03-cosine-matrix `fig03_page`, fig05-magnitudes `fig05_page`,
   fig06-c-over-dimensions `fig06_page`.
 - `pruning` (Section 5): tab02-pruning-repa `tab02_page`, tab03-pruning-mg-lightningdit
   `tab03_page`, fig07-head-removal `fig07_page`, fig08-tail-removal `fig08_page`; and
@@ -19,5 +19,6 @@ only displays what the page holds. The science lives in the modules these functi
 - `appendix`: tab04-label-alone `tab04_page`, tab06-precision-recall `tab06_page`,
   fig42-adaln-cost `fig42_page`.
 - `interactive`: interactive-pruning `interactive_page`.
-- `verdicts`: not-reproduced `not_reproduced_page`.
+- `verdicts`: index (the landing page) `landing_page`, claims-ledger `ledger_page`,
+  not-reproduced `not_reproduced_page`.
 """

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from semantic_bottleneck.book.provenance import build_info
 from semantic_bottleneck.core import analysis
 from semantic_bottleneck.core.conventions import check_profile
 from semantic_bottleneck.sweeps import run as sweep
 from semantic_bottleneck.training.curves import REPA_TESTBED, headline_logs
 from semantic_bottleneck.training.testbed import TIERS, split_tier, testbed_config, tier_name
-from semantic_bottleneck.verdicts import paper, paper_checks
+from semantic_bottleneck.verdicts import paper
 from semantic_bottleneck.verdicts.measures import (
     PAPER_D,
     Measurement,
@@ -425,18 +424,7 @@ def tier_inputs(
     }
 
 
-def _glue_counts(page: analysis.Page, by_tier: Mapping[str, list[Verdict]]) -> None:
-    """The page values of the verdict counts: n_claims, and "counts", one sentence over the
-    tiers ("the CI-trained (2,000 steps) models: 3 reproduced, 1 partly, ...; the ...")."""
-    parts = []
-    for tier, verdicts in by_tier.items():
-        counts = ", ".join(f"{n} {k}" for k, n in verdict_counts(verdicts).items())
-        parts.append(f"the {tier_label(tier)} models: {counts}")
-    page.values["counts"] = ("; ".join(parts), "{}")
-    page.values["n_claims"] = (len(next(iter(by_tier.values()))), "{}")
-
-
-def _verdicts(
+def tier_verdicts(
     inputs: Mapping[str, LedgerInputs], supplied: Mapping | None = None
 ) -> dict[str, list[Verdict]]:
     """tier -> the ledger of its inputs, with `supplied` values added in every tier."""
@@ -445,77 +433,9 @@ def _verdicts(
     }
 
 
-def _notes(inputs: Mapping[str, LedgerInputs]) -> list[str]:
+def tier_notes(inputs: Mapping[str, LedgerInputs]) -> list[str]:
     """The notes of every tier, each once, in order."""
     return list(dict.fromkeys(n for i in inputs.values() for n in i.notes))
-
-
-def tier_names(page: analysis.Page) -> list[str]:
-    """The tiers a ledger page holds, in order (from its "ledger_<tier>" blocks)."""
-    return [k.removeprefix("ledger_") for k in page.markdown if k.startswith("ledger_")]
-
-
-def landing_page(
-    profile: str,
-    models: Sequence[str],
-    train_steps: int | None = None,
-    table2: Mapping | None = None,
-    pages: Iterable[str] = (),
-) -> analysis.Page:
-    """The landing page: the scorecard of every claim per tier, and the build's provenance.
-
-    Values: counts (the verdict counts per tier, as one sentence), n_claims, profile.
-    Markdown: "scorecard", "build".
-    """
-    inputs = tier_inputs(profile, models, train_steps, table2=table2)
-    by_tier = _verdicts(inputs)
-    first = next(iter(inputs.values()))
-    page = analysis.Page(missing=first.missing, notes=_notes(inputs))
-    page.markdown["scorecard"] = scorecard_markdown(by_tier, pages)
-    info = build_info(profile)
-    page.markdown["build"] = "\n".join(f"- **{k}**: {v}" for k, v in info.items())
-    _glue_counts(page, by_tier)
-    page.values["profile"] = (profile, "{}")
-    return page
-
-
-def ledger_page(
-    profile: str,
-    models: Sequence[str],
-    train_steps: int | None = None,
-    supplied: Mapping | None = None,
-    use_sweeps: bool = True,
-    table2: Mapping | None = None,
-    pages: Iterable[str] = (),
-) -> analysis.Page:
-    """The claims-ledger page: per tier the full ledger (with the paper's own tables judged by
-    the same rules), a verdict-per-tier comparison, the details and the paper's inconsistencies.
-
-    Values: as `landing_page`. Markdown: "ledger_<tier>", "tiers", "details_<tier>",
-    "inconsistencies".
-    """
-    pages = list(pages)
-    inputs = tier_inputs(profile, models, train_steps, use_sweeps, table2)
-    by_tier = _verdicts(inputs, supplied)
-    own = {v.claim_id: v.verdict for v in evaluate(paper_checks.paper_measurements())}
-    own = {k: (v if v != "not tested" else "-") for k, v in own.items()}
-    first = next(iter(inputs.values()))
-    page = analysis.Page(found=first.found, missing=first.missing, notes=_notes(inputs))
-    for tier, verdicts in by_tier.items():
-        page.markdown[f"ledger_{tier}"] = ledger_markdown(
-            verdicts, pages, extra={"paper's own tables": own}
-        )
-        frame = ledger_frame(verdicts)
-        page.markdown[f"details_{tier}"] = markdown_table(frame[["claim", "verdict", "detail"]])
-    first_tier = next(iter(by_tier.values()))
-    tiers = {"claim": [f"`{v.claim_id}`" for v in first_tier]}
-    tiers |= {tier_label(t): [verdict_mark(v.verdict) for v in vs] for t, vs in by_tier.items()}
-    page.markdown["tiers"] = markdown_table(pd.DataFrame(tiers))
-    last = list(inputs.values())[-1]
-    page.markdown["inconsistencies"] = markdown_table(paper_checks.inconsistency_table(last.found))
-    _glue_counts(page, by_tier)
-    page.values["profile"] = (profile, "{}")
-    return page
 
 
 def ledger(
