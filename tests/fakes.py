@@ -23,7 +23,7 @@ from semantic_bottleneck.core.conventions import convention
 from semantic_bottleneck.training.monitor import read_log
 from semantic_bottleneck.training.trainer import TrainConfig, train
 from semantic_bottleneck.zoo import build_model
-from semantic_bottleneck.zoo.registry import read_manifest
+from semantic_bottleneck.zoo.registry import CHECKPOINTS, read_manifest
 
 RETRAIN_KEYS = (
     "loss",
@@ -177,3 +177,8 @@ def manifest_state(manifest: str, width: int = 1152, classes: int = 1000, seed: 
         keep = real_c and key in conditioning.EMBEDDER_KEYS
         state[key] = torch.randn(shape if keep else [shrink(n) for n in shape], generator=g)
     return state
+
+
+def family_manifest(family: str) -> dict:
+    """The manifest (keys, shapes, config) of the first released checkpoint of `family`."""
+    return read_manifest(next(e for e in CHECKPOINTS if e.family == family).manifest)

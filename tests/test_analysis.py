@@ -5,12 +5,11 @@ import json
 import nbformat
 import pytest
 import torch
-from fakes import model_c, small_emb
+from fakes import family_manifest, model_c, small_emb
 
 from semantic_bottleneck.book import runner
 from semantic_bottleneck.core import analysis, conditioning
 from semantic_bottleneck.core.conventions import convention
-from semantic_bottleneck.zoo.registry import family_manifest
 
 
 def test_statistics_row_matches_the_definitions_on_identical_classes():

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from fakes import family_manifest
 
 from semantic_bottleneck.zoo import FAMILIES, build_model, denoiser
-from semantic_bottleneck.zoo.registry import family_manifest
 
 SMALL = dict(
     input_size=8, patch_size=2, in_channels=4, hidden_size=32, depth=2, num_heads=2, num_classes=10

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from fakes import TINY_LIGHTNINGDIT
+from fakes import TINY_LIGHTNINGDIT, family_manifest
 
 from semantic_bottleneck.zoo import build_model
 from semantic_bottleneck.zoo.lightningdit import (
@@ -15,7 +15,6 @@ from semantic_bottleneck.zoo.lightningdit import (
     VisionRotaryEmbeddingFast,
     rotate_half,
 )
-from semantic_bottleneck.zoo.registry import CHECKPOINTS, read_manifest
 
 SMALL = TINY_LIGHTNINGDIT
 
@@ -253,8 +252,3 @@ def test_rmsnorm_matches_formula():
     out = norm(xb)
     assert out.dtype == torch.float32
     assert torch.equal(out, rounded.float() * norm.weight)
-
-
-def family_manifest(family: str) -> dict:
-    """The manifest (keys, shapes, config) of the first released checkpoint of `family`."""
-    return read_manifest(next(e for e in CHECKPOINTS if e.family == family).manifest)

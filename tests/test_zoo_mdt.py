@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from fakes import TINY_MDT
+from fakes import TINY_MDT, family_manifest
 
 from semantic_bottleneck.zoo import build_model
 from semantic_bottleneck.zoo.mdt import (
@@ -14,7 +14,6 @@ from semantic_bottleneck.zoo.mdt import (
     RelativePositionBias,
     relative_position_index,
 )
-from semantic_bottleneck.zoo.registry import family_manifest
 
 SMALL = TINY_MDT
 FAMILIES = {"mdt": (MDT, 1), "mdtv2": (MDTv2, 2)}  # class and the decode_layer of the small model
