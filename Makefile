@@ -48,9 +48,10 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests notebooks benchmarks scripts
 	$(VENV)/bin/ruff format src tests notebooks benchmarks scripts
 
-# Lint, unit tests, every notebook with tiny parameters, a full book build and the browser check.
+# Lint, unit tests, every notebook with tiny parameters, a full book build and the browser check,
+# on two workers (a test file stays on one worker, so its module fixtures are built once).
 test: lint
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2 --dist loadfile
 
 # Which paper-profile inputs are present, and the command that fetches each missing one.
 inputs: $(STAMP)

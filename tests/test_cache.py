@@ -125,3 +125,17 @@ def test_failed_producer_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError, match="killed"):
         cached(KIND, P(), produce, root=tmp_path)
     assert list((tmp_path / KIND).iterdir()) == []
+
+
+def test_a_concurrent_producer_that_publishes_first_is_kept(tmp_path):
+    def produce(out):
+        (out / "mine.txt").write_text("mine")
+        # another process publishes the same artifact meanwhile
+        final = tmp_path / "testbed-model" / cache.params_key("testbed-model", {"a": 1})
+        final.mkdir(parents=True)
+        (final / "theirs.txt").write_text("theirs")
+        (final / "params.json").write_text("{}")
+
+    folder, hit = cache.cached("testbed-model", {"a": 1}, produce, root=tmp_path)
+    assert not hit and (folder / "theirs.txt").exists() and not (folder / "mine.txt").exists()
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging left

@@ -156,10 +156,12 @@ def _publish(tmp: Path, final: Path, kind: str, params) -> None:
     (tmp / "params.json").write_text(
         json.dumps({"kind": kind, "code": code_hash(kind), "params": _plain(params)}, indent=1)
     )
-    if final.exists():  # a concurrent producer won: keep theirs
-        shutil.rmtree(tmp)
-    else:
+    try:
         os.replace(tmp, final)
+    except OSError:
+        if not (final / "params.json").exists():
+            raise
+        shutil.rmtree(tmp)  # a concurrent producer published first: keep theirs
 
 
 def cached(
