@@ -354,10 +354,9 @@ def test_the_ledger_page_compares_the_tiers_claim_by_claim(monkeypatch):
     monkeypatch.setattr(ledger, "tier_inputs", fake_inputs)
     page = verdicts.ledger_page("testbed", ["testbed-ddpm"], supplied={"npr-1-to-2-percent": 0.015})
     assert verdicts.tier_names(page) == ["ci", "long"] and page.notes == ["no sweep"]
-    assert (
-        page.markdown["ledgers"].count("### ") == 2
-        and "### long-trained" in page.markdown["ledgers"]
-    )
+    for block in ("ledgers", "details"):  # every tier under its heading
+        assert page.markdown[block].count("### ") == 2, block
+        assert "### long-trained" in page.markdown[block], block
     rows = page.markdown["tiers"].splitlines()
     assert len(rows) == 2 + len(paper.claims())
     npr = next(r for r in rows if "`npr-1-to-2-percent`" in r)

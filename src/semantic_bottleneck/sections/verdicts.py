@@ -117,8 +117,8 @@ def ledger_page(
         )
         frame = ledger.ledger_frame(verdicts)
         page.markdown[f"details_{tier}"] = markdown_table(frame[["claim", "verdict", "detail"]])
-    for part in ("ledger", "details"):  # every tier under its heading, in one block
-        page.markdown[f"{part}s"] = "\n\n".join(
+    for block, part in (("ledgers", "ledger"), ("details", "details")):  # tiers, headed
+        page.markdown[block] = "\n\n".join(
             f"### {ledger.tier_label(tier)}\n\n{page.markdown[f'{part}_{tier}']}"
             for tier in by_tier
         )
