@@ -10,6 +10,7 @@ from fakes import model_c, small_emb
 
 from semantic_bottleneck.core import conditioning
 from semantic_bottleneck.evaluation.reconstruction import mean_interval, pair_scores
+from semantic_bottleneck.sections import continuous
 from semantic_bottleneck.sweeps.continuous import TABLE7_ROWS, TARGETS, continuous_sweep
 from semantic_bottleneck.sweeps.spec import SweepSettings
 from semantic_bottleneck.training import testbed
@@ -156,3 +157,13 @@ def test_the_continuous_claim_is_judged_on_continuous_models_alone():
     assert measured["cosine-continuous"].detail.startswith("vectors")
     assert "vectors" not in measured["cosine-imagenet"].detail
     assert ledger.measure([labels])["cosine-continuous"] is None
+
+
+def test_the_continuous_pages_quote_nothing_measured_in_the_paper_profile():
+    page = continuous.tab07_page("paper", "testbed-continuous-long")
+    assert set(continuous.TABLE7_MEASURED) <= set(page.values)
+    assert all(page.values[k][0] is None for k in continuous.TABLE7_MEASURED)
+    assert page.values["paper_psnr_change"][0] == pytest.approx(17.328 - 17.336)
+    for fn in (continuous.fig04_page, continuous.tab05_page):
+        shown = fn("paper", ["dit-xl-2"])
+        assert not shown.found and shown.notes == [continuous.PAPER_PROFILE_NOTE]

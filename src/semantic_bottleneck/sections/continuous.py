@@ -136,6 +136,11 @@ def tab05_page(profile: str, models: list[str], train_steps: int | None = None) 
     return page
 
 
+# the values Table 7's summary quotes from the sweep
+TABLE7_MEASURED = (
+    "removed", "d", "psnr_change", "psnr_change_ci", "ssim_change", "ssim_change_ci",
+    "head_psnr_change", "conditions",
+)  # fmt: skip
 # Table 7's summary quotes these rows
 TABLE7_QUOTED = {"paper_row": "tail 0.1 t_i", "head_row": "head 4 dims t_i"}
 
@@ -161,8 +166,9 @@ def tab07_page(
         "paper_psnr_change": (pruned["psnr"] - base["psnr"], "{:+.3f}"),
         "paper_ssim_change": (pruned["ssim"] - base["ssim"], "{:+.4f}"),
     }
-    if profile == "paper":
+    if profile == "paper":  # the measured values read "n/a"
         page.notes.append(PAPER_PROFILE_NOTE)
+        page.values.update({key: (None, "{}") for key in TABLE7_MEASURED})
         return page
     settings = SweepSettings(
         per_class=per_condition, base_seed=base_seed, num_steps=num_steps, last_k=last_k,
