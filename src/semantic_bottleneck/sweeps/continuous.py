@@ -18,7 +18,13 @@ import torch
 
 from semantic_bottleneck.evaluation.fidelity import evaluate, to_adm_images
 from semantic_bottleneck.evaluation.reconstruction import mean_interval, pair_scores
-from semantic_bottleneck.sweeps.spec import SweepRow, SweepSettings, removed_summary, spec_table
+from semantic_bottleneck.sweeps.spec import (
+    SCHEDULE_NAMES,
+    SweepRow,
+    SweepSettings,
+    removed_summary,
+    spec_table,
+)
 from semantic_bottleneck.sweeps.testbed import TestbedRows, cached_sweep
 from semantic_bottleneck.training.data import condition_set
 from semantic_bottleneck.training.testbed import (
@@ -32,7 +38,7 @@ TABLE7_ROWS = [
     # the paper's row: tau = 0.1 removes 40% of X-MDPT's d (schedule not stated: all three here)
     *(
         SweepRow(f"tail 0.1 {name}", "tail", schedule, 0.1, round(0.4 * XMDPT_D), XMDPT_D)
-        for schedule, name in (("every", "t_i"), ("initial", "t_0"), ("last_k", "t_{n-k,n}"))
+        for schedule, name in SCHEDULE_NAMES.items()
     ),
     # a control that is not in the paper: the 4 largest coordinates instead
     SweepRow("head 4 dims t_i", "head", "every", None, 4, XMDPT_D),
@@ -41,11 +47,9 @@ GRID_CONDITIONS = 10  # conditions whose samples the figure shows (one per digit
 TARGETS = "target digits"  # the grid of the digits the shown conditions were taken from
 
 
-def _check(name: str, **train):
-    config = testbed_config(name, **train)
-    if not is_continuous(config):
+def _check(name: str, **train) -> None:
+    if not is_continuous(testbed_config(name, **train)):
         raise ValueError(f"{name} is a class-conditional model; expected a continuous one")
-    return config
 
 
 def continuous_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, **train) -> dict:
