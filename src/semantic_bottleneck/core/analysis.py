@@ -53,6 +53,10 @@ class ModelC:
     def num_classes(self) -> int:
         return self.emb["y_embedder.embedding_table.weight"].shape[0] - 1
 
+    @property
+    def initial_t(self) -> float:
+        return self.time.initial_t
+
     def c(self, t: float | None = None) -> Tensor:
         """c = t_embedder(t) + y_embedder(y) for every class; t defaults to the initial t.
 
@@ -177,7 +181,7 @@ def statistics_row(model: ModelC, c: Tensor | None = None) -> dict:
         "cosine_min": cos["min"],
         "pr_of_mean": float(metrics.participation_ratio(mean_c)),
         "npr_of_mean": float(metrics.normalized_participation_ratio(mean_c)),
-        "initial_t": model.time.initial_t,
+        "initial_t": model.initial_t,
     }
 
 
