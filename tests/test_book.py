@@ -184,6 +184,8 @@ def test_run_all_runs_the_toc_and_rejects_unknown_names(demo_project, monkeypatc
     )
     timings = runner.run_all("testbed", root, params={"n": 3})
     assert list(timings) == ["a", "b"] and calls == [("a", {"n": 3}), ("b", {"n": 3})]
+    with pytest.raises(ValueError, match="workers: expected at least 1"):
+        runner.run_all("testbed", root, workers=0)
     assert list(runner.run_all("testbed", root, only=["b"])) == ["b"]
     with pytest.raises(ValueError, match="only: expected notebooks listed in _toc.yml"):
         runner.run_all("testbed", root, only=["c"])
@@ -193,25 +195,49 @@ def test_run_all_runs_the_toc_and_rejects_unknown_names(demo_project, monkeypatc
         runner.run_all("testbed", root, overrides={"notebooks": {"c": {"n": 1}}})
 
 
+def test_run_all_runs_the_landing_page_alone_then_the_rest_at_once(demo_project, monkeypatch):
+    import os
+    import threading
+
+    root = demo_project(names=("a", "b", "c"))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    both = threading.Barrier(2, timeout=20)  # broken unless b and c run at the same time
+    seen = {}
+
+    def fake(name, *args, **kw):
+        seen[name] = (os.environ.get("OMP_NUM_THREADS"), set(seen))
+        if name != "a":
+            both.wait()
+
+    monkeypatch.setattr(runner, "run_notebook", fake)
+    timings = runner.run_all("testbed", root, workers=2)
+    assert list(timings)[0] == "a" and set(timings) == {"a", "b", "c"}
+    assert seen["a"] == (None, set())  # first, alone, with every thread
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    assert seen["b"][0] == seen["c"][0] == share and "a" in seen["b"][1]
+    assert "OMP_NUM_THREADS" not in os.environ  # restored
+
+
 def test_cli_book_run_passes_profile_files_and_yaml_values(demo_project, monkeypatch, tmp_path):
     root = demo_project()
     params_file = tmp_path / "tiny.yaml"
     params_file.write_text("notebooks: {demo: {n: 4}}\n")
     seen = {}
 
-    def fake_run_all(profile, root, only, overrides, params, force):
+    def fake_run_all(profile, root, only, overrides, params, force, workers):
         seen.update(profile=profile, root=root, only=only, overrides=overrides, params=params)
-        seen.update(force=force)
+        seen.update(force=force, workers=workers)
         return {"demo": 0.0}
 
     monkeypatch.setattr(runner, "run_all", fake_run_all)
     argv = ["book", "run", "--root", str(root), "--only", "demo", "--params-file", str(params_file)]
     argv += ["-p", "seed", "3", "-p", "taus", "[0.1, 1e-2]", "-p", "title", "run A"]
+    argv += ["--workers", "3"]
     assert cli.main(argv) == 0
     assert seen["profile"] == "testbed" and seen["only"] == ["demo"] and seen["root"] == root
     assert seen["overrides"] == [{"defaults": {}, "notebooks": {"demo": {"n": 4}}}]
     assert seen["params"] == {"seed": 3, "taus": [0.1, 0.01], "title": "run A"}
-    assert seen["force"] is False
+    assert seen["force"] is False and seen["workers"] == 3
 
 
 # ----------------------------------------------------------------------------- build

@@ -19,6 +19,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +281,20 @@ def _relative(path: Path, root: Path) -> str:
         return str(path.resolve())
 
 
+@contextlib.contextmanager
+def _threads_per_kernel(workers: int) -> Iterator[None]:
+    """Give each of `workers` concurrent kernels its share of the cores (OMP_NUM_THREADS, which
+    torch reads at start-up), unless the environment already sets it."""
+    if workers <= 1 or "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_NUM_THREADS", None)
+
+
 def run_all(
     profile: str = "testbed",
     root: str | Path | None = None,
@@ -288,8 +303,14 @@ def run_all(
     out_dir: str | Path | None = None,
     params: Mapping[str, Any] | None = None,
     force: bool = False,
+    workers: int | None = None,
 ) -> dict[str, float]:
     """Run every notebook of the toc (or `only` these), with a progress bar; keep going on failure.
+
+    The root page (the landing page, first in the toc) runs first and alone: it summarises the
+    book, so it computes the sweeps that later pages read from the artifact cache. The other
+    pages then run `workers` at a time, each kernel with its share of the CPU threads (two
+    kernels with all threads each would fight over the same cores).
 
     Args:
         profile: profile name.
@@ -299,9 +320,10 @@ def run_all(
         out_dir: where pages go (default `<root>/book/generated`).
         params: single parameters applied last, to every notebook declaring them.
         force: re-execute pages that are up to date.
+        workers: pages run at once after the root page (default: one per CPU core, at most 2).
 
     Returns:
-        Seconds per notebook, in run order. Raises NotebookError after the last notebook if any
+        Seconds per notebook, in order of completion. Raises NotebookError after the last notebook if any
         failed, naming each failure.
     """
     from tqdm.auto import tqdm
@@ -327,11 +349,14 @@ def run_all(
     layers += [check_layer(layer, f"override layer {i + 1}") for i, layer in enumerate(extra)]
     for line in unused_overrides(notebook_names(root), layers, root):
         warnings.warn(f"parameter entry not used by any notebook: {line}", stacklevel=2)
+    workers = min(2, os.cpu_count() or 1) if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers: expected at least 1, got {workers}")
     timings: dict[str, float] = {}
     errors: list[str] = []
-    bar = tqdm(names, unit="notebook", desc=f"papermill ({profile})")
-    for name in bar:
-        bar.set_postfix_str(name)
+    bar = tqdm(total=len(names), unit="notebook", desc=f"papermill ({profile})")
+
+    def run(name: str) -> None:
         own = {k: v for k, v in (params or {}).items() if k in declared[name]}
         start, status = time.perf_counter(), ""
         try:
@@ -341,6 +366,14 @@ def run_all(
             status = " FAILED"
         timings[name] = time.perf_counter() - start
         bar.write(f"{name}: {timings[name]:.1f} s{status}")
+        bar.update()
+
+    first, rest = names[:1], names[1:]
+    for name in first:
+        run(name)
+    with _threads_per_kernel(workers if len(rest) > 1 else 1), ThreadPoolExecutor(workers) as pool:
+        list(pool.map(run, rest))
+    bar.close()
     if errors:
         raise NotebookError(
             f"{len(errors)} of {len(names)} notebooks failed:\n\n" + "\n\n".join(errors)
@@ -409,8 +442,6 @@ def build_pdf(
     Returns:
         The PDF's path.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from pypdf import PdfWriter
 
     root = resolve_root(root)
@@ -474,6 +505,7 @@ def _reported(func):
 
 def _run(args: argparse.Namespace) -> int:
     overrides = [load_overrides(f) for f in args.params_file or []]
+    start = time.perf_counter()
     timings = run_all(
         args.profile,
         args.root,
@@ -481,8 +513,10 @@ def _run(args: argparse.Namespace) -> int:
         overrides,
         params=_parse_params(args.p),
         force=args.force,
+        workers=args.workers,
     )
-    print(f"ran {len(timings)} notebooks in {sum(timings.values()):.1f} s", file=sys.stderr)
+    wall = time.perf_counter() - start
+    print(f"ran {len(timings)} notebooks in {wall:.1f} s", file=sys.stderr)
     return 0
 
 
@@ -541,6 +575,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             )
             parser.add_argument(
                 "--force", action="store_true", help="re-execute pages that are up to date"
+            )
+            parser.add_argument(
+                "--workers",
+                type=int,
+                default=None,
+                help="pages run at once after the landing page (default: one per core, at most 2)",
             )
             parser.add_argument(
                 "-p",
