@@ -28,6 +28,7 @@ class _Server:
         self.files: dict[str, bytes] = {}
         self.cut_after: dict[str, int] = {}  # path -> bytes to send before dropping (once)
         self.ignore_range = False
+        self.types: dict[str, str] = {}  # path -> Content-Type, where one is sent
         self.ranges: list[tuple[str, str | None]] = []  # (path, Range header) per request
         server = self
 
@@ -50,6 +51,8 @@ class _Server:
                 else:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(data) - start))
+                if self.path in server.types:
+                    self.send_header("Content-Type", server.types[self.path])
                 self.end_headers()
                 body = data[start:]
                 cut = server.cut_after.pop(self.path, None)
@@ -271,3 +274,21 @@ def test_default_cache_dir_follows_environment(tmp_path, monkeypatch):
     assert fetch.default_cache_dir() == tmp_path / "w"
     monkeypatch.delenv(fetch.ENV_VAR)
     assert fetch.default_cache_dir().parts[-3:] == (".cache", "semantic_bottleneck", "weights")
+
+
+def test_drive_file_pages_become_direct_downloads_and_others_stay():
+    page = "https://drive.google.com/file/d/1XZoK-uU0mTWeRLilLZ_FtysRgearBxOp/view?usp=sharing"
+    assert fetch.direct_url(page) == (
+        "https://drive.usercontent.google.com/download?id=1XZoK-uU0mTWeRLilLZ_FtysRgearBxOp"
+        "&export=download&confirm=t"
+    )
+    other = "https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt"
+    assert fetch.direct_url(other) == other
+
+
+def test_a_web_page_instead_of_the_file_is_refused(server, tmp_path):
+    server.files["/toy.bin"] = b"<html>quota exceeded</html>"
+    server.types["/toy.bin"] = "text/html; charset=utf-8"
+    with pytest.raises(fetch.FetchError, match="web page instead of the file"):
+        fetch.fetch(_entry(server), tmp_path, progress=False)
+    assert not (tmp_path / "toy" / "toy.bin").exists()

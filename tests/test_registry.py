@@ -43,7 +43,33 @@ MIRROR_SHA256 = {
 def test_one_entry_per_released_checkpoint():
     assert [entry.name for entry in CHECKPOINTS] == MODEL_NAMES
     assert registry.names("checkpoint") == MODEL_NAMES
-    assert set(registry.names()) == set(MODEL_NAMES) | {entry.name for entry in ASSETS}
+    systems = set(registry.names("system"))
+    assert set(registry.names()) == set(MODEL_NAMES) | {entry.name for entry in ASSETS} | systems
+
+
+SYSTEM_T = {"uvit-h-2-imagenet256": 1000.0, "uvit-l-2-imagenet256": 999.0, "xmdpt-l-2": 999.0}
+SYSTEM_T |= {"mdsgen-b-2": 999.0, "sd3-medium": 1000.0, "audioldm-s-full-v2": 901.0}
+
+
+@pytest.mark.parametrize("name", registry.names("system"))
+def test_system_entries_name_their_module_manifest_and_initial_t(name):
+    import importlib
+
+    entry = registry.get_system(name)
+    module = importlib.import_module(f"semantic_bottleneck.zoo.{entry.system}")
+    assert callable(module.condition_parts)
+    if entry.manifest is not None:
+        assert registry.read_manifest(entry.manifest)["keys"]
+    assert entry.initial_t == SYSTEM_T.get(name, entry.initial_t)
+    if entry.system in ("sd3", "audioldm"):
+        assert entry.initial_t == module.INITIAL_T and entry.hf_repo
+    elif entry.system == "uvit":
+        assert entry.initial_t == module.INITIAL_T[entry.manifest.split("/")[1]]
+    else:
+        assert entry.initial_t == module.INITIAL_T
+        assert all(u.startswith("https://drive.google.com/file/d/") for u in entry.urls)
+    with pytest.raises(ValueError, match="not an appendix system"):
+        registry.get_system("dit-xl-2")
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

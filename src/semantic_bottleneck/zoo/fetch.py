@@ -28,6 +28,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import sys
 import time
 import urllib.error
@@ -187,6 +188,19 @@ def _open_url(request: urllib.request.Request, timeout: float):
     return urllib.request.urlopen(request, timeout=timeout)
 
 
+_DRIVE_PAGE = re.compile(r"^https://drive\.google\.com/file/d/([\w-]+)(/view)?(\?.*)?$")
+
+
+def direct_url(url: str) -> str:
+    """The URL that serves the file itself: a Google Drive file page (as the U-ViT, X-MDPT and
+    MDSGen READMEs link their checkpoints) becomes Drive's direct download, with the confirmation
+    that large files need; any other URL is returned unchanged."""
+    match = _DRIVE_PAGE.match(url)
+    if match is None:
+        return url
+    return f"https://drive.usercontent.google.com/download?id={match[1]}&export=download&confirm=t"
+
+
 def download_url(url: str, part: Path, progress: bool = True, desc: str | None = None) -> None:
     """Download `url` into `part`, resuming from the bytes already in `part`.
 
@@ -203,6 +217,7 @@ def download_url(url: str, part: Path, progress: bool = True, desc: str | None =
     desc = desc or part.name.removesuffix(".part")
     part.parent.mkdir(parents=True, exist_ok=True)
     start = part.stat().st_size if part.exists() else 0
+    url = direct_url(url)
     request = urllib.request.Request(
         url, headers={"User-Agent": f"semantic-bottleneck/{__version__}"}
     )
@@ -229,6 +244,9 @@ def download_url(url: str, part: Path, progress: bool = True, desc: str | None =
             raise FetchError(f"{desc}: {url} resumed at the wrong offset; deleted, run again")
         if not resumed:
             start = 0  # server ignored the Range header: start over
+        if response.headers.get("Content-Type", "").startswith("text/html"):
+            # a checkpoint is never a web page: Drive answers with one when its quota is exceeded
+            raise FetchError(f"{desc}: {url} returned a web page instead of the file")
         length = response.headers.get("Content-Length")
         total = start + int(length) if length and length.isdigit() else None
         try:
@@ -546,7 +564,8 @@ def status(cache_dir: str | os.PathLike | None = None) -> list[InputStatus]:
     rows = []
     for name, entry in registry.REGISTRY.items():
         path = locate(entry, cache_dir)
-        kind = getattr(entry, "kind", "checkpoint")
+        system = isinstance(entry, registry.SystemEntry)
+        kind = getattr(entry, "kind", "system" if system else "checkpoint")
         rows.append(InputStatus(name, kind, path is not None, path, fetch_command(name)))
     return rows
 

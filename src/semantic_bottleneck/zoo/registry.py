@@ -133,6 +133,38 @@ class AssetEntry(Entry):
     kind: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class SystemEntry(Entry):
+    """A released appendix system (U-ViT, X-MDPT, MDSGen, SD3, AudioLDM): its c is measured over
+    a set of conditions (`core.systems`), not over a label table.
+
+    Attributes:
+        system: module of `semantic_bottleneck.zoo` that loads it and computes c's parts
+            (one of SYSTEM_KINDS).
+        label: the paper's row label (Tables 1, 4, 5) of what this release stands for.
+        manifest: file in `semantic_bottleneck/manifests/` with its keys and config (None where
+            no manifest exists; the loader then checks the model's own config).
+        initial_t: the t its official sampler feeds at the first, pure-noise step.
+        weights_key: entry holding the weights (None: a bare state dict, or a diffusers folder).
+        gated: the Hugging Face repository needs an accepted licence and a token.
+    """
+
+    system: str
+    label: str
+    manifest: str | None
+    initial_t: float
+    weights_key: str | None = None
+    gated: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.system not in SYSTEM_KINDS:
+            raise ValueError(f"{self.name}: system {self.system!r} not in {SYSTEM_KINDS}")
+
+
+SYSTEM_KINDS = ("uvit", "xmdpt", "mdsgen", "sd3", "audioldm")
+
+
 @cache
 def _manifest_text(filename: str) -> str:
     return (resources.files("semantic_bottleneck") / "manifests" / filename).read_text()
@@ -343,16 +375,141 @@ ASSETS: tuple[AssetEntry, ...] = (
     ),
 )
 
-REGISTRY: dict[str, Entry] = {entry.name: entry for entry in (*CHECKPOINTS, *ASSETS)}
+
+# The appendix systems. Sources, each official repository at the commit read:
+# - U-ViT: baofff/U-ViT @ ce55170, README.md (checkpoint links), eval_ldm_discrete.py (H models:
+#   t = 1000 at the first step), eval_ldm.py and eval.py (L and M models: t = 999).
+# - X-MDPT: trungpx/xmdpt @ 8397056, README.md, infer_xmdpt.py (DDPM index 999 at the first step).
+# - MDSGen: triton99/MDSGen @ f51ce3d, README.md, inference.py (DPM-Solver model time 999.0).
+# - SD3 and AudioLDM: the diffusers pipelines (zoo/sd3.py, zoo/audioldm.py give the initial t).
+# Google Drive links are the README's file pages; `fetch` downloads them through Drive's
+# direct-download endpoint.
+_DRIVE = "https://drive.google.com/file/d"
+_UVIT_NOTES = {
+    "discrete": "eval_ldm_discrete.py: DPM-Solver++, 50 steps; the network gets 1000 t.",
+    "continuous": "eval_ldm.py / eval.py: DPM-Solver, 50 steps; the network gets 999 t.",
+}
+
+
+def _uvit(name: str, size: str, drive_id: str, filename: str, kind: str) -> SystemEntry:
+    return SystemEntry(
+        name=name,
+        system="uvit",
+        label="U-ViT (concatenation)",
+        manifest=f"appendix/uvit_{size}.json",
+        urls=(f"{_DRIVE}/{drive_id}/view?usp=share_link",),
+        filename=filename,
+        initial_t=1000.0 if kind == "discrete" else 999.0,
+        notes=f"Bare state_dict. {_UVIT_NOTES[kind]} Table 4 does not say which U-ViT it measured.",
+    )
+
+
+def _xmdpt(size: str, drive_id: str, params: str) -> SystemEntry:
+    return SystemEntry(
+        name=f"xmdpt-{size}-2",
+        system="xmdpt",
+        label=f"X-MDPT-{size.upper()}",
+        manifest=f"appendix/xmdpt_{size}2.json",
+        urls=(f"{_DRIVE}/{drive_id}/view?usp=sharing",),
+        filename="ema_0.9999_300000.pt",
+        initial_t=999.0,
+        notes=(
+            f"Bare EMA state_dict (infer_xmdpt.py:44-45). The README states {params} parameters; "
+            "the class builds more (its training-only side blocks included)."
+        ),
+    )
+
+
+_SD3_FILES = ("model_index.json", "transformer/config.json", "scheduler/scheduler_config.json")
+_AUDIOLDM_FILES = ("model_index.json", "unet/config.json", "scheduler/scheduler_config.json")
+
+SYSTEMS: tuple[SystemEntry, ...] = (
+    _uvit("uvit-h-2-imagenet256", "h2_imagenet256", "13StUdrjaaSXjfqqF7M47BzPyhMAArQ4u",
+          "imagenet256_uvit_huge.pth", "discrete"),
+    _uvit("uvit-h-4-imagenet512", "h4_imagenet512", "1uegr2o7cuKXtf2akWGAN2Vnlrtw5YKQq",
+          "imagenet512_uvit_huge.pth", "discrete"),
+    _uvit("uvit-l-2-imagenet256", "l2_imagenet256", "1w7T1hiwKODgkYyMH9Nc9JNUThbxFZgs3",
+          "imagenet256_uvit_large.pth", "continuous"),
+    _uvit("uvit-l-4-imagenet512", "l4_imagenet512", "1mkj4aN2utHMBTWQX9l1nYue9vleL7ZSB",
+          "imagenet512_uvit_large.pth", "continuous"),
+    _uvit("uvit-l-4-imagenet64", "l4_imagenet64", "19rmun-T7RwkNC1feEPWinIo-1JynpW7J",
+          "imagenet64_uvit_large.pth", "continuous"),
+    _uvit("uvit-m-4-imagenet64", "m4_imagenet64", "1igVgRY7-A0ZV3XqdNcMGOnIGOxKr9azv",
+          "imagenet64_uvit_mid.pth", "continuous"),
+    _xmdpt("l", "1No_WJBD25HVmYLaKirrI_7k04RpOkNos", "460.2M"),
+    _xmdpt("b", "1nNPWGhvRZVwjBMfgilbgZNdcn1I1DUgH", "131.9M"),
+    _xmdpt("s", "1loztAzrL6sQI7rarwb_x2233ZwNTVlvD", "33.5M"),
+    SystemEntry(
+        name="mdsgen-b-2",
+        system="mdsgen",
+        label="MDSGen",
+        manifest="appendix/mdsgen_b2.json",
+        urls=(f"{_DRIVE}/1XZoK-uU0mTWeRLilLZ_FtysRgearBxOp/view?usp=sharing",),
+        filename="mdsgen_audioldm.pt",
+        initial_t=999.0,
+        notes="Bare state_dict (inference.py:55-56); condition: CAVP video features (32, 512).",
+    ),
+    SystemEntry(
+        name="sd3-medium",
+        system="sd3",
+        label="SD3.0 (2B)",
+        manifest="appendix/sd3_medium_transformer.json",
+        hf_repo="stabilityai/stable-diffusion-3-medium-diffusers",
+        urls=(f"{_HF}/stabilityai/stable-diffusion-3-medium-diffusers",),
+        filename="transformer/diffusion_pytorch_model.safetensors",
+        extra_files=_SD3_FILES,
+        initial_t=1000.0,
+        gated=True,
+        notes="c needs the transformer's time_text_embed.* only; the prompts' pooled CLIP-L/G "
+        "embeddings come from the pipeline's text encoders.",
+    ),
+    SystemEntry(
+        name="sd3.5-large",
+        system="sd3",
+        label="SD3.0 (8B)",
+        manifest=None,
+        hf_repo="stabilityai/stable-diffusion-3.5-large",
+        urls=(f"{_HF}/stabilityai/stable-diffusion-3.5-large",),
+        filename="transformer/diffusion_pytorch_model.safetensors.index.json",
+        extra_files=(
+            *_SD3_FILES,
+            "transformer/diffusion_pytorch_model-00001-of-00002.safetensors",
+            "transformer/diffusion_pytorch_model-00002-of-00002.safetensors",
+        ),
+        initial_t=1000.0,
+        gated=True,
+        notes="The paper's 'SD3.0 (8B)' was never released; SD3.5-Large is the public 8B-class "
+        "model and stands in for that row. Shard names not verified against the hub.",
+    ),
+    *(
+        SystemEntry(
+            name=f"audioldm-{size}",
+            system="audioldm",
+            label="AudioLDM (cross-attention)",
+            manifest=f"appendix/audioldm_{size[0]}_full_unet.json",
+            hf_repo=f"cvssp/audioldm-{size}",
+            urls=(f"{_HF}/cvssp/audioldm-{size}",),
+            filename="unet/diffusion_pytorch_model.bin",
+            extra_files=_AUDIOLDM_FILES,
+            initial_t=901.0,
+            notes="The paper does not say which AudioLDM it measured, and its '(cross-attention)' "
+            "does not describe this UNet (time and CLAP embeddings are concatenated). Weight "
+            "file name not verified against the hub.",
+        )
+        for size in ("s-full-v2", "m-full", "l-full")
+    ),
+)  # fmt: skip
+
+REGISTRY: dict[str, Entry] = {entry.name: entry for entry in (*CHECKPOINTS, *ASSETS, *SYSTEMS)}
 
 
 def names(kind: str | None = None) -> list[str]:
-    """Registry names: all, or only 'checkpoint' / 'asset' entries."""
+    """Registry names: all, or only 'checkpoint' / 'asset' / 'system' entries."""
     if kind is None:
         return list(REGISTRY)
-    groups = {"checkpoint": CHECKPOINTS, "asset": ASSETS}
+    groups = {"checkpoint": CHECKPOINTS, "asset": ASSETS, "system": SYSTEMS}
     if kind not in groups:
-        raise ValueError(f"kind must be 'checkpoint' or 'asset', got {kind!r}")
+        raise ValueError(f"kind must be 'checkpoint', 'asset' or 'system', got {kind!r}")
     return [entry.name for entry in groups[kind]]
 
 
@@ -375,5 +532,15 @@ def get_checkpoint(name: str) -> CheckpointEntry:
     if not isinstance(entry, CheckpointEntry):
         raise ValueError(
             f"{name!r} is an input ({entry.kind}), not a model; models: {', '.join(names('checkpoint'))}"
+        )
+    return entry
+
+
+def get_system(name: str) -> SystemEntry:
+    """The appendix system entry called `name`."""
+    entry = get_entry(name)
+    if not isinstance(entry, SystemEntry):
+        raise ValueError(
+            f"{name!r} is not an appendix system; systems: {', '.join(names('system'))}"
         )
     return entry
