@@ -12,6 +12,7 @@ and says how the model combines them: `"sum"` (c = T + Y, d_t = d_y; X-MDPT, MDS
 and U-ViT's second reading) or `"concat"` (c = [T; Y]; AudioLDM's UNet, U-ViT's token pair).
 `SystemC` holds them and answers what the tables ask of a model (`core.analysis`): c, the
 condition part alone ("y alone" of Tables 4 and 5), d and the t it was taken at.
+`core.appendix` loads them from the weights cache.
 """
 
 from __future__ import annotations

@@ -1,0 +1,124 @@
+"""Loading the appendix systems' c: a release from the weights cache (`zoo.registry.SYSTEMS`),
+its condition file, and the two parts of c at its initial t (`core.systems.SystemC`).
+
+A condition file is one safetensors file per system, `<weights cache>/conditions/<system>.safetensors`,
+holding the tensors its zoo module's `INPUTS` names with one row per condition (X-MDPT: DINOv2
+tokens of the target pose and the source image and the source latent; MDSGen: CAVP video
+features; SD3: pooled CLIP-L/G prompt embeddings; AudioLDM: CLAP prompt embeddings). U-ViT needs
+none: its conditions are the ImageNet classes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from semantic_bottleneck.core.analysis import Missing
+from semantic_bottleneck.core.systems import SystemC
+from semantic_bottleneck.zoo import audioldm, fetch, mdsgen, registry, sd3, uvit, xmdpt
+
+_MODULES = {"uvit": uvit, "xmdpt": xmdpt, "mdsgen": mdsgen, "sd3": sd3, "audioldm": audioldm}
+# how each model combines the parts (U-ViT's tokens: Table 4's "concatenation" reading)
+_COMBINE = {"uvit": "concat", "xmdpt": "sum", "mdsgen": "sum", "sd3": sd3.COMBINE}
+_COMBINE["audioldm"] = audioldm.COMBINE
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def conditions_path(system: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where a system's condition inputs live: `<weights cache>/conditions/<system>.safetensors`
+    (one file per system: the X-MDPT sizes share their DeepFashion features, the AudioLDM sizes
+    their CLAP embeddings)."""
+    cache = Path(cache_dir) if cache_dir is not None else fetch.default_cache_dir()
+    return cache / "conditions" / f"{system}.safetensors"
+
+
+def conditions_command(system: str) -> str:
+    """The command that says what a system's condition file holds and prepares it."""
+    return f"semantic-bottleneck conditions {system}"
+
+
+def read_conditions(system: str, path: str | os.PathLike) -> dict[str, Tensor]:
+    """A system's condition file, checked to hold every tensor its module's INPUTS names, with
+    one row per condition."""
+    inputs = load_file(str(path))
+    expected = sorted(_MODULES[system].INPUTS)
+    missing = [k for k in expected if k not in inputs]
+    if missing:
+        raise ValueError(
+            f"{path}: expected tensors {expected} ({system} INPUTS), missing {missing}"
+        )
+    if len({inputs[k].shape[0] for k in expected}) != 1:
+        raise ValueError(f"{path}: expected the same number of conditions (dim 0) in {expected}")
+    return {k: inputs[k].float() for k in expected}
+
+
+def _folder(entry: registry.SystemEntry, path: Path) -> Path:
+    """A diffusers release's pipeline folder, from the path of its main file."""
+    return path.parents[len(Path(entry.filename).parts) - 1]
+
+
+def _load(entry: registry.SystemEntry, path: Path) -> nn.Module:
+    manifest = None if entry.manifest is None else entry.manifest.split("/")[-1]
+    if entry.system == "uvit":
+        return uvit.load_uvit(path, manifest).eval()
+    if entry.system == "xmdpt":
+        return xmdpt.load_xmdpt(path, manifest.removesuffix(".json"))
+    if entry.system == "mdsgen":
+        return mdsgen.load_mdsgen(path, manifest)
+    if entry.system == "sd3":
+        return sd3.load_sd3(_folder(entry, path))
+    return audioldm.load_audioldm_unet(_folder(entry, path))
+
+
+def system_c(
+    entry: registry.SystemEntry,
+    model: nn.Module,
+    inputs: dict[str, Tensor] | None,
+    how: str | None = None,
+    source: str = "",
+) -> SystemC:
+    """c of a loaded system at its initial t over its conditions: the condition file's rows,
+    or for U-ViT every real class (its label table without the null row).
+
+    Args:
+        how: "sum" or "concat"; default the model's own (U-ViT: "concat", Table 4's reading).
+    """
+    module = _MODULES[entry.system]
+    if entry.system == "uvit":
+        labels = torch.arange(model.label_emb.num_embeddings - (1 if _has_null(entry) else 0))
+        time, cond = uvit.condition_parts(model, labels, entry.initial_t)
+        what = f"{len(labels)} ImageNet classes"
+    else:
+        time, cond = module.condition_parts(model, inputs, entry.initial_t)
+        what = f"{cond.shape[0]} conditions ({entry.system} condition file)"
+    how = how or _COMBINE[entry.system]
+    return SystemC(entry.name, entry.label, time, cond, how, entry.initial_t, what, source)
+
+
+def _has_null(entry: registry.SystemEntry) -> bool:
+    """Whether the label table ends with a null row (the guided 256 and 512 models do)."""
+    return "imagenet64" not in entry.name
+
+
+def load_system(
+    name: str, cache_dir: str | os.PathLike | None = None, how: str | None = None
+) -> SystemC | Missing:
+    """c of an appendix system from the weights cache and its condition file, or Missing with
+    the command that provides the absent input (the weights first)."""
+    entry = registry.get_system(name)
+    path = fetch.locate(entry, cache_dir)
+    if path is None:
+        return Missing(name, entry.label, fetch.fetch_command(name))
+    inputs = None
+    if entry.system != "uvit":
+        where = conditions_path(entry.system, cache_dir)
+        if not where.is_file():
+            return Missing(name, entry.label, conditions_command(entry.system))
+        inputs = read_conditions(entry.system, where)
+    return system_c(entry, _load(entry, path), inputs, how, str(path))

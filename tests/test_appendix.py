@@ -1,0 +1,69 @@
+"""Tests of loading the appendix systems' c: the notices for absent inputs, the condition file's
+checks, and c end to end from a synthetic X-MDPT-S checkpoint with the released layout."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from semantic_bottleneck.core import analysis, appendix
+from semantic_bottleneck.core.analysis import Missing
+from semantic_bottleneck.core.systems import SystemC, combine
+from semantic_bottleneck.zoo import registry, xmdpt
+from semantic_bottleneck.zoo.registry import read_manifest
+
+
+def place_weights(cache, name: str, state: dict) -> None:
+    entry = registry.get_system(name)
+    folder = cache / name
+    folder.mkdir(parents=True)
+    torch.save(state, folder / entry.filename)
+
+
+def xmdpt_inputs(n: int = 3) -> dict:
+    g = torch.Generator().manual_seed(0)
+    shapes = {"dino_tgt_pose": (n, 257, 768), "dino_src_img": (n, 257, 1536)}
+    shapes["src_latent"] = (n, 4, 32, 32)
+    return {k: torch.randn(s, generator=g) for k, s in shapes.items()}
+
+
+def test_absent_weights_then_absent_conditions_give_the_command_that_provides_them(tmp_path):
+    missing = appendix.load_system("xmdpt-s-2", tmp_path)
+    assert isinstance(missing, Missing) and missing.command == "semantic-bottleneck fetch xmdpt-s-2"
+    place_weights(tmp_path, "xmdpt-s-2", {})
+    missing = appendix.load_system("xmdpt-s-2", tmp_path)
+    assert missing.command == "semantic-bottleneck conditions xmdpt"
+    assert missing.label == "X-MDPT-S"
+    assert "semantic-bottleneck conditions xmdpt" in analysis.missing_notice([missing])
+
+
+def test_a_condition_file_without_a_named_tensor_is_refused(tmp_path):
+    inputs = xmdpt_inputs()
+    del inputs["src_latent"]
+    save_file(inputs, tmp_path / "c.safetensors")
+    with pytest.raises(ValueError, match="missing \\['src_latent'\\]"):
+        appendix.read_conditions("xmdpt", tmp_path / "c.safetensors")
+
+
+def test_xmdpt_s_c_from_a_synthetic_release_equals_its_two_parts(tmp_path):
+    # the released layout with random weights (the integer rel-pos indices kept as built)
+    g = torch.Generator().manual_seed(1)
+    state = xmdpt.build_xmdpt("xmdpt_s2").state_dict()
+    for key, value in state.items():
+        if value.is_floating_point():
+            state[key] = 0.02 * torch.randn(value.shape, generator=g)
+    assert {k: list(v.shape) for k, v in state.items()} == read_manifest("appendix/xmdpt_s2.json")[
+        "keys"
+    ]
+    place_weights(tmp_path, "xmdpt-s-2", state)
+    inputs = xmdpt_inputs()
+    where = appendix.conditions_path("xmdpt", tmp_path)
+    where.parent.mkdir()
+    save_file(inputs, where)
+    sys_c = appendix.load_system("xmdpt-s-2", tmp_path)
+    assert isinstance(sys_c, SystemC)
+    assert (sys_c.d, sys_c.num_classes, sys_c.t, sys_c.how) == (384, 3, 999.0, "sum")
+    model = xmdpt.load_xmdpt(tmp_path / "xmdpt-s-2" / "ema_0.9999_300000.pt", "xmdpt_s2")
+    time, cond = xmdpt.condition_parts(model, inputs, 999)
+    torch.testing.assert_close(sys_c.c(), combine(time, cond, "sum"))
+    row = analysis.label_vs_sum_row(sys_c)
+    assert row["model"] == "X-MDPT-S" and 0 < row["cosine_y"] <= 1
