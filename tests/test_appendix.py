@@ -67,3 +67,26 @@ def test_xmdpt_s_c_from_a_synthetic_release_equals_its_two_parts(tmp_path):
     torch.testing.assert_close(sys_c.c(), combine(time, cond, "sum"))
     row = analysis.label_vs_sum_row(sys_c)
     assert row["model"] == "X-MDPT-S" and 0 < row["cosine_y"] <= 1
+
+
+def test_conditions_command_describes_then_prepares_mdsgen_features(tmp_path, capsys):
+    import numpy as np
+
+    from semantic_bottleneck import cli
+
+    assert cli.main(["conditions", "mdsgen", "--cache-dir", str(tmp_path)]) == 0
+    assert "video_features" in capsys.readouterr().out
+    feats = tmp_path / "feats"
+    feats.mkdir()
+    g = np.random.default_rng(0)
+    for i, frames in enumerate((40, 32)):
+        np.savez(feats / f"clip{i}.npz", g.standard_normal((frames, 512)).astype("float32"))
+    argv = ["conditions", "mdsgen", "--npz", str(feats), "--cache-dir", str(tmp_path)]
+    assert cli.main(argv) == 0
+    inputs = appendix.read_conditions("mdsgen", appendix.conditions_path("mdsgen", tmp_path))
+    assert inputs["video_features"].shape == (2, 32, 512)
+    first = torch.from_numpy(np.load(feats / "clip0.npz")["arr_0"][:32])
+    assert torch.equal(inputs["video_features"][0], first)
+    np.savez(feats / "short.npz", np.zeros((8, 512), "float32"))
+    with pytest.raises(ValueError, match="expected arr_0 of shape"):
+        appendix.mdsgen_conditions(feats)

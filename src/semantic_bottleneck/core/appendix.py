@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from semantic_bottleneck.core.analysis import Missing
 from semantic_bottleneck.core.systems import SystemC
-from semantic_bottleneck.zoo import audioldm, fetch, mdsgen, registry, sd3, uvit, xmdpt
+from semantic_bottleneck.zoo import audioldm, checkpoint, fetch, mdsgen, registry, sd3, uvit, xmdpt
 
 _MODULES = {"uvit": uvit, "xmdpt": xmdpt, "mdsgen": mdsgen, "sd3": sd3, "audioldm": audioldm}
 # how each model combines the parts (U-ViT's tokens: Table 4's "concatenation" reading)
@@ -122,3 +123,77 @@ def load_system(
             return Missing(name, entry.label, conditions_command(entry.system))
         inputs = read_conditions(entry.system, where)
     return system_c(entry, _load(entry, path), inputs, how, str(path))
+
+
+# ----------------------------------------------------------------------------- preparing
+
+
+def mdsgen_conditions(folder: str | os.PathLike, frames: int = 32) -> dict[str, Tensor]:
+    """MDSGen's inputs from a folder of CAVP feature files, as its inference.py reads them: each
+    `.npz` holds `arr_0` (frames, 512); the first `frames` frames are kept.
+
+    Shapes: -> {"video_features": (N, frames, 512)} float32, files in name order.
+    """
+    files = sorted(Path(folder).glob("*.npz"))
+    if not files:
+        raise FileNotFoundError(
+            f"{folder}: expected CAVP feature files *.npz (arr_0: frames x 512)"
+        )
+    rows = []
+    for f in files:
+        with np.load(f, allow_pickle=False) as data:
+            feats = torch.from_numpy(data["arr_0"]).float()
+        if feats.ndim != 2 or feats.shape[0] < frames:
+            raise ValueError(
+                f"{f}: expected arr_0 of shape (>= {frames}, 512), got {tuple(feats.shape)}"
+            )
+        rows.append(feats[:frames])
+    return {"video_features": torch.stack(rows)}
+
+
+def describe(system: str, cache_dir: str | os.PathLike | None = None) -> str:
+    """What a system's condition file must hold, where it goes, and whether it is there."""
+    if system == "uvit":
+        return "uvit: no condition file; c is measured over the ImageNet classes."
+    path = conditions_path(system, cache_dir)
+    lines = [f"{system}: {path} ({'present' if path.is_file() else 'missing'})", "tensors:"]
+    lines += [f"  {name}: {spec}" for name, spec in _MODULES[system].INPUTS.items()]
+    how = {
+        "mdsgen": "--npz DIR (CAVP feature files, as MDSGen's inference.py reads them)",
+        "sd3": "--prompts FILE --pipeline DIR (a local SD3 pipeline's CLIP encoders)",
+        "audioldm": "--prompts FILE --pipeline DIR (a local AudioLDM pipeline's CLAP encoder)",
+        "xmdpt": "zoo.xmdpt.encode_conditions with local DINOv2 and VAE weights",
+    }[system]
+    return "\n".join([*lines, f"prepare with: {how}"])
+
+
+def _cmd_conditions(args) -> int:
+    system = args.system
+    if args.npz is None and args.prompts is None:
+        print(describe(system, args.cache_dir))
+        return 0
+    if args.npz is not None:
+        if system != "mdsgen":
+            raise ValueError("--npz: expected system mdsgen (CAVP video features)")
+        inputs = mdsgen_conditions(args.npz)
+    else:
+        if system not in ("sd3", "audioldm") or args.pipeline is None:
+            raise ValueError("--prompts: expected system sd3 or audioldm, with --pipeline DIR")
+        prompts = [p for p in Path(args.prompts).read_text().splitlines() if p.strip()]
+        inputs = _MODULES[system].encode_prompts(args.pipeline, prompts)
+    out = checkpoint.save_atomic(inputs, conditions_path(system, args.cache_dir))
+    print(f"wrote {out}: {next(iter(inputs.values())).shape[0]} conditions")
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    """Register `conditions SYSTEM`: describe or prepare an appendix system's condition file."""
+    parser = subparsers.add_parser(
+        "conditions", help="describe or prepare an appendix system's condition file"
+    )
+    parser.add_argument("system", choices=[s for s in registry.SYSTEM_KINDS])
+    parser.add_argument("--npz", type=Path, default=None, help="mdsgen: CAVP feature folder")
+    parser.add_argument("--prompts", type=Path, default=None, help="sd3/audioldm: one per line")
+    parser.add_argument("--pipeline", type=Path, default=None, help="a local pipeline folder")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="the weights cache")
+    parser.set_defaults(func=_cmd_conditions)
