@@ -8,6 +8,7 @@ from safetensors.torch import save_file
 from semantic_bottleneck.core import analysis, appendix
 from semantic_bottleneck.core.analysis import Missing
 from semantic_bottleneck.core.systems import SystemC, combine
+from semantic_bottleneck.sections import continuous
 from semantic_bottleneck.zoo import registry, xmdpt
 from semantic_bottleneck.zoo.registry import read_manifest
 
@@ -44,7 +45,7 @@ def test_a_condition_file_without_a_named_tensor_is_refused(tmp_path):
         appendix.read_conditions("xmdpt", tmp_path / "c.safetensors")
 
 
-def test_xmdpt_s_c_from_a_synthetic_release_equals_its_two_parts(tmp_path):
+def test_xmdpt_s_c_from_a_synthetic_release_equals_its_two_parts(tmp_path, monkeypatch):
     # the released layout with random weights (the integer rel-pos indices kept as built)
     g = torch.Generator().manual_seed(1)
     state = xmdpt.build_xmdpt("xmdpt_s2").state_dict()
@@ -67,6 +68,14 @@ def test_xmdpt_s_c_from_a_synthetic_release_equals_its_two_parts(tmp_path):
     torch.testing.assert_close(sys_c.c(), combine(time, cond, "sum"))
     row = analysis.label_vs_sum_row(sys_c)
     assert row["model"] == "X-MDPT-S" and 0 < row["cosine_y"] <= 1
+    # the paper-profile pages measure it from the weights cache
+    monkeypatch.setenv("SEMANTIC_BOTTLENECK_WEIGHTS", str(tmp_path))
+    page = continuous.tab05_page("paper", [], systems=["xmdpt-s-2", "mdsgen-b-2"])
+    assert page.tables["measured"]["model"].tolist() == ["X-MDPT-S"]
+    assert page.tables["measured"]["cosine_yt"].iloc[0] == pytest.approx(row["cosine_yt"])
+    assert [m.name for m in page.missing] == ["mdsgen-b-2"]
+    fig = continuous.fig04_page("paper", [], systems=["xmdpt-s-2"])
+    assert fig.values["n_conditions"][0] == 3 and fig.figures["cosine"] is not None
 
 
 def test_conditions_command_describes_then_prepares_mdsgen_features(tmp_path, capsys):

@@ -159,11 +159,14 @@ def test_the_continuous_claim_is_judged_on_continuous_models_alone():
     assert ledger.measure([labels])["cosine-continuous"] is None
 
 
-def test_the_continuous_pages_quote_nothing_measured_in_the_paper_profile():
+def test_the_continuous_pages_quote_nothing_measured_in_the_paper_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEMANTIC_BOTTLENECK_WEIGHTS", str(tmp_path))  # an empty weights cache
     page = continuous.tab07_page("paper", "testbed-continuous-long")
     assert set(continuous.TABLE7_MEASURED) <= set(page.values)
     assert all(page.values[k][0] is None for k in continuous.TABLE7_MEASURED)
     assert page.values["paper_psnr_change"][0] == pytest.approx(17.328 - 17.336)
-    for fn in (continuous.fig04_page, continuous.tab05_page):
-        shown = fn("paper", ["dit-xl-2"])
-        assert not shown.found and shown.notes == [continuous.PAPER_PROFILE_NOTE]
+    shown = continuous.fig04_page("paper", ["testbed-continuous"])
+    assert not shown.found and [m.name for m in shown.missing] == ["xmdpt-l-2"]
+    shown = continuous.tab05_page("paper", ["testbed-continuous"])
+    assert [m.name for m in shown.missing] == continuous.TABLE5_SYSTEMS
+    assert shown.missing[0].command == "semantic-bottleneck fetch xmdpt-l-2"

@@ -4,8 +4,8 @@ computed from an input rather than a class label, as in X-MDPT (pose and source 
 
 In the testbed profile they read the continuous-condition testbed models, each digit conditioned
 on its own 4x4 thumbnail through a Linear layer summed with T; their "classes" are 100 held-out
-conditions (10 digits of each class, `training.data.condition_set`). The paper profile has no
-loader for the paper's continuous systems yet, so its pages show the paper's values and say so.
+conditions (10 digits of each class, `training.data.condition_set`). In the paper profile they
+read the released systems (`core.appendix`) over the conditions of their condition files.
 """
 
 from __future__ import annotations
@@ -15,28 +15,40 @@ import numpy as np
 import pandas as pd
 
 from semantic_bottleneck.book import plots
-from semantic_bottleneck.core import analysis, metrics
-from semantic_bottleneck.core.analysis import Page
+from semantic_bottleneck.core import analysis, appendix, metrics
+from semantic_bottleneck.core.analysis import Missing, Page
 from semantic_bottleneck.core.conventions import check_profile
+from semantic_bottleneck.core.systems import SystemC
 from semantic_bottleneck.sweeps.continuous import TABLE7_ROWS, run_continuous_sweep
 from semantic_bottleneck.sweeps.spec import SweepSettings
 from semantic_bottleneck.verdicts import paper
 
 PAPER_PROFILE_NOTE = (
-    "The paper profile has no continuous-condition system yet: X-MDPT, MDSGen, SD3 and AudioLDM "
-    "need their own loaders, so this page shows the paper's values only. In the testbed profile "
-    "it measures the continuous-condition testbed models."
+    "The paper profile has no sampler for X-MDPT yet, so this page shows the paper's values "
+    "only. In the testbed profile it measures the continuous-condition testbed model."
 )
 
 
-def continuous_models(
-    profile: str, models: list[str], train_steps: int | None = None
-) -> tuple[list[analysis.ModelC], list[str]]:
-    """The continuous-condition models a page measures, and its notes (the paper profile's
-    absence of such systems)."""
+def appendix_systems(profile: str, systems: list[str]) -> tuple[list[SystemC], list[Missing]]:
+    """The appendix systems a paper-profile page measures (`core.appendix.load_system`):
+    (present, absent with the command that provides each); none in the testbed profile."""
     check_profile(profile)
-    if profile == "paper" or not models:
-        return [], [PAPER_PROFILE_NOTE]
+    if profile == "testbed":
+        return [], []
+    loaded = [appendix.load_system(name) for name in systems]
+    return [m for m in loaded if isinstance(m, SystemC)], [
+        m for m in loaded if isinstance(m, Missing)
+    ]
+
+
+def continuous_models(
+    profile: str, models: list[str], train_steps: int | None = None, systems: list[str] = ()
+) -> tuple[list, list[Missing]]:
+    """The continuous-condition models a page measures: the testbed's in the testbed profile,
+    the released `systems` in the paper profile; (present, absent)."""
+    check_profile(profile)
+    if profile == "paper":
+        return appendix_systems(profile, list(systems))
     found, _ = analysis.load_models(profile, list(models), steps=train_steps)
     return found, []
 
@@ -78,7 +90,7 @@ def sparsity_figure(found: list[analysis.ModelC], tau: float):
 
 def fig04_page(
     profile: str, models: list[str], train_steps: int | None = None, tau: float = 0.1,
-    zoom: int = 10, seed: int = 0,
+    zoom: int = 10, seed: int = 0, systems: list[str] = ("xmdpt-l-2",),
 ) -> Page:  # fmt: skip
     """Fig. 4: sparsity of c at tau (a, b) and the cosine of c across held-out conditions (c).
 
@@ -86,8 +98,8 @@ def fig04_page(
     (of the headline model: the last one), n_conditions, tau, cos_paper (X-MDPT's Table 1 cosine).
     Figures: "sparsity" (a, b), "cosine" (c). Tables: "sparsity".
     """
-    found, notes = continuous_models(profile, models, train_steps)
-    page = Page(found=found, notes=notes)
+    found, missing = continuous_models(profile, models, train_steps, systems)
+    page = Page(found=found, missing=missing)
     table = pd.DataFrame([sparsity_row(m, tau) for m in found])
     head = table.iloc[-1] if len(table) else None
     xmdpt = paper.paper_row("table1", "X-MDPT")
@@ -113,17 +125,25 @@ def fig04_page(
 TABLE5_COLUMNS = ["cosine_yt", "npr_yt", "cosine_y", "npr_y"]
 
 
-def tab05_page(profile: str, models: list[str], train_steps: int | None = None) -> Page:
+TABLE5_SYSTEMS = ["xmdpt-l-2", "xmdpt-b-2", "xmdpt-s-2", "sd3-medium", "sd3.5-large"]
+TABLE5_SYSTEMS += ["mdsgen-b-2", "audioldm-s-full-v2"]  # the paper's row order
+
+
+def tab05_page(
+    profile: str, models: list[str], train_steps: int | None = None,
+    systems: list[str] = tuple(TABLE5_SYSTEMS),
+) -> Page:  # fmt: skip
     """Table 5: cosine and nPR of y + t (c) and of y alone (the condition's embedding), beside
-    the paper's rows for X-MDPT, SD3, MDSGen and AudioLDM.
+    the paper's rows for X-MDPT, SD3, MDSGen and AudioLDM (the released `systems` in the paper
+    profile; SD3.5-Large stands in for the unreleased "SD3.0 (8B)").
 
     Values: cos_yt_min, cos_gap (the smallest rise of the cosine from y alone to y + t),
     cos_y_headline (y alone, the last model),
     cos_paper_min (the lowest of the paper's y + t cosines). Tables: "measured" (shown beside
     the paper's with `pages.statistics_beside_paper(..., "table5", ...)`, columns `TABLE5_COLUMNS`).
     """
-    found, notes = continuous_models(profile, models, train_steps)
-    page = Page(found=found, notes=notes)
+    found, missing = continuous_models(profile, models, train_steps, systems)
+    page = Page(found=found, missing=missing)
     table = analysis.label_vs_sum_table(found)
     page.tables["measured"] = table
     gap = (table["cosine_yt"] - table["cosine_y"]).min() if len(table) else None
