@@ -1,6 +1,8 @@
 """Tests of loading the appendix systems' c: the notices for absent inputs, the condition file's
 checks, and c end to end from a synthetic X-MDPT-S checkpoint with the released layout."""
 
+import dataclasses
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -8,7 +10,7 @@ from safetensors.torch import save_file
 from semantic_bottleneck.core import analysis, appendix
 from semantic_bottleneck.core.analysis import Missing
 from semantic_bottleneck.core.systems import SystemC, combine
-from semantic_bottleneck.sections import continuous
+from semantic_bottleneck.sections import conditional_vector, continuous
 from semantic_bottleneck.zoo import registry, xmdpt
 from semantic_bottleneck.zoo.registry import read_manifest
 
@@ -76,6 +78,11 @@ def test_xmdpt_s_c_from_a_synthetic_release_equals_its_two_parts(tmp_path, monke
     assert [m.name for m in page.missing] == ["mdsgen-b-2"]
     fig = continuous.fig04_page("paper", [], systems=["xmdpt-s-2"])
     assert fig.values["n_conditions"][0] == 3 and fig.figures["cosine"] is not None
+    tab01 = conditional_vector.tab01_page("paper", ["dit-xl-2"], systems=["xmdpt-s-2"])
+    assert tab01.tables["statistics"][["model", "d", "initial_t"]].values.tolist() == [
+        ["X-MDPT-S", 384, 999.0]
+    ]
+    assert [m.name for m in tab01.missing] == ["dit-xl-2"]
 
 
 def test_conditions_command_describes_then_prepares_mdsgen_features(tmp_path, capsys):
@@ -99,3 +106,22 @@ def test_conditions_command_describes_then_prepares_mdsgen_features(tmp_path, ca
     np.savez(feats / "short.npz", np.zeros((8, 512), "float32"))
     with pytest.raises(ValueError, match="expected arr_0 of shape"):
         appendix.mdsgen_conditions(feats)
+
+
+def test_the_uvit_row_is_read_both_ways_on_the_table4_page(tmp_path, monkeypatch):
+    from semantic_bottleneck.sections import appendix as appendix_pages
+
+    monkeypatch.setenv("SEMANTIC_BOTTLENECK_WEIGHTS", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    tokens = SystemC("uvit-x", "U-ViT (concatenation)", torch.randn(1, 6, generator=g),
+                     torch.randn(5, 6, generator=g), "concat", 1000.0, "5 classes")  # fmt: skip
+    monkeypatch.setattr(appendix, "load_system", lambda name: tokens)
+    page = appendix_pages.tab04_page("paper", ["dit-xl-2"])
+    rows = page.tables["label_vs_sum"].set_index("model")
+    assert list(rows.index) == ["U-ViT (concatenation)", "U-ViT (sum)"]
+    assert [m.d for m in page.found] == [12, 6]
+    assert rows.loc["U-ViT (sum)", "cosine_yt"] == pytest.approx(
+        analysis.label_vs_sum_row(dataclasses.replace(tokens, how="sum"))["cosine_yt"]
+    )
+    assert [m.name for m in page.missing] == ["dit-xl-2"] and page.values["cos_gap"][0] is None
+    assert appendix_pages.tab04_page("paper", ["dit-xl-2"], uvit=None).found == []

@@ -10,6 +10,7 @@ none: its conditions are the ImageNet classes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from semantic_bottleneck.core.analysis import Missing
+from semantic_bottleneck.core.conventions import check_profile
 from semantic_bottleneck.core.systems import SystemC
 from semantic_bottleneck.zoo import audioldm, checkpoint, fetch, mdsgen, registry, sd3, uvit, xmdpt
 
@@ -123,6 +125,24 @@ def load_system(
             return Missing(name, entry.label, conditions_command(entry.system))
         inputs = read_conditions(entry.system, where)
     return system_c(entry, _load(entry, path), inputs, how, str(path))
+
+
+def load_systems(profile: str, names: list[str]) -> tuple[list[SystemC], list[Missing]]:
+    """The appendix systems a paper-profile page measures: (present, absent with the command
+    that provides each); none in the testbed profile, which has its own analogues."""
+    check_profile(profile)
+    if profile == "testbed":
+        return [], []
+    loaded = [load_system(name) for name in names]
+    return [m for m in loaded if isinstance(m, SystemC)], [
+        m for m in loaded if isinstance(m, Missing)
+    ]
+
+
+def with_reading(sys_c: SystemC, how: str) -> SystemC:
+    """The same parts combined the other way (U-ViT's two readings), labelled with it."""
+    label = sys_c.label.split(" (")[0] + (" (concatenation)" if how == "concat" else " (sum)")
+    return dataclasses.replace(sys_c, how=how, label=label)
 
 
 # ----------------------------------------------------------------------------- preparing

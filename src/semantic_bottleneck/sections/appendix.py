@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from semantic_bottleneck.core import adaln_cost, analysis, schematic
+from semantic_bottleneck.core import adaln_cost, analysis, appendix, schematic
 from semantic_bottleneck.core.adaln_cost import Modulation
 from semantic_bottleneck.core.analysis import Page
 from semantic_bottleneck.sections.pruning import settings_of, sweep_outcome
@@ -19,16 +19,27 @@ from semantic_bottleneck.training import testbed
 TABLE4_COLUMNS = ["cosine_yt", "npr_yt", "cosine_y", "npr_y"]  # compared with the paper's
 
 
-def tab04_page(profile: str, models: list[str], train_steps: int | None = None) -> Page:
-    """Table 4: cosine and nPR of c = T + Y and of Y alone.
+def tab04_page(
+    profile: str, models: list[str], train_steps: int | None = None,
+    uvit: str | None = "uvit-h-2-imagenet256",
+) -> Page:  # fmt: skip
+    """Table 4: cosine and nPR of c = T + Y and of Y alone; in the paper profile also the U-ViT
+    row (`uvit`, None for none), whose label and time tokens are read both ways: concatenated
+    ([T; Y], Table 4's "concatenation") and summed (T + Y).
 
     Tables: label_vs_sum (`analysis.label_vs_sum_table`; shown beside the paper's with
     `pages.statistics_beside_paper` on `TABLE4_COLUMNS`). Values: cos_gap (the smallest rise
     of the mean cosine from Y alone to T + Y over models).
     """
     found, missing = analysis.load_models(profile, models, steps=train_steps)
+    gap_models = list(found)
+    more, absent = appendix.load_systems(profile, [uvit] if uvit else [])
+    for sys_c in more:  # both readings of the token pair
+        found += [appendix.with_reading(sys_c, "concat"), appendix.with_reading(sys_c, "sum")]
+    missing += absent
     table = analysis.label_vs_sum_table(found)
-    gap = (table["cosine_yt"] - table["cosine_y"]).min() if len(table) else None
+    mine = table[table["model"].isin([m.label for m in gap_models])]
+    gap = (mine["cosine_yt"] - mine["cosine_y"]).min() if len(mine) else None
     return Page(
         tables={"label_vs_sum": table},
         values={"cos_gap": (gap, "{:.3f}")},

@@ -10,7 +10,7 @@ import pandas as pd
 from torch import Tensor
 
 from semantic_bottleneck.book import plots
-from semantic_bottleneck.core import analysis, schematic
+from semantic_bottleneck.core import analysis, appendix, schematic
 from semantic_bottleneck.core.analysis import Page
 from semantic_bottleneck.verdicts import paper
 
@@ -46,14 +46,23 @@ def fig01_page(profile: str, models: list[str], train_steps: int | None = None) 
 TABLE1_COLUMNS = ["d", "pr", "npr", "cosine"]  # the columns the paper's Table 1 prints
 
 
-def tab01_page(profile: str, models: list[str], train_steps: int | None = None) -> Page:
+TABLE1_SYSTEMS = ["xmdpt-l-2", "mdsgen-b-2"]  # Table 1's continuous rows (paper profile)
+
+
+def tab01_page(
+    profile: str, models: list[str], train_steps: int | None = None,
+    systems: list[str] = tuple(TABLE1_SYSTEMS),
+) -> Page:  # fmt: skip
     """Table 1: d, PR, nPR and the cosine of c per model at the initial t (shown beside the
-    paper's with `pages.statistics_beside_paper(..., "table1", ...)` on `TABLE1_COLUMNS`).
+    paper's with `pages.statistics_beside_paper(..., "table1", ...)` on `TABLE1_COLUMNS`); in
+    the paper profile also X-MDPT's and MDSGen's rows over their condition files (`systems`).
 
     Tables: statistics (`analysis.statistics_table`). Figures: bars (nPR and cosine; None
     without models). Values: npr_min, npr_max, cos_min, cos_max, n_models.
     """
     found, missing = analysis.load_models(profile, models, steps=train_steps)
+    more, absent = appendix.load_systems(profile, list(systems))
+    found, missing = found + more, missing + absent
     table = analysis.statistics_table(found)
     have = len(table) > 0
 

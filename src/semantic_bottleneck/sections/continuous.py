@@ -18,7 +18,6 @@ from semantic_bottleneck.book import plots
 from semantic_bottleneck.core import analysis, appendix, metrics
 from semantic_bottleneck.core.analysis import Missing, Page
 from semantic_bottleneck.core.conventions import check_profile
-from semantic_bottleneck.core.systems import SystemC
 from semantic_bottleneck.sweeps.continuous import TABLE7_ROWS, run_continuous_sweep
 from semantic_bottleneck.sweeps.spec import SweepSettings
 from semantic_bottleneck.verdicts import paper
@@ -29,18 +28,6 @@ PAPER_PROFILE_NOTE = (
 )
 
 
-def appendix_systems(profile: str, systems: list[str]) -> tuple[list[SystemC], list[Missing]]:
-    """The appendix systems a paper-profile page measures (`core.appendix.load_system`):
-    (present, absent with the command that provides each); none in the testbed profile."""
-    check_profile(profile)
-    if profile == "testbed":
-        return [], []
-    loaded = [appendix.load_system(name) for name in systems]
-    return [m for m in loaded if isinstance(m, SystemC)], [
-        m for m in loaded if isinstance(m, Missing)
-    ]
-
-
 def continuous_models(
     profile: str, models: list[str], train_steps: int | None = None, systems: list[str] = ()
 ) -> tuple[list, list[Missing]]:
@@ -48,7 +35,7 @@ def continuous_models(
     the released `systems` in the paper profile; (present, absent)."""
     check_profile(profile)
     if profile == "paper":
-        return appendix_systems(profile, list(systems))
+        return appendix.load_systems(profile, list(systems))
     found, _ = analysis.load_models(profile, list(models), steps=train_steps)
     return found, []
 
