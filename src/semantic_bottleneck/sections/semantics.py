@@ -16,7 +16,7 @@ import pandas as pd
 from semantic_bottleneck.book import plots
 from semantic_bottleneck.book.params import find_root
 from semantic_bottleneck.book.widgets import threshold_explorer_by_model
-from semantic_bottleneck.core import analysis, mechanism, metrics, tsne
+from semantic_bottleneck.core import analysis, appendix, mechanism, metrics, tsne
 from semantic_bottleneck.core.analysis import Page
 from semantic_bottleneck.training import curves, runs
 from semantic_bottleneck.training.scale_study import (
@@ -33,16 +33,24 @@ from semantic_bottleneck.verdicts import measures
 # ----------------------------------------------------------------------------- Fig. 9
 
 
+FIG32_SYSTEMS = ["mdsgen-b-2", "xmdpt-l-2"]  # Figs. 32 and 33 (paper profile)
+
+
 def fig09_page(
-    profile: str, models: list[str], train_steps: int | None = None, top_k: int = 20
-) -> Page:
-    """Figs. 9 and 26-31: the variance of c across classes.
+    profile: str, models: list[str], train_steps: int | None = None, top_k: int = 20,
+    systems: list[str] = tuple(FIG32_SYSTEMS),
+) -> Page:  # fmt: skip
+    """Figs. 9 and 26-33: the variance of c across classes, and across the conditions of a
+    continuous-condition model (Figs. 32 and 33: MDSGen and X-MDPT, the released `systems` in the
+    paper profile; the continuous-condition testbed model where the testbed lists it).
 
     Tables: variance (`analysis.variance_row` per model, k = top_k). Figures: variance (None
     without models). Values: mean_var_min, mean_var_max (of the mean variance over models),
     topk_share (the smallest share of the variance in the top_k dimensions).
     """
     found, missing = analysis.load_models(profile, models, steps=train_steps)
+    more, absent = appendix.load_systems(profile, list(systems))
+    found, missing = found + more, missing + absent
     variance = pd.DataFrame([analysis.variance_row(m, k=top_k) for m in found])
     have = len(variance) > 0
     fig = plots.variance_plots({m.label: m.c() for m in found}) if found else None
