@@ -11,6 +11,7 @@ from semantic_bottleneck.core import analysis, appendix
 from semantic_bottleneck.core.analysis import Missing
 from semantic_bottleneck.core.systems import SystemC, combine
 from semantic_bottleneck.sections import conditional_vector, continuous
+from semantic_bottleneck.verdicts import ledger
 from semantic_bottleneck.zoo import registry, xmdpt
 from semantic_bottleneck.zoo.registry import read_manifest
 
@@ -83,6 +84,12 @@ def test_xmdpt_s_c_from_a_synthetic_release_equals_its_two_parts(tmp_path, monke
         ["X-MDPT-S", 384, 999.0]
     ]
     assert [m.name for m in tab01.missing] == ["dit-xl-2"]
+    # the ledger judges the continuous-cosine claim on it in the paper profile
+    monkeypatch.setattr(appendix, "TABLE1_SYSTEMS", ["xmdpt-s-2"])
+    inputs = ledger.ledger_inputs("paper", ["dit-xl-2"], use_sweeps=False)
+    measured = ledger.measure(inputs.found)["cosine-continuous"]
+    assert measured.detail.startswith("X-MDPT-S")
+    assert measured.value == pytest.approx(row["cosine_yt"])
 
 
 def test_conditions_command_describes_then_prepares_mdsgen_features(tmp_path, capsys):

@@ -305,15 +305,5 @@ def test_inventory_covers_every_table_and_figure_once() -> None:
         if not item["reproducible_here"]
         for i in [item["id"], *item.get("also", [])]
     }
-    assert not_here == {
-        "fig4",
-        "fig10",
-        "fig32",
-        "fig33",
-        "fig38",
-        "fig39",
-        "fig40",
-        "fig41",
-        "table5",
-        "table7",
-    }
+    # what needs X-MDPT's sampler and DeepFashion evaluation (every c-only item has a page)
+    assert not_here == {"fig10", "fig38", "fig39", "fig40", "fig41", "table7"}

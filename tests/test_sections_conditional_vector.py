@@ -4,7 +4,7 @@ and, in the paper profile, with no checkpoint present."""
 import pytest
 import torch
 
-from semantic_bottleneck.core import analysis
+from semantic_bottleneck.core import analysis, appendix
 from semantic_bottleneck.sections import conditional_vector as cv
 
 NAMES = ["testbed-flow-long", "testbed-ddpm-long"]  # shipped: read, not trained
@@ -78,7 +78,9 @@ def test_without_checkpoints_the_paper_profile_names_them_and_quotes_nothing(
 ):
     page = page_function("paper", ["dit-xl-2", "repa-sit-xl-2"])
     names = ["dit-xl-2", "repa-sit-xl-2"]
-    names += cv.TABLE1_SYSTEMS if page_function is cv.tab01_page else []  # its continuous rows
+    names += (
+        appendix.TABLE1_SYSTEMS if page_function is cv.tab01_page else []
+    )  # its continuous rows
     assert [m.name for m in page.missing] == names and not page.found
     assert "semantic-bottleneck fetch dit-xl-2" in analysis.missing_notice(page.missing)
     unquoted = ("profile", "class_index_text", "n_models")

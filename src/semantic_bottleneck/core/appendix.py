@@ -28,6 +28,7 @@ _MODULES = {"uvit": uvit, "xmdpt": xmdpt, "mdsgen": mdsgen, "sd3": sd3, "audiold
 # how each model combines the parts (U-ViT's tokens: Table 4's "concatenation" reading)
 _COMBINE = {"uvit": "concat", "xmdpt": "sum", "mdsgen": "sum", "sd3": sd3.COMBINE}
 _COMBINE["audioldm"] = audioldm.COMBINE
+TABLE1_SYSTEMS = ["xmdpt-l-2", "mdsgen-b-2"]  # Table 1's continuous rows
 
 
 # ----------------------------------------------------------------------------- loading
@@ -101,7 +102,11 @@ def system_c(
         time, cond = module.condition_parts(model, inputs, entry.initial_t)
         what = f"{cond.shape[0]} conditions ({entry.system} condition file)"
     how = how or _COMBINE[entry.system]
-    return SystemC(entry.name, entry.label, time, cond, how, entry.initial_t, what, source)
+    continuous = entry.system != "uvit"
+    return SystemC(
+        entry.name, entry.label, time, cond, how, entry.initial_t, what, source, entry.system,
+        continuous,
+    )  # fmt: skip
 
 
 def _has_null(entry: registry.SystemEntry) -> bool:

@@ -58,6 +58,9 @@ class SystemC:
         t: the t fed to the time embedder, in the model's own convention.
         conditions: what the N conditions are (e.g. '200 DeepFashion test pairs').
         source: where the weights and the condition inputs came from.
+        family: the zoo module of the system (registry `system`).
+        continuous: whether the conditions are inputs (a pose, a clip, a prompt) rather than
+            class labels (U-ViT's).
     """
 
     name: str
@@ -68,6 +71,8 @@ class SystemC:
     t: float
     conditions: str
     source: str = ""
+    family: str = ""
+    continuous: bool = True
 
     def __post_init__(self):
         combine(self.time, self.cond, self.how)  # checks the shapes and `how` now

@@ -46,12 +46,9 @@ def fig01_page(profile: str, models: list[str], train_steps: int | None = None) 
 TABLE1_COLUMNS = ["d", "pr", "npr", "cosine"]  # the columns the paper's Table 1 prints
 
 
-TABLE1_SYSTEMS = ["xmdpt-l-2", "mdsgen-b-2"]  # Table 1's continuous rows (paper profile)
-
-
 def tab01_page(
     profile: str, models: list[str], train_steps: int | None = None,
-    systems: list[str] = tuple(TABLE1_SYSTEMS),
+    systems: list[str] = tuple(appendix.TABLE1_SYSTEMS),
 ) -> Page:  # fmt: skip
     """Table 1: d, PR, nPR and the cosine of c per model at the initial t (shown beside the
     paper's with `pages.statistics_beside_paper(..., "table1", ...)` on `TABLE1_COLUMNS`); in

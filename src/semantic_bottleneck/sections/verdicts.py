@@ -31,9 +31,8 @@ def printed(table_id: str) -> str:
 def not_reproduced_page(profile: str) -> Page:
     """The not-reproduced page (the same in either profile: nothing is measured).
 
-    Markdown: inventory (`paper_checks.unsupported_inventory`), table5, table7 and table1_4
-    (the unsupported rows of Tables 1 and 4, each under its id). Values: n_items, item_ids
-    (`whole_ids`).
+    Markdown: inventory (`paper_checks.unsupported_inventory`), table7 (its printed rows).
+    Values: n_items, item_ids (`whole_ids`).
     """
     inventory = paper_checks.unsupported_inventory()
     ids = whole_ids(inventory)
@@ -41,9 +40,7 @@ def not_reproduced_page(profile: str) -> Page:
     return Page(
         markdown={
             "inventory": markdown_table(inventory[INVENTORY_COLUMNS]),
-            "table5": printed("table5"),
             "table7": printed("table7"),
-            "table1_4": "\n\n".join(f"**{t}**\n\n{printed(t)}" for t in ("table1", "table4")),
         },
         values={"n_items": (len(ids), "{}"), "item_ids": (", ".join(ids), "{}")},
     )

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from semantic_bottleneck.core import analysis
+from semantic_bottleneck.core import analysis, appendix
 from semantic_bottleneck.core.conventions import check_profile
 from semantic_bottleneck.sweeps import run as sweep
 from semantic_bottleneck.training.curves import REPA_TESTBED, headline_logs
@@ -152,7 +152,8 @@ def claim_specs() -> list[Claim]:
             ("tab05-continuous", "fig04-continuous", "tab01-statistics"),
             lambda t, _: lowest_over(t, "cosine", "{:.4f}"),
             "mean pairwise cosine of c over held-out conditions of a continuous-condition model "
-            "(the testbed's; X-MDPT and MDSGen have no loader here yet)",
+            "(the testbed's; in the paper profile X-MDPT-L's and MDSGen's over their condition "
+            "files)",
             continuous=True,
         ),
         Claim(
@@ -382,6 +383,8 @@ def ledger_inputs(
     """
     check_profile(profile)
     found, missing = analysis.load_models(profile, list(models), steps=train_steps)
+    more, absent = appendix.load_systems(profile, appendix.TABLE1_SYSTEMS)  # paper profile only
+    found, missing = found + more, missing + absent
     logs = headline_logs(profile, train_steps, tier)
     supplied, notes = {}, []
     if use_sweeps:
