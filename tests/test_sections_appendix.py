@@ -125,3 +125,16 @@ def test_cost_values_read_the_largest_and_the_second_smallest_count():
     assert values["first_removed"][0] == 10 and values["first_ratio"][0] == 0.8
     single = appendix.cost_values(cost.iloc[:1], 32)
     assert single["first_removed"][0] is None and single["first_ratio"][0] is None
+
+
+def test_uvit_readings_match_the_papers_cosine_and_differ_in_npr():
+    table = appendix.uvit_readings(seed=1)
+    assert list(table["reading"].unique()) == ["sum", "concat"] and len(table) == 4
+    assert table["cosine"].to_numpy() == pytest.approx(0.97917, abs=1e-3)  # by construction
+    h = table[table["model"] == "uvit-h-2-imagenet256"].set_index("reading")
+    assert (h.loc["concat", "width"], h.loc["sum", "width"]) == (2304, 1152)
+    assert h.loc["concat", "t"] == 1000.0
+    page = appendix.tab04_page("testbed", ["testbed-ddpm"])
+    assert page.values["uvit_concat_npr"][0] == pytest.approx(h.loc["concat", "npr"], abs=0.01)
+    assert page.values["uvit_paper_npr"][0] == pytest.approx(0.5006)
+    assert page.values["uvit_match"][0] in set(appendix.READING_NAMES.values())

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from semantic_bottleneck.core import analysis
-from semantic_bottleneck.core.systems import SystemC, combine
+from semantic_bottleneck.core.systems import SystemC, combine, readings_from_cosine
 
 
 def test_sum_adds_the_shared_time_part_to_every_condition():
@@ -45,3 +45,18 @@ def test_system_c_answers_the_table_rows():
         row = analysis.label_vs_sum_row(sys_c)
         assert row["model"] == "X" and 0 < row["npr_yt"] <= 1
         assert analysis.statistics_row(sys_c)["d"] == d
+
+
+def test_readings_from_cosine_match_the_cosine_and_tell_the_readings_apart():
+    from semantic_bottleneck.core import metrics
+    from semantic_bottleneck.zoo.dit import timestep_embedding
+
+    time = timestep_embedding(torch.tensor([1000.0]), 256)
+    c = readings_from_cosine(time, 0.9, n=400)
+    assert c["concat"].shape == (400, 512) and c["sum"].shape == (400, 256)
+    for how in ("concat", "sum"):
+        assert metrics.cosine_summary(c[how])["mean"] == pytest.approx(0.9, abs=0.01)
+    npr = {how: float(metrics.normalized_participation_ratio(c[how]).mean()) for how in c}
+    assert npr["concat"] < npr["sum"]  # half of the concatenation is the small label token
+    with pytest.raises(ValueError, match="expected a value in \\(0, 1\\)"):
+        readings_from_cosine(time, 1.0)

@@ -97,3 +97,33 @@ class SystemC:
     def label_only(self) -> Tensor:
         """Y alone, the condition's embedding (Tables 4 and 5, "y alone"). Shapes: -> (N, d_y)."""
         return self.cond.float()
+
+
+def readings_from_cosine(
+    time: Tensor, cosine: float, n: int = 1000, seed: int = 0
+) -> dict[str, Tensor]:
+    """c of both readings of a token pair (U-ViT's time and label tokens) for label tokens
+    drawn isotropic, with the norm at which the mean cosine of c across labels equals `cosine`.
+
+    A label table whose rows are nearly orthogonal and Gaussian (the paper's U-ViT "y alone":
+    cosine 0.00165, nPR 63.52%, close to an i.i.d. Gaussian's 0 and 2/pi) adds to the cosine of
+    either reading only through its norm r: cos(c_y, c_y') ~ |T|^2 / (|T|^2 + r^2), so r follows
+    from the cosine, while the nPR of the two readings differs. This tells which reading a
+    printed (cosine, nPR) pair comes from without the weights.
+
+    Args:
+        time: T, (1, D), the exact time token at the model's t.
+        cosine: the mean cosine of c across labels to match, in (0, 1).
+        n: labels drawn.
+        seed: seed of the draw.
+
+    Returns:
+        {"concat": (n, 2D), "sum": (n, D)}.
+    """
+    if not 0 < cosine < 1:
+        raise ValueError(f"cosine: expected a value in (0, 1), got {cosine}")
+    d = time.shape[1]
+    r2 = float((time.double() ** 2).sum()) * (1 / cosine - 1)
+    g = torch.Generator().manual_seed(seed)
+    cond = torch.randn(n, d, generator=g, dtype=torch.float64) * (r2 / d) ** 0.5
+    return {how: combine(time.double(), cond, how).float() for how in COMBINE}

@@ -9,12 +9,16 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from semantic_bottleneck.core import adaln_cost, analysis, appendix, schematic
+from semantic_bottleneck.core import adaln_cost, analysis, appendix, metrics, schematic
 from semantic_bottleneck.core.adaln_cost import Modulation
 from semantic_bottleneck.core.analysis import Page
+from semantic_bottleneck.core.systems import readings_from_cosine
 from semantic_bottleneck.sections.pruning import settings_of, sweep_outcome
 from semantic_bottleneck.sweeps import run as sweep
 from semantic_bottleneck.training import testbed
+from semantic_bottleneck.verdicts import paper
+from semantic_bottleneck.zoo import registry
+from semantic_bottleneck.zoo.dit import timestep_embedding
 
 TABLE4_COLUMNS = ["cosine_yt", "npr_yt", "cosine_y", "npr_y"]  # compared with the paper's
 
@@ -28,8 +32,10 @@ def tab04_page(
     ([T; Y], Table 4's "concatenation") and summed (T + Y).
 
     Tables: label_vs_sum (`analysis.label_vs_sum_table`; shown beside the paper's with
-    `pages.statistics_beside_paper` on `TABLE4_COLUMNS`). Values: cos_gap (the smallest rise
-    of the mean cosine from Y alone to T + Y over models).
+    `pages.statistics_beside_paper` on `TABLE4_COLUMNS`), uvit_readings (`uvit_readings`, in
+    both profiles: it needs no weights). Values: cos_gap (the smallest rise of the mean cosine
+    from Y alone to T + Y over models), uvit_concat_npr and uvit_sum_npr (U-ViT-H/2's readings),
+    uvit_paper_npr, uvit_match (the reading whose nPR is nearer the paper's).
     """
     found, missing = analysis.load_models(profile, models, steps=train_steps)
     gap_models = list(found)
@@ -40,12 +46,54 @@ def tab04_page(
     table = analysis.label_vs_sum_table(found)
     mine = table[table["model"].isin([m.label for m in gap_models])]
     gap = (mine["cosine_yt"] - mine["cosine_y"]).min() if len(mine) else None
+    readings = uvit_readings()
+    npr = readings[readings["model"] == UVIT_RELEASES[0]].set_index("reading")["npr"]
     return Page(
-        tables={"label_vs_sum": table},
-        values={"cos_gap": (gap, "{:.3f}")},
+        tables={"label_vs_sum": table, "uvit_readings": readings},
+        values={
+            "cos_gap": (gap, "{:.3f}"),
+            "uvit_concat_npr": (npr["concat"], "{:.2%}"),
+            "uvit_sum_npr": (npr["sum"], "{:.2%}"),
+            "uvit_paper_npr": (readings["npr_paper"].iloc[0], "{:.2%}"),
+            "uvit_match": (
+                READING_NAMES[(npr - readings["npr_paper"].iloc[0]).abs().idxmin()],
+                "{}",
+            ),
+        },
         found=found,
         missing=missing,
     )
+
+
+UVIT_RELEASES = ["uvit-h-2-imagenet256", "uvit-l-2-imagenet256"]  # one per width and t
+READING_NAMES = {"concat": "the concatenation [T; Y]", "sum": "the sum T + Y"}
+
+
+def uvit_readings(releases: list[str] = tuple(UVIT_RELEASES), seed: int = 0) -> pd.DataFrame:
+    """Which reading of U-ViT's token pair Table 4's row is: the cosine and nPR of the
+    concatenation [T; Y] and of the sum T + Y, from each release's exact time token at its
+    initial t and label tokens drawn isotropic at the norm that gives the paper's cosine
+    (`core.systems.readings_from_cosine`; the paper's "y alone" is Gaussian-like).
+
+    Returns:
+        One row per release and reading: model, reading, t, width, cosine, npr, and the paper's
+        npr_yt beside (npr_paper).
+    """
+    theirs = paper.paper_row("table4", "U-ViT (concatenation)")
+    rows = []
+    for name in releases:
+        entry = registry.get_system(name)
+        width = registry.read_manifest(entry.manifest)["config"]["embed_dim"]
+        # U-ViT's time token is this sinusoid exactly (libs/uvit.py: cos half first, no MLP)
+        time = timestep_embedding(torch.tensor([entry.initial_t]), width)
+        for how, c in readings_from_cosine(time, theirs["cosine_yt"], seed=seed).items():
+            rows.append({
+                "model": name, "reading": how, "t": entry.initial_t, "width": c.shape[1],
+                "cosine": metrics.cosine_summary(c)["mean"],
+                "npr": float(metrics.normalized_participation_ratio(c).mean()),
+                "npr_paper": theirs["npr_yt"],
+            })  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 # Table 6's rows and the columns it adds to Tables 2 and 3
