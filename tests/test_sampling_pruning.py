@@ -296,3 +296,92 @@ def test_check_spec_leaves_only_the_step_bound_to_validate():
 def test_a_value_with_braces_is_shown_as_is():
     with pytest.raises(S.pruning.PruneSpecError, match=r"got \{'a': 1\}"):
         validate(PruneSpec(side="tail", count={"a": 1}), 10)
+
+
+# ----------------------------------------------------------------------------- controls
+
+
+def additive_condition(num_classes: int = 4, d: int = 12):
+    """c = T(t) + Y(y) with fixed random tables, as the zoo models' c."""
+    g = torch.Generator().manual_seed(3)
+    table = torch.randn(num_classes + 1, d, generator=g)
+    time_dir = torch.randn(d, generator=g)
+
+    def condition_fn(t, y):
+        return t.double().float()[:, None] * time_dir + table[y]
+
+    return condition_fn, table
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        PruneSpec(side="tail", tau=0.1, select="sometimes"),
+        PruneSpec(side="tail", tau=0.1, replace="one"),
+        PruneSpec(side="tail", tau=0.1, draw=2),  # draw without select random
+        PruneSpec(side="tail", tau=0.1, select="random", draw=-1),
+        PruneSpec(side="head", count=2, select="variance"),  # classes missing
+        PruneSpec(side="tail", tau=0.1, replace="mean", classes=1),
+        PruneSpec(side="tail", tau=0.1, classes=10),  # classes unused
+        PruneSpec(side="tail", count=2, select="all"),  # all takes no count
+        PruneSpec(side="tail", tau=0.1, schedule="window"),  # window missing
+        PruneSpec(side="tail", tau=0.1, schedule="window", window=(3, 3)),
+        PruneSpec(side="tail", tau=0.1, schedule="window", window=(2, 11)),  # past steps
+        PruneSpec(side="tail", tau=0.1, window=(0, 2)),  # window for another schedule
+    ],
+)
+def test_bad_control_settings_fail_before_any_model_call(spec):
+    test_bad_specs_fail_before_any_model_call(spec, 10)
+
+
+def test_random_control_removes_the_same_count_elsewhere_and_draws_differ():
+    c = torch.randn(6, 40, generator=torch.Generator().manual_seed(1))
+    paper = select(c, PruneSpec(side="tail", tau=0.5))
+    draws = [select(c, PruneSpec(side="tail", tau=0.5, select="random", draw=k)) for k in (0, 1)]
+    for mask in draws:
+        assert torch.equal(mask.sum(1), paper.sum(1))  # same count per row
+    assert not torch.equal(draws[0], draws[1])
+    assert not torch.equal(draws[0], paper)
+    again = select(c, PruneSpec(side="tail", tau=0.5, select="random", draw=1))
+    assert torch.equal(again, draws[1])  # a draw is reproducible
+
+
+def test_variance_control_ranks_by_variance_across_classes():
+    class_c = torch.zeros(5, 6)
+    class_c[:, 4] = torch.arange(5.0) * 3  # largest variance
+    class_c[:, 1] = torch.arange(5.0)  # second
+    c = torch.tensor([[9.0, 0.1, 0.2, 8.0, 0.3, 0.4]])  # magnitude head: 0 and 3
+    spec = PruneSpec(side="head", count=2, select="variance", classes=5)
+    assert select(c, spec, class_c).tolist() == [[False, True, False, False, True, False]]
+    magnitude = select(c, PruneSpec(side="head", count=2))
+    assert magnitude.tolist() == [[True, False, False, True, False, False]]
+
+
+def test_all_control_removes_every_coordinate():
+    c = torch.randn(3, 7)
+    assert select(c, PruneSpec(side="tail", select="all")).all()
+
+
+def test_window_schedule_prunes_only_inside_its_steps():
+    spec = PruneSpec(side="tail", tau=0.1, schedule="window", window=(2, 5))
+    assert [S.scheduled(spec, i, 8) for i in range(8)] == [i in (2, 3, 4) for i in range(8)]
+
+
+@pytest.mark.parametrize("guided", [False, True])
+def test_mean_control_sets_removed_coordinates_to_the_class_mean_at_every_t(guided):
+    condition_fn, table = additive_condition()
+    y = torch.tensor([0, 1, 3])
+    spec = PruneSpec(side="tail", count=5, replace="mean", classes=4)
+    null = 4 if guided else None
+    hook = prune_hook(condition_fn, y, 1.0, spec, 4, null_class=null)
+    zero = prune_hook(condition_fn, y, 1.0, PruneSpec(side="tail", count=5), 4, null_class=null)
+    rows = torch.cat([y, torch.full_like(y, 4)]) if guided else y
+    mask = torch.cat([hook.mask, hook.null_mask]) if guided else hook.mask
+    assert torch.equal(mask, torch.cat([zero.mask, zero.null_mask]) if guided else zero.mask)
+    for t in (1.0, 0.3):  # the class mean at this t, not at t0
+        c = condition_fn(torch.full((len(rows),), t), rows)
+        class_mean = condition_fn(torch.full((4,), t), torch.arange(4)).mean(0)
+        out = hook(0)(c)
+        torch.testing.assert_close(out[mask], class_mean.expand_as(c)[mask])
+        assert torch.equal(out[~mask], c[~mask])  # every kept coordinate bit-identical
+        assert torch.equal(zero(0)(c)[mask], torch.zeros(int(mask.sum())))
