@@ -98,7 +98,10 @@ def test_pruned_run_differs_and_reports_counts():
     pruned, info = gen(model, family, config, LABELS, SEEDS, prune=PruneSpec("head", count=10))
     assert not torch.equal(base, pruned)
     assert info["removed"] == [10] * 5 and info["null_removed"] == [10] * 5
-    assert info["prune"] == dict(side="head", tau=None, count=10, schedule="every", k=None)
+    assert info["prune"] == dict(
+        side="head", tau=None, count=10, schedule="every", k=None,
+        select="magnitude", replace="zero", draw=0, classes=None, window=None,
+    )  # fmt: skip
     # tau: the count is |c_i| < tau of c at the initial step (DDPM: t = 999)
     tau = 0.5
     _, info = gen(model, family, config, LABELS, SEEDS, prune=PruneSpec("tail", tau=tau))
