@@ -14,6 +14,7 @@ headline settings, as the official sampling scripts run them:
 | lightningdit | Euler ODE, shift 0.3, CFG 6.7 on 3 of 32 channels for t >= 0.125 | 0.0 .. 1 |
 | repa | Euler-Maruyama 1 -> 0.04 + mean step, CFG 1.8 on all channels for t <= 0.7 | 1.0 .. 0 |
 | mg | as repa, without guidance | 1.0 .. 0 |
+| xmdpt | DDIM 50 (eta 0), CFG 2.0 power-cosine (pow 0.01) on all channels (`xmdpt.py`) | int 999 .. 0 |
 
 Typical paired run (baseline vs pruned share all noise):
 
@@ -46,8 +47,11 @@ from .labels import balanced_labels, sample_generators, sample_noise, sample_see
 from .pruning import PruneHook, PruneSpec, make_masks, prune_hook, scheduled, select, validate
 from .repa import REPAODEConfig, REPASDEConfig, repa_ode_sample, repa_sde_sample
 from .schedules import flow_ode_grid, repa_sde_grid, sit_sde_grid
+from .xmdpt import XMDPT_DDIM, DDIMConfig, ddim_sample
 
-SamplerConfig = DDPMConfig | SiTSDEConfig | FlowODEConfig | REPASDEConfig | REPAODEConfig
+SamplerConfig = (
+    DDPMConfig | SiTSDEConfig | FlowODEConfig | REPASDEConfig | REPAODEConfig | DDIMConfig
+)
 
 _SAMPLERS = {
     DDPMConfig: ddpm_sample,
@@ -55,6 +59,7 @@ _SAMPLERS = {
     FlowODEConfig: flow_ode_sample,
     REPASDEConfig: repa_sde_sample,
     REPAODEConfig: repa_ode_sample,
+    DDIMConfig: ddim_sample,
 }
 
 _MDT = DDPMConfig(
@@ -79,6 +84,7 @@ _DEFAULTS: dict[str, dict[str, SamplerConfig]] = {
     "lightningdit": {"ode": FlowODEConfig()},
     "repa": {"sde": REPASDEConfig(), "ode": REPAODEConfig(guidance=_REPA_GUIDANCE)},
     "mg": {"sde": REPASDEConfig(guidance=Guidance()), "ode": REPAODEConfig(guidance=Guidance())},
+    "xmdpt": {"ddim": XMDPT_DDIM},
 }
 _GUIDANCE_FIELDS = {f.name for f in dataclasses.fields(Guidance)}
 
@@ -208,6 +214,7 @@ def sample(
 
 
 __all__ = [
+    "DDIMConfig",
     "DDPMConfig",
     "FlowODEConfig",
     "Guidance",
@@ -218,6 +225,7 @@ __all__ = [
     "SiTSDEConfig",
     "balanced_labels",
     "combine",
+    "ddim_sample",
     "ddpm_sample",
     "default_config",
     "flow_ode_sample",
