@@ -17,7 +17,7 @@ Matches trungpx/xmdpt @ 8397056 (file:line below), whose diffusion code is guide
   combined on all 8 output channels with MDT's power-cosine weight
   w(t) = 1 + (2 - 1) (1 - cos(pi (1 - t / 1000)^0.01)) / 2 (1.989 at t = 999, 2 at t = 0).
   Here that is `guidance.guided` with `Guidance(schedule="power_cosine", guided_channels=None)`.
-- No masking at inference (`enable_mask=False`, models.py:641-642); the model generates 256x256
+- No masking at inference (`enable_mask=False`, models.py:643-644); the model generates 256x256
   images from 4x32x32 latents, decoded as `vae.decode(z / 0.18215)` (infer_xmdpt.py:106) with
   the released decoder-fine-tuned AutoencoderKL (`model_zoo/diffuser_finetune_vae`, :50-51).
 
@@ -226,7 +226,7 @@ def _autocast(model: nn.Module, device: torch.device):
 
 def _groups(rows: Tensor) -> list[tuple[bool, Tensor]]:
     """(dropped, row positions) of the unconditional then the conditional rows, the official
-    order of the two forwards (models.py:641-642); empty groups left out."""
+    order of the two forwards (models.py:643-644); empty groups left out."""
     dropped = rows == NULL_ROW
     out = []
     for drop in (True, False):
