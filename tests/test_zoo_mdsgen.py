@@ -9,13 +9,12 @@ from safetensors.torch import save_file
 
 from semantic_bottleneck.core.systems import combine
 from semantic_bottleneck.core.torchfile import CheckpointError
-from semantic_bottleneck.zoo import mdsgen
+from semantic_bottleneck.zoo import mdsgen, mdt
 from semantic_bottleneck.zoo.mdsgen import (
     INITIAL_T,
     INPUTS,
     MDSGen,
     condition_parts,
-    drop_mask,
     load_inputs,
     load_mdsgen,
     temporal_masking,
@@ -320,8 +319,8 @@ def test_training_drops_the_video_part_per_row():
     c = model.condition(t, video, prob=0.1)  # the official training default
     dropped = (c - time).abs().amax(dim=1) == 0
     assert 20 <= int(dropped.sum()) <= 65  # about 40 of 400
-    assert torch.equal(drop_mask(4, 0.0), torch.ones(4, dtype=torch.bool))
-    assert torch.equal(drop_mask(4, 1.0), torch.zeros(4, dtype=torch.bool))
+    assert torch.equal(mdt.keep_mask(4, 0.0), torch.ones(4, dtype=torch.bool))
+    assert torch.equal(mdt.keep_mask(4, 1.0), torch.zeros(4, dtype=torch.bool))
 
 
 # ----------------------------------------------------------------------------- grid and masking

@@ -11,7 +11,7 @@ from torch import nn
 
 from semantic_bottleneck.core.systems import combine
 from semantic_bottleneck.core.torchfile import CheckpointError
-from semantic_bottleneck.zoo import xmdpt
+from semantic_bottleneck.zoo import mdt, xmdpt
 from semantic_bottleneck.zoo.registry import read_manifest
 from semantic_bottleneck.zoo.xmdpt import INPUTS, XMDPT, condition_parts
 
@@ -285,10 +285,10 @@ def test_token_pools_are_weighted_sums_over_tokens():
 
 
 def test_keep_mask_known_answers():
-    assert xmdpt.keep_mask(4, 0.0).tolist() == [True] * 4
-    assert xmdpt.keep_mask(4, 1.0).tolist() == [False] * 4
+    assert mdt.keep_mask(4, 0.0).tolist() == [True] * 4
+    assert mdt.keep_mask(4, 1.0).tolist() == [False] * 4
     torch.manual_seed(0)
-    share = xmdpt.keep_mask(20000, 0.1).float().mean().item()
+    share = mdt.keep_mask(20000, 0.1).float().mean().item()
     assert abs(share - 0.9) < 0.01  # training's prob=0.1 keeps about 90%
 
 

@@ -118,19 +118,6 @@ def get_2d_sincos_pos_embed(embed_dim: int, grid_h: int, grid_w: int) -> np.ndar
     return np.concatenate([sincos(cols), sincos(rows)], axis=1)
 
 
-def drop_mask(n: int, prob: float, device: torch.device | str | None = None) -> Tensor:
-    """Which rows keep their condition: all for prob = 0, none for prob = 1, else each with
-    probability 1 - prob (drawn on `device`, as the official `prob_mask_like`).
-
-    Shapes: -> (n,) bool.
-    """
-    if prob == 0:
-        return torch.ones(n, dtype=torch.bool, device=device)
-    if prob == 1:
-        return torch.zeros(n, dtype=torch.bool, device=device)
-    return torch.zeros(n, device=device).uniform_(0, 1) < 1 - prob
-
-
 def temporal_masking(
     x: Tensor, mask_ratio: float, grid_w: int
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -273,10 +260,7 @@ class MDSGen(nn.Module):
                 f"need hidden_size % num_heads == 0 and input_size divisible by patch_size, got "
                 f"{hidden_size=}, {num_heads=}, {input_size=}, {patch_size=}"
             )
-        if decode_layer is None or not 0 <= int(decode_layer) <= depth:
-            raise ValueError(f"decode_layer must be an int in 0..depth={depth}, got {decode_layer}")
-        if mask_ratio is not None and not 0 <= mask_ratio < 1:
-            raise ValueError(f"mask_ratio must be None or in [0, 1), got {mask_ratio}")
+        mdt.check_masking(depth, decode_layer, mask_ratio)
         self.learn_sigma = learn_sigma
         self.in_channels = in_channels
         self.out_channels = in_channels * 2 if learn_sigma else in_channels
@@ -378,7 +362,7 @@ class MDSGen(nn.Module):
         """
         time = self.time_part(t)
         y = self.condition_part(video_features)
-        keep = drop_mask(y.shape[0], prob, y.device)
+        keep = mdt.keep_mask(y.shape[0], prob, y.device)
         return time + keep.view(-1, 1) * y
 
     # ------------------------------------------------------------------------- forward

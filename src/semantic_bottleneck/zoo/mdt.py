@@ -77,6 +77,29 @@ def random_masking(x: Tensor, mask_ratio: float | Tensor) -> tuple[Tensor, Tenso
 # ----------------------------------------------------------------------------- layers
 
 
+def keep_mask(n: int, drop_prob: float, device: torch.device | str | None = None) -> Tensor:
+    """Which rows keep their condition in the MDT-derived continuous models (X-MDPT, MDSGen):
+    all for drop_prob = 0, none for 1, else each row with probability 1 - drop_prob, one uniform
+    draw per row (their `prob_mask_like(shape, 1 - prob)`).
+
+    Shapes: -> (n,) bool.
+    """
+    if drop_prob == 0:
+        return torch.ones(n, dtype=torch.bool, device=device)
+    if drop_prob == 1:
+        return torch.zeros(n, dtype=torch.bool, device=device)
+    return torch.zeros(n, device=device).uniform_(0, 1) < 1 - drop_prob
+
+
+def check_masking(depth: int, decode_layer: int | None, mask_ratio: float | None) -> None:
+    """Raise ValueError unless decode_layer is in 0..depth and mask_ratio is None or in [0, 1)
+    (the settings of every masked diffusion transformer: MDT, X-MDPT, MDSGen)."""
+    if decode_layer is None or not 0 <= int(decode_layer) <= depth:
+        raise ValueError(f"decode_layer must be an int in 0..depth={depth}, got {decode_layer}")
+    if mask_ratio is not None and not 0 <= mask_ratio < 1:
+        raise ValueError(f"mask_ratio must be None or in [0, 1), got {mask_ratio}")
+
+
 class LabelEmbedder(dit.LabelEmbedder):
     """DiT's label embedder; MDT draws the training label dropout on the CPU generator."""
 
@@ -206,10 +229,7 @@ class _MaskedDiT(nn.Module):
                 f"need hidden_size % num_heads == 0 and input_size % patch_size == 0, got "
                 f"{hidden_size=}, {num_heads=}, {input_size=}, {patch_size=}"
             )
-        if decode_layer is None or not 0 <= int(decode_layer) <= depth:
-            raise ValueError(f"decode_layer must be an int in 0..depth={depth}, got {decode_layer}")
-        if mask_ratio is not None and not 0 <= mask_ratio < 1:
-            raise ValueError(f"mask_ratio must be None or in [0, 1), got {mask_ratio}")
+        check_masking(depth, decode_layer, mask_ratio)
         self.learn_sigma = learn_sigma
         self.in_channels = in_channels
         self.out_channels = in_channels * 2 if learn_sigma else in_channels

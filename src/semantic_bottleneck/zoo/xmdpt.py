@@ -173,21 +173,6 @@ class MDTCrossBlock(nn.Module):
         return x
 
 
-def keep_mask(n: int, drop_prob: float, device: torch.device | str | None = None) -> Tensor:
-    """Which rows keep their condition: all for 0, none for 1, else each with 1 - drop_prob.
-
-    `prob_mask_like(shape, 1 - prob)` of models.py:21-27, 599; the random case draws one
-    uniform per row, as officially.
-
-    Shapes: -> (n,) bool.
-    """
-    if drop_prob == 0:
-        return torch.ones(n, dtype=torch.bool, device=device)
-    if drop_prob == 1:
-        return torch.zeros(n, dtype=torch.bool, device=device)
-    return torch.zeros(n, device=device).uniform_(0, 1) < 1 - drop_prob
-
-
 # ----------------------------------------------------------------------------- model
 
 
@@ -231,10 +216,7 @@ class XMDPT(nn.Module):
                 f"need hidden_size % num_heads == 0 and input_size % patch_size == 0, got "
                 f"{hidden_size=}, {num_heads=}, {input_size=}, {patch_size=}"
             )
-        if decode_layer is None or not 0 <= int(decode_layer) <= depth:
-            raise ValueError(f"decode_layer must be an int in 0..depth={depth}, got {decode_layer}")
-        if mask_ratio is not None and not 0 <= mask_ratio < 1:
-            raise ValueError(f"mask_ratio must be None or in [0, 1), got {mask_ratio}")
+        mdt.check_masking(depth, decode_layer, mask_ratio)
         self.learn_sigma = learn_sigma
         self.in_channels = in_channels
         self.out_channels = in_channels * 2 if learn_sigma else in_channels
@@ -342,7 +324,7 @@ class XMDPT(nn.Module):
         Shapes: t (N,), inputs as `condition_part` -> (N, D).
         """
         y = self.condition_part(dino_tgt_pose, dino_src_img, src_latent)  # (N, D)
-        keep = keep_mask(y.shape[0], drop_prob, y.device)
+        keep = mdt.keep_mask(y.shape[0], drop_prob, y.device)
         return self.time_part(t) + keep.view(-1, 1) * y
 
     # ------------------------------------------------------------------------- forward
