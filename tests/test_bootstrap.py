@@ -1,0 +1,62 @@
+"""Bootstrap intervals: resampling within classes, scaling to another count, the class bootstrap
+of c's statistics, and the paired metrics that reproduce `fidelity.evaluate` on the full set."""
+
+import numpy as np
+import pytest
+import torch
+
+from semantic_bottleneck.core import bootstrap, metrics
+from semantic_bottleneck.verdicts.rules import change_verdict
+
+
+def test_stratified_resamples_keep_each_class_inside_itself():
+    labels = np.repeat(np.arange(3), 4)
+    idx = bootstrap.stratified_indices(labels, 50, seed=1)
+    assert idx.shape == (50, 12)
+    assert (labels[idx] == labels[None, :]).all()
+    with pytest.raises(ValueError, match="n_boot"):
+        bootstrap.stratified_indices(labels, 0)
+
+
+def test_scaled_interval_shrinks_as_the_square_root_of_the_count():
+    low, high = bootstrap.scaled_interval(1.0, (0.0, 3.0), 200, 5000)
+    assert low == pytest.approx(1 - 0.2) and high == pytest.approx(1 + 0.4)
+
+
+def test_class_intervals_hold_the_table_1_estimates():
+    c = torch.randn(12, 16, generator=torch.Generator().manual_seed(0)) + 1.0
+    out = bootstrap.class_intervals(c, n_boot=200)
+    assert out["cosine"] == pytest.approx(metrics.cosine_summary(c)["mean"])
+    assert out["npr"] == pytest.approx(float(metrics.normalized_participation_ratio(c).mean()))
+    for name in bootstrap.CLASS_STATISTICS:
+        assert out[f"{name}_low"] <= out[name] <= out[f"{name}_high"]
+
+
+@pytest.mark.parametrize(
+    "low, high, better, tol, verdict",
+    [
+        (-0.5, -0.1, "lower", None, "improves"),
+        (-0.5, 0.1, "lower", 0.2, "preserves quality"),
+        (-0.5, 0.3, "lower", 0.2, "within noise"),
+        (0.3, 0.5, "lower", 0.2, "degrades"),
+        (0.1, 0.5, "higher", None, "improves"),
+        (-0.1, 0.5, "higher", None, "within noise"),
+    ],
+)
+def test_change_verdicts_use_the_whole_interval(low, high, better, tol, verdict):
+    assert change_verdict(low, high, better, tol) == verdict
+
+
+def test_paired_metrics_on_the_full_set_equal_the_evaluator():
+    from semantic_bottleneck.evaluation import paired
+    from semantic_bottleneck.evaluation.fidelity import digits_reference, evaluate
+
+    images = digits_reference()[:60].numpy()  # real digits as samples
+    ref = paired.reference_features()
+    sample = paired.SampleSet(paired.sample_features(images), np.ones(60), ref)
+    got = sample.scores(np.arange(60))
+    want = evaluate(images, profile="testbed")
+    for key in ("fid", "is_10_splits", "precision", "recall"):
+        assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6)
+    same = paired.paired_bootstrap(sample, sample, np.repeat(np.arange(6), 10), n_boot=20)
+    assert all(v["low"] == v["high"] == 0 for v in same.values())  # a set against itself
