@@ -79,16 +79,9 @@ def test_without_inputs_the_paper_pages_name_them_once_and_quote_nothing(no_weig
 
 def test_a_paper_sweep_needing_a_gpu_becomes_a_note(monkeypatch):
     monkeypatch.setattr(sweep, "paper_inputs", lambda name: [])
-
-    def needs_gpu(*args, **kwargs):
-        raise sweep.NeedsGPUError("9 of the 9 rows are not sampled yet")
-
-    monkeypatch.setattr(sweep, "run_paper_sweep", needs_gpu)
+    monkeypatch.setattr(sweep, "rows_to_fill", lambda name, rows, settings: [r.label for r in rows])
     out = pruning.sweep_outcome("paper", "repa-sit-xl-2", sweep.paper_rows("table2"), None)
-    assert (
-        out.result is None
-        and out.missing == []
-        and out.notes == ["9 of the 9 rows are not sampled yet"]
-    )
+    assert out.result is None and out.missing == []
+    assert out.notes[0].startswith("9 of the 9 rows are not sampled yet: baseline, ")
     with pytest.raises(ValueError, match="profile"):
         pruning.sweep_outcome("imagenet", "x", [], None)

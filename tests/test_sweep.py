@@ -50,9 +50,26 @@ def test_ledger_measurements_are_relative_fid_changes():
         "head 1 t_i": 40.0,
     }
     m = sweep.ledger_measurements([{"row": k, "fid": v} for k, v in fids.items()])
-    assert m["pruning-keeps-quality"] == pytest.approx(0.2)
-    assert m["head-removal-destroys-quality"] == pytest.approx(3.0)
-    assert m["late-step-pruning-best-fid"] == pytest.approx(10.0 / 10.5 - 1)
+    assert m["pruning-keeps-quality"].value == pytest.approx((0.2,) * 3)  # no interval: a point
+    assert m["head-removal-destroys-quality"].value == pytest.approx((3.0,) * 3)
+    assert m["late-step-pruning-best-fid"].value == pytest.approx((0.0,) * 3)
+    assert "t_0 +5.00%" in m["late-step-pruning-best-fid"].detail
+
+
+def test_ledger_measurements_carry_the_paired_interval_relative_to_the_baseline():
+    table = [
+        {"row": "baseline", "fid": 10.0},
+        {"row": "tail 0.01 t_i", "fid": 10.1},
+        {"row": "tail 0.01 t_0", "fid": 10.0},
+        {"row": "tail 0.01 t_{n-k,n}", "fid": 9.9,
+         "ci": {"fid": {"difference": -0.1, "low": -0.3, "high": 0.1, "sd": 0.1}}},
+        {"row": "tail 0.02 t_i", "fid": 10.2,
+         "ci": {"fid": {"difference": 0.2, "low": -0.4, "high": 0.8, "sd": 0.3}}},
+        {"row": "head 1 t_i", "fid": 40.0},
+    ]  # fmt: skip
+    m = sweep.ledger_measurements(table)
+    assert m["pruning-keeps-quality"].value == pytest.approx((0.02, -0.04, 0.08))
+    assert m["late-step-pruning-best-fid"].value == pytest.approx((-0.01, -0.03, 0.01))
 
 
 def test_rows_beside_paper_puts_the_papers_values_next_to_ours():

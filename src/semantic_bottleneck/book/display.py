@@ -169,7 +169,9 @@ FORMATS = {
     "cosine_80_classes": "{:.4f}",
 }
 FLOAT_FORMAT = "{:.4g}"
-SOURCES = ("paper", "this run", "diff")  # the column groups of a table beside the paper
+# the column groups of a table beside the paper ("vs baseline": a row's change from its own
+# baseline with its interval)
+SOURCES = ("paper", "this run", "diff", "vs baseline")
 
 
 def label(key: str) -> str:

@@ -9,6 +9,9 @@ nothing to m: with the kept coordinates K gathered once from every W (`gather_co
 and the sparse path multiplies (n, |K|) by (|K|, 6d) instead of (n, d) by (d, 6d). This module
 times both paths on the same weights, checks they agree, and counts their FLOPs. One kept set
 serves the whole batch (the cost depends only on |K|; with per-row masks K is their union).
+
+`modulation_change` measures, from c and the same weights, how much pruning moves each block's
+shift, scale and gate: the mechanism through which a pruned c reaches the network.
 """
 
 from __future__ import annotations
@@ -371,3 +374,61 @@ def plot_cost(table: pd.DataFrame, title: str = ""):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- modulation change
+
+# the chunks of a block's modulation in DiT's order (shift, scale, gate of attention, then MLP);
+# the final layer has shift and scale only
+BLOCK_CHUNKS = ("shift", "scale", "gate", "shift", "scale", "gate")
+FINAL_CHUNKS = ("shift", "scale")
+COMPONENTS = ("shift", "scale", "gate")
+
+
+def modulation(c: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """One layer's modulation m = SiLU(c) W^T + b. Shapes: c (n, d), weight (out, d) -> (n, out)."""
+    return F.linear(F.silu(c.float()), weight.float(), bias.float())
+
+
+def modulation_change(mod: Modulation, c: Tensor, pruned: Tensor) -> pd.DataFrame:
+    """How much each layer's shift, scale and gate change when c is replaced by its pruned
+    version: ||m(P(c)) - m(c)|| / ||m(c)|| per component (attention and MLP chunks together),
+    averaged over the rows of c. Computed from c and the weights alone, without sampling.
+
+    Args:
+        mod: the modulation layers (blocks in order, the final layer last).
+        c: c of each class at one t.
+        pruned: P(c), the same rows pruned.
+
+    Returns:
+        One row per layer: layer ("block i" or "final"), shift, scale, gate (None for the final
+        layer).
+
+    Shapes: c (n, d), pruned (n, d).
+    """
+    if c.shape != pruned.shape or c.dim() != 2 or c.shape[1] != mod.d_in:
+        raise ValueError(
+            f"c and pruned: expected equal (n, {mod.d_in}) shapes, got {tuple(c.shape)} and "
+            f"{tuple(pruned.shape)}"
+        )
+    rows = []
+    for i, (w, b) in enumerate(zip(mod.weights, mod.biases, strict=True)):
+        # the final layer (last, 2d wide against a block's 6d) has no gate
+        final = i == len(mod.weights) - 1 and 3 * w.shape[0] == mod.weights[0].shape[0]
+        names = FINAL_CHUNKS if final else BLOCK_CHUNKS
+        dense, sparse = modulation(c, w, b), modulation(pruned, w, b)
+        chunks = zip(dense.chunk(len(names), dim=1), sparse.chunk(len(names), dim=1), strict=True)
+        parts = {k: ([], []) for k in COMPONENTS}
+        for name, (m, mp) in zip(names, chunks, strict=True):
+            parts[name][0].append(m)
+            parts[name][1].append(mp)
+        row = {"layer": "final" if final else f"block {i}"}
+        for name, (ms, mps) in parts.items():
+            if not ms:
+                row[name] = None
+                continue
+            m, mp = torch.cat(ms, dim=1), torch.cat(mps, dim=1)
+            change = (mp - m).norm(dim=1) / m.norm(dim=1).clamp(min=1e-12)
+            row[name] = float(change.mean())
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["layer", *COMPONENTS])

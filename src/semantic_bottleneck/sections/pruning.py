@@ -1,8 +1,11 @@
-"""The pages of Section 5, on generation with a pruned c (Tables 2 and 3, Figs. 7 and 8).
+"""The pages of Section 5, on generation with a pruned c (Tables 2 and 3, Figs. 7 and 8, and
+where along the sampler's steps pruning acts).
 
 Each reads a pruning sweep (`sweeps.run`): in the testbed profile sampled from a testbed model and
 cached; in the paper profile read from the cache the `semantic-bottleneck sweep` command fills,
-or, when an input or the rows are absent, nothing but the notice naming what is missing.
+or, when an input or the rows are absent, nothing but the notice naming what is missing. Every
+pruned row carries its difference from the baseline with a 95% paired-bootstrap interval, and its
+controls (`sweeps.spec.control_rows`) stand beside it.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from semantic_bottleneck.book import plots
+from semantic_bottleneck.core import adaln_cost
 from semantic_bottleneck.core.analysis import Missing, Page
 from semantic_bottleneck.core.conventions import check_profile
 from semantic_bottleneck.sweeps import run as sweep
 from semantic_bottleneck.sweeps.spec import SweepRow, SweepSettings
+from semantic_bottleneck.verdicts.rules import change_verdict
 
 # the rows the figures draw, in order (labels of `sweeps.run.paper_rows("table2")`)
 HEAD_ROWS = ["baseline", "head 5 t_i", "head 1 t_i"]
@@ -68,17 +73,105 @@ def sweep_outcome(
         missing = sweep.paper_inputs(model)
         if missing:
             return SweepOutcome(None, missing)
-        try:
-            result = sweep.run_paper_sweep(model, rows, settings)
-        except sweep.NeedsGPUError as err:
-            return SweepOutcome(None, notes=[str(err)])
+        todo = sweep.rows_to_fill(model, rows, settings)
+        done = [r for r in rows if r.label not in todo]
+        if todo and not any(r.side is None for r in done):
+            return SweepOutcome(None, notes=[_fill_note(todo, rows)])
+        # the rows already sampled are shown; a GPU fills the others
+        result = sweep.run_paper_sweep(model, done, settings)
+        if todo:
+            note = f"Sampler: `{result['sampler']}`. Model numerics: {result['numerics']}."
+            return SweepOutcome(result, notes=[note, _fill_note(todo, rows)])
     note = f"Sampler: `{result['sampler']}`. Model numerics: {result['numerics']}."
     return SweepOutcome(result, notes=[note])
+
+
+def _fill_note(todo: list[str], rows: list[SweepRow]) -> str:
+    """The rows (controls included) a GPU still has to sample."""
+    return (
+        f"{len(todo)} of the {len(rows)} rows are not sampled yet: {', '.join(todo)}. "
+        "`semantic-bottleneck sweep TABLE MODEL --controls` on a GPU fills them."
+    )
 
 
 def _by_row(result: dict | None) -> pd.DataFrame | None:
     """A sweep's rows indexed by their label (None without a result)."""
     return pd.DataFrame(result["table"]).set_index("row") if result else None
+
+
+FID_TOLERANCE = 0.05  # "preserves quality": FID within 5% of the baseline's (the ledger's bound)
+
+
+def with_controls(rows: list[SweepRow], controls: str | dict, draws: int) -> list[SweepRow]:
+    """The paper's rows and their control rows (`sweeps.spec.control_rows`; none for {})."""
+    return rows + (sweep.control_rows(rows, controls, draws) if controls else [])  # None: none
+
+
+def change_table(table: list[dict]) -> pd.DataFrame:
+    """Each pruned or control row's FID change from the baseline with its 95% paired interval,
+    the spread of that change over disjoint blocks of the sampling seeds, and what the
+    interval establishes (`rules.change_verdict`, tolerance `FID_TOLERANCE` of the baseline FID).
+
+    Columns: row, control, removed, fid change, low, high, interval width, seed-block sd (scaled
+    to the full count, to set beside the bootstrap's sd), bootstrap sd, verdict.
+    """
+    rows = {r["row"]: r for r in table}
+    base = rows["baseline"]["fid"]
+    out = []
+    for label, r in rows.items():
+        ci = (r.get("ci") or {}).get("fid")
+        if ci is None:
+            continue
+        blocks = (r.get("seed_blocks") or {}).get("fid", {})
+        out.append(
+            {
+                "row": label,
+                "control": r.get("control") or "-",
+                "removed": r["removed"],
+                "fid change": ci["difference"],
+                "low": ci["low"],
+                "high": ci["high"],
+                "interval width": ci["high"] - ci["low"],
+                "bootstrap sd": ci["sd"],
+                "seed-block sd": blocks.get("sd_at_n"),
+                "verdict": change_verdict(ci["low"], ci["high"], "lower", FID_TOLERANCE * base),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def _or_none(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """None for a table without rows (a sweep whose rows have no intervals yet)."""
+    return frame if len(frame) else None
+
+
+def _change(result: dict | None, label: str) -> str | None:
+    """A row's FID change as text, "difference [low, high]" (None without it)."""
+    if not result:
+        return None
+    row = {r["row"]: r for r in result["table"]}.get(label) or {}
+    return sweep.change_text((row.get("ci") or {}).get("fid"), "{:+.2f}")
+
+
+def _sweep_values(result: dict | None, table_id: str, model: str, profile: str) -> dict:
+    """The values every pruning table's text quotes about its intervals: n_samples, the median
+    FID-interval width (fid_width) and its share of the baseline FID (fid_width_share), and
+    how many of the paper's improvement claims lie within this run's noise (claims_noise of
+    claims_total)."""
+    if not result:
+        keys = ("n_samples", "fid_width", "fid_width_share", "claims_noise", "claims_total")
+        return {k: (None, "{}") for k in keys}
+    changes = change_table(result["table"])
+    claims = sweep.paper_claims(result["table"], table_id, model, profile)
+    base = {r["row"]: r for r in result["table"]}["baseline"]
+    width = float(changes["interval width"].median()) if len(changes) else None
+    return {
+        "n_samples": (base.get("n"), "{}"),
+        "fid_width": (width, "{:.2f}"),
+        "fid_width_share": (None if width is None else width / base["fid"], "{:.1%}"),
+        "claims_noise": (int((claims["verdict"] != "improves").sum()), "{}"),
+        "claims_total": (len(claims), "{}"),
+    }
 
 
 def tab02_page(
@@ -89,40 +182,63 @@ def tab02_page(
     num_steps: int | None = 100,
     last_k: int = 20,
     base_seed: int = 0,
+    controls: str | dict | None = None,
+    draws: int = 3,
 ) -> Page:
-    """Table 2: the REPA rows of the sweep beside the paper's.
+    """Table 2: the REPA rows of the sweep beside the paper's, each with its controls.
 
-    Tables: rows (`sweeps.run.rows_beside_paper`; None without a result). Values: fid_base, fid_t0,
-    fid_066, fid_head8 (`TABLE2_FIDS`), removed_066 (mean dims removed in the 66% row) and
-    d_model (the width of c).
+    Args:
+        controls: "all" (every control beside every pruned row), {row label: [control, ...]}
+            (`sweeps.spec.control_rows`), or None for none.
+        draws: random draws per "random" control.
+
+    Tables: rows (`sweeps.run.rows_beside_paper`), changes (`change_table`), claims
+    (`sweeps.run.paper_claims`); None without a result. Values: fid_base, fid_t0, fid_066,
+    fid_head8 (`TABLE2_FIDS`), removed_066 (mean dims removed in the 66% row), d_model (the
+    width of c), change_066, change_t0, change_late, change_head8, change_random_066 (the
+    first random draw beside the 66% row), change_all_t0 (all of c at t_0) as "difference
+    [low, high]", and `_sweep_values`.
     """
-    out = sweep_outcome(
-        profile,
-        model,
-        sweep.paper_rows("table2"),
-        settings_of(per_class, num_steps, last_k, base_seed),
-        train_steps,
-    )
+    rows = with_controls(sweep.paper_rows("table2"), controls, draws)
+    settings = settings_of(per_class, num_steps, last_k, base_seed)
+    out = sweep_outcome(profile, model, rows, settings, train_steps)
     ours = _by_row(out.result)
     have = ours is not None
     page = Page(missing=out.missing, notes=out.notes)
+    table = out.result["table"] if have else None
     page.tables["rows"] = (
-        sweep.rows_beside_paper(out.result["table"], "table2", "REPA", profile) if have else None
+        sweep.rows_beside_paper(table, "table2", "REPA", profile) if have else None
+    )
+    page.tables["changes"] = _or_none(change_table(table)) if have else None
+    page.tables["claims"] = (
+        _or_none(sweep.paper_claims(table, "table2", "REPA", profile)) if have else None
     )
     page.values = {
         key: (ours.loc[row, "fid"] if have else None, "{:.2f}") for key, row in TABLE2_FIDS.items()
     }
     page.values["removed_066"] = (ours.loc["tail 0.02 t_i", "removed"] if have else None, "{:.1f}")
     page.values["d_model"] = (ours["d"].iloc[0] if have else None, "{}")
+    quoted = {
+        "change_066": "tail 0.02 t_i",
+        "change_t0": "tail 0.01 t_0",
+        "change_late": "tail 0.01 t_{n-k,n}",
+        "change_head8": "head 1 t_i",
+        "change_random_066": "tail 0.02 t_i | random 1",
+        "change_all_t0": "all of c t_0",
+    }
+    for key, label in quoted.items():
+        page.values[key] = (_change(out.result, label), "{}")
+    page.values.update(_sweep_values(out.result, "table2", "REPA", profile))
     return page
 
 
 def worst_fid_ratio(tables: list[list[dict]]) -> float | None:
-    """The largest FID of any row over its sweep's baseline FID, over the given sweeps' tables
-    (None when there are none)."""
+    """The largest FID of any of the paper's rows over its sweep's baseline FID, over the given
+    sweeps' tables (None when there are none); control rows are left out."""
     ratios = []
     for table in tables:
-        fid = pd.DataFrame(table).set_index("row")["fid"]
+        fid = pd.DataFrame(table).set_index("row")
+        fid = fid[fid["control"].isna()]["fid"] if "control" in fid else fid["fid"]
         ratios.append((fid / fid["baseline"]).max())
     return max(ratios) if ratios else None
 
@@ -136,19 +252,25 @@ def tab03_page(
     num_steps: int | None = 100,
     last_k: int = 20,
     base_seed: int = 0,
+    controls: str | dict | None = None,
+    draws: int = 3,
 ) -> Page:
     """Table 3: the MG and LightningDiT rows, each measured when its model is named and its
-    sweep could be read, beside the paper's (the paper's rows alone otherwise).
+    sweep could be read, beside the paper's (the paper's rows alone otherwise), with their
+    controls (`controls`, `draws` as in `tab02_page`).
 
-    Tables: MG, LightningDiT (`sweeps.run.rows_beside_paper`). Values: worst_ratio
-    (`worst_fid_ratio` over the measured models).
+    Tables: MG, LightningDiT (`sweeps.run.rows_beside_paper`), changes_MG, claims_MG,
+    changes_LightningDiT, claims_LightningDiT (`change_table`, `sweeps.run.paper_claims`; None
+    when not measured). Values: worst_ratio (`worst_fid_ratio` over the measured models),
+    change_t0, change_late, change_random_t0, change_all_t0 (of the MG row) and `_sweep_values`
+    (of the MG row).
     """
     settings = settings_of(per_class, num_steps, last_k, base_seed)
     page, results = Page(), {}
     for paper_model, name in zip(TABLE3_MODELS, (model, model_lightningdit), strict=True):
         if name is None:
             continue
-        rows = sweep.paper_rows("table3", paper_model)
+        rows = with_controls(sweep.paper_rows("table3", paper_model), controls, draws)
         out = sweep_outcome(profile, name, rows, settings, train_steps)
         page.missing += [m for m in out.missing if m not in page.missing]
         page.notes += out.notes
@@ -157,7 +279,24 @@ def tab03_page(
     for paper_model in TABLE3_MODELS:
         table = results.get(paper_model, [])
         page.tables[paper_model] = sweep.rows_beside_paper(table, "table3", paper_model, profile)
+        measured = paper_model in results
+        page.tables[f"changes_{paper_model}"] = _or_none(change_table(table)) if measured else None
+        page.tables[f"claims_{paper_model}"] = (
+            _or_none(sweep.paper_claims(table, "table3", paper_model, profile))
+            if measured
+            else None
+        )
     page.values = {"worst_ratio": (worst_fid_ratio(list(results.values())), "{:.3f}")}
+    mg = {"table": results["MG"]} if "MG" in results else None
+    quoted = {
+        "change_t0": "tail 0.01 t_0",
+        "change_late": "tail 0.01 t_{n-k,n}",
+        "change_random_t0": "tail 0.01 t_0 | random 1",
+        "change_all_t0": "all of c t_0",
+    }
+    for key, label in quoted.items():
+        page.values[key] = (_change(mg, label), "{}")
+    page.values.update(_sweep_values(mg, "table3", "MG", profile))
     return page
 
 
@@ -202,3 +341,138 @@ def fig08_page(
     Figures: samples (None without a result)."""
     settings = settings_of(per_class, num_steps, last_k, base_seed)
     return _samples_page(TAIL_ROWS, profile, model, train_steps, settings)
+
+
+# ----------------------------------------------------------------------------- windows
+
+WINDOW_ROWS = ("tail 0.02 t_i", "head 1 t_i")  # the paper's 66% tail row and 8 head dims
+
+
+def window_plot(changes: pd.DataFrame, windows: dict[str, list[str]]):
+    """FID change (with its 95% interval) against the window of steps, one line per row.
+
+    Args:
+        changes: `change_table` rows.
+        windows: row label -> its window rows' labels, in step order.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    by_row = changes.set_index("row")
+    for label, window_labels in windows.items():
+        part = by_row.loc[window_labels]
+        x = range(len(part))
+        err = [part["fid change"] - part["low"], part["high"] - part["fid change"]]
+        ax.errorbar(x, part["fid change"], yerr=err, marker="o", capsize=3, label=label)
+        ax.set_xticks(list(x), [w.rsplit(" in ", 1)[1] for w in window_labels])
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_xlabel("steps pruned (step 0 = the noisiest)")
+    ax.set_ylabel("FID change vs baseline")
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def modulation_tables(profile: str, model: str, rows: list[str], train_steps=None) -> dict:
+    """The change pruning gives each block's shift, scale and gate, from c at the initial t and
+    the model's adaLN weights (`adaln_cost.modulation_change`), per row of `rows`, and over the
+    sampler's t (the class-mean change per component at 5 t from noise to data, masks from t0).
+
+    Testbed only: the trained model's weights. Returns {"blocks": table, "over_t": table}."""
+    import torch
+
+    from semantic_bottleneck.sampling.pruning import select, zero_coordinates
+    from semantic_bottleneck.training import testbed
+
+    config = testbed.testbed_config(model, steps=train_steps)
+    net, _, _ = testbed.load_trained(config)
+    mod = adaln_cost.modulation_from_state(net.state_dict())
+    time = config.time_convention
+    n = net.y_embedder.num_classes
+    labels = torch.arange(n)
+    with torch.no_grad():
+        c0 = net.condition(time.times(time.initial_t, n), labels)
+    table = {r.label: r for r in sweep.paper_rows("table2")}
+    specs = sweep.spec_table([table[r] for r in rows], c0, 1)
+    blocks, over_t = [], []
+    for spec_row in specs:
+        mask = select(c0, spec_row["spec"])
+        change = adaln_cost.modulation_change(mod, c0, zero_coordinates(c0, mask))
+        blocks.append(change.assign(row=spec_row["row"]))
+        for t in torch.linspace(time.initial_t, time.data_t, 5).tolist():
+            t = round(t) if time.integer else t
+            with torch.no_grad():
+                c = net.condition(time.times(t, n), labels)
+            mean = adaln_cost.modulation_change(mod, c, zero_coordinates(c, mask))
+            means = mean[list(adaln_cost.COMPONENTS)].mean()
+            over_t.append({"row": spec_row["row"], "t": t, **means.to_dict()})
+    return {
+        "blocks": pd.concat(blocks, ignore_index=True)[["row", "layer", *adaln_cost.COMPONENTS]],
+        "over_t": pd.DataFrame(over_t),
+    }
+
+
+def pruning_windows_page(
+    profile: str,
+    model: str,
+    train_steps: int | None = None,
+    per_class: int = 10,
+    num_steps: int | None = 20,
+    width: int = 4,
+    base_seed: int = 0,
+    rows: tuple[str, ...] = WINDOW_ROWS,
+) -> Page:
+    """Where along the sampler's steps pruning acts: each of `rows` pruned at every step and
+    only inside each window of `width` consecutive steps, with the FID change from the
+    baseline and its 95% interval; and the change each block's shift, scale and gate receive
+    from the pruned c (testbed: computed from the trained weights, no sampling).
+
+    Tables: changes (`change_table` of the window sweep), blocks, over_t
+    (`modulation_tables`; testbed only, None in the paper profile). Figures: windows
+    (`window_plot`). Values: n_samples, steps, width, worst_window (the window with the largest
+    FID change of the head row), worst_window_change, head_first (FID change of the head row in
+    the first window) and gate_change_head (the median gate change of the head row over
+    blocks).
+    """
+    if num_steps is None:
+        raise ValueError("num_steps: expected the sampler's step count the windows divide")
+    paper = {r.label: r for r in sweep.paper_rows("table2")}
+    unknown = [r for r in rows if r not in paper]
+    if unknown:
+        raise ValueError(f"rows: expected rows of Table 2 among {sorted(paper)}, got {unknown}")
+    windows = {r: sweep.window_rows(paper[r], num_steps, width) for r in rows}
+    sweep_rows = [paper["baseline"]] + [x for r in rows for x in [paper[r], *windows[r]]]
+    settings = SweepSettings(
+        per_class=per_class, base_seed=base_seed, num_steps=num_steps, last_k=width
+    )
+    out = sweep_outcome(profile, model, sweep_rows, settings, train_steps)
+    page = Page(missing=out.missing, notes=out.notes)
+    changes = change_table(out.result["table"]) if out.result else None
+    page.tables["changes"] = changes
+    labels = {r: [w.label for w in ws] for r, ws in windows.items()}
+    page.figures["windows"] = window_plot(changes, labels) if changes is not None else None
+    mods = (
+        modulation_tables(profile, model, list(rows), train_steps) if profile == "testbed" else {}
+    )
+    page.tables["blocks"], page.tables["over_t"] = mods.get("blocks"), mods.get("over_t")
+    head = rows[-1]
+    values = {"steps": (num_steps, "{}"), "width": (width, "{}")}
+    if changes is not None:
+        part = changes.set_index("row").loc[labels[head]]
+        worst = part["fid change"].idxmax()
+        values["worst_window"] = (worst.rsplit(" in ", 1)[1], "{}")
+        values["worst_window_change"] = (_change(out.result, worst), "{}")
+        values["head_first"] = (_change(out.result, labels[head][0]), "{}")
+        values["n_samples"] = ({r["row"]: r for r in out.result["table"]}["baseline"]["n"], "{}")
+    else:
+        for key in ("worst_window", "worst_window_change", "head_first", "n_samples"):
+            values[key] = (None, "{}")
+    blocks = page.tables["blocks"]
+    gate = None
+    if blocks is not None:
+        gate = float(blocks[blocks["row"] == head]["gate"].median())
+    values["gate_change_head"] = (gate, "{:.2f}")
+    page.values = values
+    return page

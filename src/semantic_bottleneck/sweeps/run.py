@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -35,11 +34,13 @@ from semantic_bottleneck.generation.rows import RowSampler
 from semantic_bottleneck.generation.run import rank_and_world
 from semantic_bottleneck.sampling import balanced_labels, sample_seeds
 from semantic_bottleneck.sweeps.spec import (
+    CONTROLS,
     GRID_CLASSES,
     SCHEDULE_NAMES,
     SweepRow,
     SweepSettings,
     class_grid,
+    control_rows,
     matched_count,
     matched_tau,
     paper_rows,
@@ -47,19 +48,22 @@ from semantic_bottleneck.sweeps.spec import (
     removed_summary,
     result_row,
     spec_table,
+    window_rows,
 )
-from semantic_bottleneck.sweeps.testbed import cached_sweep, testbed_sweep
+from semantic_bottleneck.sweeps.testbed import testbed_sweep
 from semantic_bottleneck.training.data import digits
 from semantic_bottleneck.verdicts import paper
 from semantic_bottleneck.zoo import fetch, registry
 
 __all__ = [
+    "CONTROLS",
     "GRID_CLASSES",
     "SCHEDULE_NAMES",
     "PaperEval",
     "SweepRow",
     "SweepSettings",
     "class_grid",
+    "control_rows",
     "matched_count",
     "matched_tau",
     "paper_rows",
@@ -67,6 +71,7 @@ __all__ = [
     "removed_summary",
     "result_row",
     "spec_table",
+    "window_rows",
 ]
 
 
@@ -84,8 +89,7 @@ def run_testbed_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, 
         precision, recall), "grids": {row label: uint8 (classes, grid_per_class, 8, 8, 3)},
         "sampler": the sampler config as text}.
     """
-    produce = partial(testbed_sweep, name, rows, settings, **train)
-    result = cached_sweep("pruning-sweep", name, rows, settings, produce, **train)
+    result = testbed_sweep(name, rows, settings, **train)  # each row cached
     result["numerics"] = numerics(settings.bf16)
     result["grids"] = {REAL: real_digits_grid(settings.grid_per_class), **result["grids"]}
     return result
@@ -143,7 +147,7 @@ def paper_sweep_plan(
         base_seed=settings.base_seed,
         bf16=settings.bf16,
     )
-    specs = spec_table(rows, None, settings.last_k)
+    specs = spec_table(rows, None, settings.last_k, source.num_classes)
     keys = [dict(base, prune=None if r["spec"] is None else r["spec"].__dict__) for r in specs]
     return dict(source=source, sampler=sampler, labels=labels, seeds=seeds, specs=specs, keys=keys)
 
@@ -159,6 +163,19 @@ def cached_paper_sweep(
     if any(lookup("paper-samples", key) is None for key in keys):
         return None
     return run_paper_sweep(name, rows, settings, cache_dir=cache_dir, progress=False)
+
+
+def rows_to_fill(
+    name: str, rows: list[SweepRow], settings: SweepSettings, cache_dir: str | None = None
+) -> list[str]:
+    """The labels of the rows whose samples are not cached yet (all of them when an input of
+    the sweep is absent)."""
+    if paper_inputs(name, cache_dir):
+        return [r.label for r in rows]
+    keys = paper_sweep_plan(name, rows, settings, cache_dir)["keys"]
+    return [
+        r.label for r, key in zip(rows, keys, strict=True) if lookup("paper-samples", key) is None
+    ]
 
 
 def run_paper_sweep(
@@ -270,11 +287,41 @@ _EVAL_INPUTS = ("adm-ref-imagenet256", "inception-fidelity")
 METRIC_COLUMNS = ["fid", "is_10_splits", "is_adm", "clip", "precision", "recall"]
 
 
+# the format of a difference from the baseline and its interval, per metric
+CHANGE_FORMATS = {
+    "fid": "{:+.3f}",
+    "is_10_splits": "{:+.3f}",
+    "clip": "{:+.2f}",
+    "precision": "{:+.3f}",
+    "recall": "{:+.3f}",
+}
+
+
+def change_text(ci: dict | None, fmt: str) -> str | None:
+    """A difference from the baseline as a table shows it: "difference [low, high]"."""
+    if not ci:
+        return None
+    return f"{fmt.format(ci['difference'])} [{fmt.format(ci['low'])}, {fmt.format(ci['high'])}]"
+
+
+def ordered_labels(paper_labels: list[str], measured: list[str]) -> list[str]:
+    """The paper's rows in order, each followed by its measured control rows ("<row> | ..."),
+    then every other measured row (all-of-c and window rows) in the sweep's order."""
+    extra = [m for m in measured if m not in paper_labels]
+    out = []
+    for label in paper_labels:
+        out += [label, *(m for m in extra if m.startswith(f"{label} | "))]
+    return out + [m for m in extra if m not in out]
+
+
 def rows_beside_paper(table: list[dict], table_id: str, model: str, profile: str) -> pd.DataFrame:
     """The sweep's rows beside the paper's rows of the same label: paper | this run per metric,
-    and, in the paper profile (same checkpoint, same metric), their difference. Columns keep the
-    value keys (`display.readable` gives the headers a page shows). IS is reported under both
-    protocols; the paper's values are `is_10_splits`, so only that one has a paper column.
+    and, in the paper profile (same checkpoint, same metric), their difference; then, per
+    metric, this run's difference from its own baseline with its 95% paired-bootstrap interval
+    ("vs baseline": "difference [low, high]"). Control and window rows follow the row they
+    control; they have no paper values. Columns keep the value keys (`display.readable` gives
+    the headers a page shows). IS is reported under both protocols; the paper's values are
+    `is_10_splits`, so only that one has a paper column.
 
     In the testbed profile the CLIP column holds the digits classifier's probability of the
     conditioned class (x100), the stand-in for CLIP score, and FID/IS/precision/recall use the
@@ -282,10 +329,11 @@ def rows_beside_paper(table: list[dict], table_id: str, model: str, profile: str
     """
     theirs = paper.paper_table(table_id)
     theirs = theirs[theirs["model"] == model].reset_index(drop=True)
-    labels = [r.label for r in paper_rows(table_id, model)]
-    theirs = theirs.assign(row=labels).set_index("row")
+    paper_labels = [r.label for r in paper_rows(table_id, model)]
+    theirs = theirs.assign(row=paper_labels).set_index("row")
     ours = pd.DataFrame(table, columns=["row"] if not table else None)
     ours = ours.rename(columns={"class_prob": "clip"}).set_index("row")
+    labels = ordered_labels(paper_labels, list(ours.index))
     out = pd.DataFrame(index=pd.Index(labels, name="row"))
     out["removed (paper)"] = theirs.get("removed")
     for col in ("removed", "tau"):
@@ -298,23 +346,112 @@ def rows_beside_paper(table: list[dict], table_id: str, model: str, profile: str
             out[f"{col} (this run)"] = ours[col]
         if profile == "paper" and col in theirs.columns and col in ours.columns:
             out[f"{col} (diff)"] = ours[col] - theirs[col]  # same checkpoint, same metric
+    if "ci" in ours.columns:
+        for col, fmt in CHANGE_FORMATS.items():
+            cis = ours["ci"].map(lambda ci, c=col: ci.get(c) if isinstance(ci, dict) else None)
+            out[f"{col} (vs baseline)"] = cis.map(lambda ci, f=fmt: change_text(ci, f))
     if profile == "testbed":
-        out = out.rename(columns={"clip (this run)": "class prob. x100 (this run, CLIP stand-in)"})
+        out = out.rename(
+            columns={
+                "clip (this run)": "class prob. x100 (this run, CLIP stand-in)",
+                "clip (vs baseline)": "class prob. x100 (vs baseline)",
+            }
+        )
     return out
 
 
-def ledger_measurements(table: list[dict]) -> dict[str, float]:
-    """The evaluation claims of the ledger, measured on a Table 2 sweep (claim id -> value):
-    relative FID change at the 66% tail row and at the 8-dimension head row, and FID of
-    t_{n-k,n} pruning relative to the best of the other two schedules."""
-    fid = {r["row"]: r["fid"] for r in table}
-    base = fid["baseline"]
-    other = min(fid["tail 0.01 t_i"], fid["tail 0.01 t_0"])
+def relative_change(table: list[dict], label: str) -> tuple[float, float, float]:
+    """A row's FID change relative to the baseline's FID, with its 95% paired interval:
+    (estimate, low, high); without an interval (a sweep measured before them) low = high."""
+    rows = {r["row"]: r for r in table}
+    base, row = rows["baseline"]["fid"], rows[label]
+    ci = (row.get("ci") or {}).get("fid")
+    if ci is None:
+        return (row["fid"] / base - 1,) * 3
+    return tuple(v / base for v in (ci["difference"], ci["low"], ci["high"]))
+
+
+def ledger_measurements(table: list[dict]):
+    """The evaluation claims of the ledger, measured on a Table 2 sweep (claim id ->
+    Measurement): the relative FID change at the 66% tail row and at the 8-dimension head row,
+    and that of the t_{n-k,n} row, each (estimate, low, high) with its 95% paired interval."""
+    from semantic_bottleneck.verdicts.measures import Measurement  # the ledger's own type
+
+    def measured(label: str, what: str) -> Measurement:
+        est, low, high = relative_change(table, label)
+        text = f"{est:+.2%} [{low:+.2%}, {high:+.2%}]"
+        return Measurement((est, low, high), text, f"{what}: FID {text} vs baseline (95% paired)")
+
+    late = measured("tail 0.01 t_{n-k,n}", "t_{n-k,n}")
+    others = ", ".join(
+        f"{name} {relative_change(table, f'tail 0.01 {name}')[0]:+.2%}" for name in ("t_i", "t_0")
+    )
+    late = Measurement(late.value, late.text, f"{late.detail}; other schedules: {others}")
     return {
-        "pruning-keeps-quality": fid["tail 0.02 t_i"] / base - 1,
-        "head-removal-destroys-quality": fid["head 1 t_i"] / base - 1,
-        "late-step-pruning-best-fid": fid["tail 0.01 t_{n-k,n}"] / other - 1,
+        "pruning-keeps-quality": measured("tail 0.02 t_i", "66% tail row"),
+        "head-removal-destroys-quality": measured("head 1 t_i", "8 head dims"),
+        "late-step-pruning-best-fid": late,
     }
+
+
+# metric -> which way is better, for the paper's improvement claims
+BETTER = {"fid": "lower", "is_10_splits": "higher", "clip": "higher", "precision": "higher",
+          "recall": "higher"}  # fmt: skip
+PAPER_SAMPLES = 5000  # the paper's sample count of Tables 2, 3, 6
+
+
+def paper_claims(table: list[dict], table_id: str, model: str, profile: str) -> pd.DataFrame:
+    """The paper's own improvement claims of a table (a pruned row better than the paper's
+    baseline in a metric), each judged against the noise this sweep measures for the same row
+    and metric at the paper's 5,000 samples.
+
+    The interval of the paper's difference is the paper's difference plus this run's interval
+    about its own estimate, scaled from this run's sample count to 5,000 (spread as n^{-1/2},
+    `core.bootstrap.scaled_interval`). In the testbed profile the spread is also taken relative
+    to the testbed baseline's value and set on the paper's baseline (the testbed's noise as a
+    fraction of its own metric, not ImageNet's). Verdict: `rules.change_verdict`.
+
+    Returns:
+        One row per claim: row, metric, paper (difference), interval (at 5,000), verdict,
+        noise from (the row of this run, its sample count); empty without intervals.
+    """
+    from semantic_bottleneck.core.bootstrap import scaled_interval
+    from semantic_bottleneck.verdicts.rules import change_verdict
+
+    theirs = paper.paper_table(table_id)
+    theirs = theirs[theirs["model"] == model].reset_index(drop=True)
+    theirs.index = [r.label for r in paper_rows(table_id, model)]
+    ours = {r["row"]: r for r in table}
+    out = []
+    for label in theirs.index[1:]:
+        row = ours.get(label) or {}
+        for metric, better in BETTER.items():
+            if metric not in theirs.columns or (ci := (row.get("ci") or {}).get(metric)) is None:
+                continue
+            diff = float(theirs.loc[label, metric] - theirs.loc["baseline", metric])
+            if (diff < 0) != (better == "lower") or diff == 0:
+                continue  # not an improvement claim
+            d, low, high = ci["difference"], ci["low"], ci["high"]
+            if profile == "testbed":
+                scale = theirs.loc["baseline", metric] / ours["baseline"][_OURS.get(metric, metric)]
+                low, high = (d + (v - d) * scale for v in (low, high))
+            low, high = scaled_interval(d, (low, high), row["n"], PAPER_SAMPLES)
+            low, high = diff + (low - d), diff + (high - d)
+            out.append(
+                {
+                    "row": label,
+                    "metric": metric,
+                    "paper difference": diff,
+                    "interval at 5,000": f"[{low:+.4g}, {high:+.4g}]",
+                    "verdict": change_verdict(low, high, better),
+                    "noise from": f"this run's {label}, {row['n']} samples",
+                }
+            )
+    return pd.DataFrame(out, columns=["row", "metric", "paper difference", "interval at 5,000",
+                                      "verdict", "noise from"])  # fmt: skip
+
+
+_OURS = {"clip": "class_prob"}  # a testbed row's key of a metric (the CLIP stand-in)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -348,6 +485,9 @@ def _cmd_sweep(args) -> int:
         paper_model = "MG"
     try:
         rows = paper_rows(args.table, None if args.table == "table2" else paper_model)
+        page, settings = page_settings(args.table, "paper")
+        if args.controls:  # the rows the page shows beside the paper's
+            rows += control_rows(rows, page.get("controls", "all"), page.get("draws", 3))
         settings = sweep_settings(args.table, args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -397,4 +537,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--cache-dir", default=None, help="weights cache")
     p.add_argument("--allow-cpu", action="store_true", help="sample on a CPU (days at XL size)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--controls", action="store_true",
+        help="also the page's control rows (random, mean, variance, all of c)",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_sweep)

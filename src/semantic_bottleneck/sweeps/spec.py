@@ -7,6 +7,13 @@ paper profile a row prunes with the paper's own tau. In the testbed profile d is
 the removed count matches it (head: "a handful of head dimensions"), and both tau and the count
 are reported. Baseline and pruned runs share labels and noise seeds (paired comparison).
 
+Beside the paper's rows stand the controls (`control_rows`), each a PruneSpec option applied to
+one of the paper's rows: "random" (the same count removed at random, one row per draw), "mean"
+(the removed coordinates set to their class mean instead of 0), "variance" (a head row's
+coordinates ranked by variance across classes instead of magnitude) and "all" (the whole of c
+zeroed under a row's schedule, once per schedule); and the windows (`window_rows`): a row's
+pruning confined to one window of the sampler's steps.
+
 Nothing here samples or scores: the producers (`sweeps.testbed`, `generation.rows`,
 `evaluation.scores`) and the tables (`sweeps.run`) build on these definitions.
 """
@@ -35,6 +42,9 @@ class SweepRow:
         paper_tau: the paper's tau for this row (None for the baseline).
         paper_removed: dimensions the paper removes, of paper_d.
         paper_d: dimension of the paper's c (1152).
+        control: None (the paper's operator) or one of `CONTROLS`.
+        draw: the random draw of control "random" (0 otherwise).
+        window: (start, stop) steps of schedule "window"; None otherwise.
     """
 
     label: str
@@ -43,9 +53,20 @@ class SweepRow:
     paper_tau: float | None = None
     paper_removed: int = 0
     paper_d: int = 1152
+    control: str | None = None
+    draw: int = 0
+    window: tuple[int, int] | None = None
 
 
 SCHEDULE_NAMES = {"every": "t_i", "initial": "t_0", "last_k": "t_{n-k,n}"}
+CONTROLS = ("random", "mean", "variance", "all")
+# the PruneSpec options of each control
+CONTROL_OPTIONS = {
+    "random": {"select": "random"},
+    "mean": {"replace": "mean"},
+    "variance": {"select": "variance"},
+    "all": {"select": "all"},
+}
 
 
 def paper_rows(table_id: str, model: str | None = None) -> list[SweepRow]:
@@ -77,6 +98,86 @@ def paper_rows(table_id: str, model: str | None = None) -> list[SweepRow]:
     return rows
 
 
+def control_label(row: SweepRow, control: str, draw: int = 0) -> str:
+    """How a control row is named: after its paper row, or "all of c <schedule>"."""
+    if control == "all":
+        return f"all of c {SCHEDULE_NAMES.get(row.schedule, row.schedule)}"
+    suffix = {"random": f"random {draw + 1}", "mean": "mean", "variance": "by variance"}[control]
+    return f"{row.label} | {suffix}"
+
+
+def applies(row: SweepRow, control: str) -> bool:
+    """Whether a control stands beside a row: every pruned row has random, mean and all-of-c
+    controls; only a head row has the variance ranking (the claim is about the head)."""
+    return (
+        row.side is not None
+        and row.control is None
+        and (control != "variance" or row.side == "head")
+    )
+
+
+def control_rows(
+    rows: list[SweepRow], controls: str | dict[str, list[str]], draws: int
+) -> list[SweepRow]:
+    """The control rows beside the given rows.
+
+    Args:
+        rows: the paper's rows.
+        controls: "all" (every control that applies beside every pruned row) or
+            {row label: [control, ...]}.
+        draws: random draws per "random" control.
+
+    Returns:
+        The control rows, each after its row, one "all of c" row per schedule.
+    """
+    if isinstance(controls, str):
+        if controls != "all":
+            raise ValueError(
+                f"controls: expected 'all' or a dict of row -> controls, got {controls!r}"
+            )
+        controls = {r.label: [c for c in CONTROLS if applies(r, c)] for r in rows}
+    by_label = {r.label: r for r in rows}
+    unknown = sorted(set(controls) - set(by_label))
+    if unknown:
+        raise ValueError(f"controls: expected rows among {sorted(by_label)}, got {unknown}")
+    out, labels = [], set()
+    for label, names in controls.items():
+        row = by_label[label]
+        for control in names:
+            if control not in CONTROLS or not applies(row, control):
+                raise ValueError(f"controls: {control!r} does not apply to row {label!r}")
+            for draw in range(draws if control == "random" else 1):
+                new = SweepRow(
+                    control_label(row, control, draw), row.side, row.schedule, row.paper_tau,
+                    row.paper_removed, row.paper_d, control, draw,
+                )  # fmt: skip
+                if new.label not in labels:
+                    labels.add(new.label)
+                    out.append(new)
+    return out
+
+
+def window_rows(row: SweepRow, steps: int, width: int) -> list[SweepRow]:
+    """`row`'s pruning confined to consecutive windows of `width` of the `steps` sampler steps
+    (step 0 the noisiest), one row per window, labelled "<row> in [start, stop)"."""
+    if not 1 <= width <= steps:
+        raise ValueError(f"width: expected 1 <= width <= steps = {steps}, got {width}")
+    return [
+        SweepRow(
+            f"{row.label.removesuffix(' t_i')} in [{a}, {min(a + width, steps)})",
+            row.side,
+            "window",
+            row.paper_tau,
+            row.paper_removed,
+            row.paper_d,
+            row.control,
+            row.draw,
+            (a, min(a + width, steps)),
+        )  # fmt: skip
+        for a in range(0, steps, width)
+    ]
+
+
 def matched_count(row: SweepRow, d: int) -> int:
     """Dimensions to remove at dimension d: the paper's fraction for the tail, its count for the
     head (both kept within 1..d-1 so something is removed and something kept)."""
@@ -106,17 +207,46 @@ def matched_tau(c: Tensor, row: SweepRow) -> tuple[float | None, int]:
     return float(metrics.tau_for_count(mean_abs, count, row.side)), count
 
 
-def prune_spec(row: SweepRow, tau: float | None, last_k: int) -> PruneSpec | None:
-    """The pruning operator of a row (None for the baseline)."""
+def prune_spec(
+    row: SweepRow, tau: float | None, last_k: int, classes: int | None = None
+) -> PruneSpec | None:
+    """The pruning operator of a row (None for the baseline).
+
+    Args:
+        row: the row.
+        tau: its threshold (unused by control "all").
+        last_k: k of schedule "last_k".
+        classes: the number of classes, for the "mean" and "variance" controls.
+    """
     if row.side is None:
         return None
     k = last_k if row.schedule == "last_k" else None
-    return PruneSpec(side=row.side, tau=tau, schedule=row.schedule, k=k)
+    options = dict(CONTROL_OPTIONS.get(row.control, {}))
+    if row.control in ("mean", "variance"):
+        if classes is None:
+            raise ValueError(f"row {row.label!r}: the {row.control} control needs the class count")
+        options["classes"] = classes
+    if row.control == "random":
+        options["draw"] = row.draw
+    tau = None if row.control == "all" else tau
+    return PruneSpec(
+        side=row.side, tau=tau, schedule=row.schedule, k=k, window=row.window, **options
+    )
 
 
-def spec_table(rows: list[SweepRow], c: Tensor | None, last_k: int) -> list[dict]:
+def spec_table(
+    rows: list[SweepRow], c: Tensor | None, last_k: int, classes: int | None = None
+) -> list[dict]:
     """Each row with its tau (matched to the testbed's d when c is given, else the paper's),
-    its target count, and its PruneSpec."""
+    its target count, and its PruneSpec.
+
+    Args:
+        rows: the rows.
+        c: c of every class at the initial t (testbed), or None (the paper's tau).
+        last_k: k of schedule "last_k".
+        classes: number of classes for the controls (default: the rows of c).
+    """
+    classes = classes if classes is not None or c is None else c.shape[0]
     out = []
     for row in rows:
         if c is None:
@@ -132,7 +262,8 @@ def spec_table(rows: list[SweepRow], c: Tensor | None, last_k: int) -> list[dict
                 "target count": count,
                 "paper tau": row.paper_tau,
                 "paper removed": f"{row.paper_removed}/{row.paper_d}",
-                "spec": prune_spec(row, tau, last_k),
+                "control": row.control,
+                "spec": prune_spec(row, tau, last_k, classes),
             }
         )
     return out
@@ -142,11 +273,11 @@ SCORE_KEYS = ("fid", "is_adm", "is_10_splits", "precision", "recall")
 
 
 def result_row(spec_row: dict, info: dict, scores: dict, d: int) -> dict:
-    """One measured row of a sweep: its tau and removed count, FID, IS under both protocols
-    (`is_adm`, `is_10_splits`), precision and recall."""
-    row = {k: spec_row[k] for k in ("row", "tau", "target count")}
+    """One measured row of a sweep: its tau, control and removed count, FID, IS under both
+    protocols (`is_adm`, `is_10_splits`), precision and recall."""
+    row = {k: spec_row[k] for k in ("row", "tau", "target count", "control")}
     row.update(removed=removed_summary(info), d=d)
-    row.update({k: scores[k] for k in SCORE_KEYS})
+    row.update({k: scores[k] for k in SCORE_KEYS}, n=scores["n_samples"])
     return row
 
 
@@ -172,6 +303,7 @@ class SweepSettings:
         bf16: run the model under bf16 autocast on CUDA. Off by default: every official
             sampler runs the model in float32 (with TF32 matmuls), and bf16 rounds the large
             coordinates of c (|c_i| of 4 to 8) by more than tau = 0.01.
+        n_boot: resamples of the paired bootstrap of each row's difference from the baseline.
     """
 
     per_class: int = 20
@@ -181,6 +313,7 @@ class SweepSettings:
     cfg_scale: float | None = None
     grid_per_class: int = 2
     bf16: bool = False
+    n_boot: int = 500
 
 
 # the classes DiT's sample.py draws; the paper-profile figure grids show them

@@ -1,7 +1,12 @@
 """The testbed pruning sweep's producer: sample every row from a testbed model and score it.
 
 Kept apart from the tables and pages (`sweeps.run`) so that the artifact cache keys these rows by the
-code that samples and scores them, and by nothing that only shows them.
+code that samples and scores them, and by nothing that only shows them. Each row is an artifact of
+its own (keyed by the model, the row, its prune spec and the settings), so that pages asking for
+different rows of one model share the rows they have in common, and a row with a control is
+sampled once whichever page asks for it. A pruned row holds its paired bootstrap against the
+baseline row of the same settings (`evaluation.paired`), and the same difference on disjoint
+blocks of the sampling seeds.
 """
 
 from __future__ import annotations
@@ -15,6 +20,13 @@ import torch
 from semantic_bottleneck.book.cache import cached
 from semantic_bottleneck.evaluation.clip_score import class_probability_score
 from semantic_bottleneck.evaluation.fidelity import evaluate
+from semantic_bottleneck.evaluation.paired import (
+    SampleSet,
+    paired_bootstrap,
+    reference_features,
+    sample_features,
+    seed_block_spread,
+)
 from semantic_bottleneck.generation.decode import decode_digits
 from semantic_bottleneck.generation.run import generate
 from semantic_bottleneck.sampling import balanced_labels, initial_t, sample_seeds
@@ -71,29 +83,84 @@ class TestbedRows:
         return {"sampler": repr(self.sampler), "initial_t": initial_t(self.sampler)}
 
 
+SEED_BLOCKS = 4  # disjoint blocks of the sampling seeds (5 per class each at 20 per class)
+
+
 def testbed_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, **train) -> dict:
-    """Sample and score every row of a pruning table from a testbed model.
+    """Sample and score every row of a pruning table from a testbed model, each row cached.
 
     Args:
         name: testbed model.
-        rows: the paper's rows, matched to the model's d (`sweeps.spec.spec_table`).
+        rows: the paper's rows and their controls, matched to the model's d
+            (`sweeps.spec.spec_table`); the first row with no side is the baseline.
         settings: sampling settings.
         **train: overrides of the model's training config.
 
     Returns:
-        {"table": row dicts, "grids": {row label: uint8 grid}, "sampler": the config as text,
-        "initial_t": the sampler's first t}.
+        {"table": row dicts (a pruned row with "ci": {metric: difference, low, high, sd} and
+        "seed_blocks": {metric: mean, sd, sd_at_n}), "grids": {row label: uint8 grid},
+        "sampler": the config as text, "initial_t": the sampler's first t}.
     """
+    if not any(r.side is None for r in rows):
+        raise ValueError("rows: expected a baseline row (side None) to pair every row with")
     run = TestbedRows(name, settings, **train)
+    specs = spec_table(rows, run.c, settings.last_k)
+    base = next(s for s in specs if s["spec"] is None)
+    base_folder = _cached_row(name, run, base, None, **train)
     table, grids = [], {}
-    for spec_row in spec_table(rows, run.c, settings.last_k):
+    for spec_row in specs:
+        folder = (
+            base_folder
+            if spec_row is base
+            else _cached_row(name, run, spec_row, base_folder, **train)
+        )
+        table.append({**json.loads((folder / "row.json").read_text()), "row": spec_row["row"]})
+        grids[spec_row["row"]] = np.load(folder / "grid.npy")
+    return {"table": table, "grids": grids, **run.summary()}
+
+
+def _row_key(name: str, run: TestbedRows, spec_row: dict, **train) -> dict:
+    spec = spec_row["spec"]
+    model = trained(testbed_config(name, **train)).name
+    return dict(model=model, spec=None if spec is None else spec.__dict__, **run.settings.__dict__)
+
+
+def _cached_row(name: str, run: TestbedRows, spec_row: dict, base_folder, **train):
+    """The folder of one row: row.json (its scores), grid.npy, features.npz (per-sample features
+    and class probabilities); a pruned row's scores hold its paired bootstrap against the
+    baseline's features in `base_folder`."""
+
+    def produce(out):
         images, info = run.sample(spec_row["spec"])
         scores = evaluate(images, profile="testbed", metrics=("fid", "is", "prc"))
         row = result_row(spec_row, info, scores, run.c.shape[1])
-        row["class_prob"] = class_probability_score(images, run.labels)
-        table.append(row)
-        grids[spec_row["row"]] = class_grid(images, settings.per_class, settings.grid_per_class)
-    return {"table": table, "grids": grids, **run.summary()}
+        prob = class_probability_score(images, run.labels, per_sample=True).numpy()
+        row["class_prob"] = float(prob.mean())
+        feats = sample_features(images, "testbed")
+        np.savez(out / "features.npz", clip=prob, **feats)
+        if base_folder is not None:
+            row.update(_paired(base_folder, feats, prob, run))
+        np.save(
+            out / "grid.npy",
+            class_grid(images, run.settings.per_class, run.settings.grid_per_class),
+        )
+        (out / "row.json").write_text(json.dumps(row))
+
+    folder, _ = cached("pruning-sweep", _row_key(name, run, spec_row, **train), produce)
+    return folder
+
+
+def _paired(base_folder, feats: dict, prob, run: TestbedRows) -> dict:
+    """The row's paired bootstrap and seed-block spread against the baseline's features."""
+    ref = reference_features("testbed")
+    with np.load(base_folder / "features.npz") as z:
+        base = SampleSet({k: z[k] for k in ("fid", "logits", "prc")}, z["clip"], ref)
+    row = SampleSet(feats, prob, ref)
+    labels = run.labels.numpy()
+    return {
+        "ci": paired_bootstrap(base, row, labels, run.settings.n_boot, run.settings.base_seed),
+        "seed_blocks": seed_block_spread(base, row, labels, SEED_BLOCKS),
+    }
 
 
 def cached_sweep(kind: str, name: str, rows: list[SweepRow], settings: SweepSettings,

@@ -11,7 +11,13 @@ Every rule states its bound (what the paper claims) and its band (how far off st
   curve reaches peak_min and ends below end_max; partly when it falls by at least min_drop (a
   fraction of the peak) without reaching those levels: the direction holds, the level does not;
 - `Both(first, second)` on a pair: reproduced when both parts are, not reproduced when both are
-  not, partly otherwise.
+  not, partly otherwise;
+- `IntervalAtMost(bound, band)` / `IntervalAtLeast(bound, band)` on (estimate, low, high) of a
+  change with its 95% interval: reproduced only when the whole interval meets the bound, partly
+  when the estimate alone does (within noise).
+
+`change_verdict` says in words what an interval of a change from the baseline establishes:
+"improves", "preserves quality", "degrades" or "within noise".
 """
 
 from __future__ import annotations
@@ -172,3 +178,103 @@ class Both:
         return (
             f"{self.first.describe()}; {self.second.describe()} (partly when only one part holds)"
         )
+
+
+# ----------------------------------------------------------------------------- intervals
+
+IMPROVES = "improves"
+PRESERVES = "preserves quality"
+DEGRADES = "degrades"
+WITHIN_NOISE = "within noise"
+
+
+def _triple(value, what: str) -> tuple[float, float, float]:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        v = _number(value, what)  # a value without an interval: a point
+        return v, v, v
+    if not isinstance(value, tuple | list) or len(value) != 3:
+        raise ValueError(f"{what}: expected (estimate, low, high), got {value!r}")
+    estimate, low, high = (_number(v, what) for v in value)
+    if not low <= high:
+        raise ValueError(f"{what}: expected low <= high, got {low}, {high}")
+    return estimate, low, high
+
+
+def change_verdict(low: float, high: float, better: str, tolerance: float | None = None) -> str:
+    """What a 95% interval [low, high] of a change from the baseline establishes.
+
+    "improves" only if the interval excludes zero on the better side; "preserves quality" only
+    if the whole interval lies inside [-tolerance, tolerance] on the worse side (it may reach
+    into the better side); "degrades" if it excludes the tolerance (or zero, without one) on the
+    worse side; otherwise "within noise".
+
+    Args:
+        low, high: the interval of the change (row - baseline).
+        better: "lower" (FID) or "higher" (IS, CLIP, precision, recall).
+        tolerance: the largest change on the worse side that still preserves quality.
+    """
+    if better not in ("lower", "higher"):
+        raise ValueError(f"better: expected 'lower' or 'higher', got {better!r}")
+    low, high = _number(low, "low"), _number(high, "high")
+    if low > high:
+        raise ValueError(f"expected low <= high, got {low}, {high}")
+    if better == "higher":  # judge the change as a loss, lower is better
+        low, high = -high, -low
+    if high < 0:
+        return IMPROVES
+    limit = 0.0 if tolerance is None else _number(tolerance, "tolerance")
+    if tolerance is not None and high <= limit:
+        return PRESERVES
+    return DEGRADES if low > limit else WITHIN_NOISE
+
+
+@dataclass(frozen=True)
+class IntervalAtMost:
+    """The claim: a change is at most bound, judged on its 95% interval; value = (estimate,
+    low, high). Reproduced when the whole interval is <= bound; partly when only the estimate
+    is <= bound + band (the interval does not establish it: within noise)."""
+
+    bound: float
+    band: float
+    what: str = "value"
+    percent: bool = False
+
+    def __post_init__(self):
+        if self.band < 0:
+            raise ValueError(f"band: expected >= 0, got {self.band}")
+
+    def judge(self, value) -> str:
+        estimate, _, high = _triple(value, self.what)
+        if high <= self.bound:
+            return REPRODUCED
+        return PARTLY if estimate <= self.bound + self.band else NOT_REPRODUCED
+
+    def describe(self) -> str:
+        b, hi = _show(self.bound, self.percent), _show(self.bound + self.band, self.percent)
+        return f"95% interval of {self.what} <= {b} (partly: estimate <= {hi})"
+
+
+@dataclass(frozen=True)
+class IntervalAtLeast:
+    """The claim: a change is at least bound, judged on its 95% interval; value = (estimate,
+    low, high). Reproduced when the whole interval is >= bound; partly when only the estimate
+    is >= bound - band."""
+
+    bound: float
+    band: float
+    what: str = "value"
+    percent: bool = False
+
+    def __post_init__(self):
+        if self.band < 0:
+            raise ValueError(f"band: expected >= 0, got {self.band}")
+
+    def judge(self, value) -> str:
+        estimate, low, _ = _triple(value, self.what)
+        if low >= self.bound:
+            return REPRODUCED
+        return PARTLY if estimate >= self.bound - self.band else NOT_REPRODUCED
+
+    def describe(self) -> str:
+        b, lo = _show(self.bound, self.percent), _show(self.bound - self.band, self.percent)
+        return f"95% interval of {self.what} >= {b} (partly: estimate >= {lo})"
