@@ -110,6 +110,8 @@ def test_conditions_command_describes_then_prepares_mdsgen_features(tmp_path, ca
     assert inputs["video_features"].shape == (2, 32, 512)
     first = torch.from_numpy(np.load(feats / "clip0.npz")["arr_0"][:32])
     assert torch.equal(inputs["video_features"][0], first)
+    note = appendix.conditions_note(appendix.conditions_path("mdsgen", tmp_path))
+    assert note == "2 clips of CAVP features from feats/"
     np.savez(feats / "short.npz", np.zeros((8, 512), "float32"))
     with pytest.raises(ValueError, match="expected arr_0 of shape"):
         appendix.mdsgen_conditions(feats)
@@ -132,3 +134,29 @@ def test_the_uvit_row_is_read_both_ways_on_the_table4_page(tmp_path, monkeypatch
     )
     assert [m.name for m in page.missing] == ["dit-xl-2"] and page.values["cos_gap"][0] is None
     assert appendix_pages.tab04_page("paper", ["dit-xl-2"], uvit=None).found == []
+
+
+def test_prompt_systems_default_to_a_stated_prompt_set(tmp_path, monkeypatch):
+    from semantic_bottleneck import cli
+    from semantic_bottleneck.zoo import sd3
+
+    seen = {}
+
+    def encode(pipeline, prompts):
+        seen.update(pipeline=pipeline, prompts=prompts)
+        return {"pooled_text": torch.zeros(len(prompts), 2048)}
+
+    monkeypatch.setattr(sd3, "encode_prompts", encode)
+    argv = ["conditions", "sd3", "--pipeline", str(tmp_path / "sd3"), "--cache-dir", str(tmp_path)]
+    assert cli.main(argv) == 0
+    assert len(seen["prompts"]) == 1000 and seen["prompts"][0] == "a photo of a tench"
+    where = appendix.conditions_path("sd3", tmp_path)
+    assert (
+        appendix.conditions_note(where)
+        == "1000 prompts 'a photo of a {}' over the ImageNet classes"
+    )
+    assert appendix.read_conditions("sd3", where)["pooled_text"].shape == (1000, 2048)
+    prompts, note = appendix.default_prompts("audioldm")
+    assert len(prompts) == len(set(prompts)) == 50 and note.startswith("50 prompts")
+    with pytest.raises(ValueError, match="expected one of"):
+        appendix.default_prompts("xmdpt")

@@ -75,7 +75,12 @@ def show_note(text: str) -> None:
 def show_inputs(found) -> None:
     """Display which inputs this page used: each model and where its c came from."""
     if found:
-        lines = [f"- {m.label}: `{_short(m.source)}`" for m in found]
+        # an appendix system also says what its conditions are (the paper names none)
+        lines = [
+            f"- {m.label}: `{_short(m.source)}`"
+            + (f", over {m.conditions}" if getattr(m, "conditions", "") else "")
+            for m in found
+        ]
         display(Markdown("Inputs used on this page:\n\n" + "\n".join(lines)))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
@@ -29,6 +30,36 @@ _MODULES = {"uvit": uvit, "xmdpt": xmdpt, "mdsgen": mdsgen, "sd3": sd3, "audiold
 _COMBINE = {"uvit": "concat", "xmdpt": "sum", "mdsgen": "sum", "sd3": sd3.COMBINE}
 _COMBINE["audioldm"] = audioldm.COMBINE
 TABLE1_SYSTEMS = ["xmdpt-l-2", "mdsgen-b-2"]  # Table 1's continuous rows
+
+# The prompt sets of the text-conditioned systems when none is given (the paper names none):
+# SD3, the 1000 ImageNet classes in the CLIP score's template; AudioLDM, the 50 ESC-50 classes.
+ESC50_CLASSES = (
+    "dog", "rooster", "pig", "cow", "frog", "cat", "hen", "insects", "sheep", "crow", "rain",
+    "sea waves", "crackling fire", "crickets", "chirping birds", "water drops", "wind",
+    "pouring water", "toilet flush", "thunderstorm", "crying baby", "sneezing", "clapping",
+    "breathing", "coughing", "footsteps", "laughing", "brushing teeth", "snoring",
+    "drinking sipping", "door wood knock", "mouse click", "keyboard typing", "door wood creaks",
+    "can opening", "washing machine", "vacuum cleaner", "clock alarm", "clock tick",
+    "glass breaking", "helicopter", "chainsaw", "siren", "car horn", "engine", "train",
+    "church bells", "airplane", "fireworks", "hand saw",
+)  # fmt: skip
+PROMPT_SETS = {
+    "sd3": ("ImageNet classes", "a photo of a {}", None),  # open_clip's cleaned class names
+    "audioldm": ("ESC-50 classes", "the sound of {}", ESC50_CLASSES),
+}
+
+
+def default_prompts(system: str) -> tuple[list[str], str]:
+    """The default prompts of a text-conditioned system and their description."""
+    if system not in PROMPT_SETS:
+        raise ValueError(f"default prompts: expected one of {sorted(PROMPT_SETS)}, got {system!r}")
+    name, template, classes = PROMPT_SETS[system]
+    if classes is None:
+        from open_clip import IMAGENET_CLASSNAMES  # the CLIP score's names; a heavy import
+
+        classes = IMAGENET_CLASSNAMES
+    prompts = [template.format(c) for c in classes]
+    return prompts, f"{len(prompts)} prompts '{template}' over the {name}"
 
 
 # ----------------------------------------------------------------------------- loading
@@ -45,6 +76,12 @@ def conditions_path(system: str, cache_dir: str | os.PathLike | None = None) -> 
 def conditions_command(system: str) -> str:
     """The command that says what a system's condition file holds and prepares it."""
     return f"semantic-bottleneck conditions {system}"
+
+
+def conditions_note(path: str | os.PathLike) -> str:
+    """What a condition file's rows are, as recorded when it was written ('' if not recorded)."""
+    with safe_open(str(path), "pt") as f:
+        return (f.metadata() or {}).get("conditions", "")
 
 
 def read_conditions(system: str, path: str | os.PathLike) -> dict[str, Tensor]:
@@ -129,7 +166,9 @@ def load_system(
         if not where.is_file():
             return Missing(name, entry.label, conditions_command(entry.system))
         inputs = read_conditions(entry.system, where)
-    return system_c(entry, _load(entry, path), inputs, how, str(path))
+    sys_c = system_c(entry, _load(entry, path), inputs, how, str(path))
+    note = "" if entry.system == "uvit" else conditions_note(where)
+    return dataclasses.replace(sys_c, conditions=f"{sys_c.conditions}: {note}") if note else sys_c
 
 
 def load_systems(profile: str, names: list[str]) -> tuple[list[SystemC], list[Missing]]:
@@ -185,8 +224,11 @@ def describe(system: str, cache_dir: str | os.PathLike | None = None) -> str:
     lines += [f"  {name}: {spec}" for name, spec in _MODULES[system].INPUTS.items()]
     how = {
         "mdsgen": "--npz DIR (CAVP feature files, as MDSGen's inference.py reads them)",
-        "sd3": "--prompts FILE --pipeline DIR (a local SD3 pipeline's CLIP encoders)",
-        "audioldm": "--prompts FILE --pipeline DIR (a local AudioLDM pipeline's CLAP encoder)",
+        "sd3": "--pipeline DIR [--prompts FILE] (a local SD3 pipeline's CLIP encoders; default: "
+        + default_prompts("sd3")[1]
+        + ")",
+        "audioldm": "--pipeline DIR [--prompts FILE] (a local AudioLDM pipeline's CLAP encoder; "
+        "default: " + default_prompts("audioldm")[1] + ")",
         "xmdpt": "zoo.xmdpt.encode_conditions with local DINOv2 and VAE weights",
     }[system]
     return "\n".join([*lines, f"prepare with: {how}"])
@@ -194,19 +236,25 @@ def describe(system: str, cache_dir: str | os.PathLike | None = None) -> str:
 
 def _cmd_conditions(args) -> int:
     system = args.system
-    if args.npz is None and args.prompts is None:
+    if args.npz is None and args.pipeline is None:
         print(describe(system, args.cache_dir))
         return 0
     if args.npz is not None:
         if system != "mdsgen":
             raise ValueError("--npz: expected system mdsgen (CAVP video features)")
         inputs = mdsgen_conditions(args.npz)
+        note = f"{len(inputs['video_features'])} clips of CAVP features from {args.npz.name}/"
     else:
-        if system not in ("sd3", "audioldm") or args.pipeline is None:
-            raise ValueError("--prompts: expected system sd3 or audioldm, with --pipeline DIR")
-        prompts = [p for p in Path(args.prompts).read_text().splitlines() if p.strip()]
+        if system not in PROMPT_SETS:
+            raise ValueError("--pipeline: expected system sd3 or audioldm (prompt encoders)")
+        if args.prompts is None:
+            prompts, note = default_prompts(system)
+        else:
+            prompts = [p for p in args.prompts.read_text().splitlines() if p.strip()]
+            note = f"{len(prompts)} prompts from {args.prompts.name}"
         inputs = _MODULES[system].encode_prompts(args.pipeline, prompts)
-    out = checkpoint.save_atomic(inputs, conditions_path(system, args.cache_dir))
+    where = conditions_path(system, args.cache_dir)
+    out = checkpoint.save_atomic(inputs, where, metadata={"conditions": note})
     print(f"wrote {out}: {next(iter(inputs.values())).shape[0]} conditions")
     return 0
 
@@ -218,7 +266,9 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("system", choices=[s for s in registry.SYSTEM_KINDS])
     parser.add_argument("--npz", type=Path, default=None, help="mdsgen: CAVP feature folder")
-    parser.add_argument("--prompts", type=Path, default=None, help="sd3/audioldm: one per line")
+    parser.add_argument(
+        "--prompts", type=Path, default=None, help="sd3/audioldm: one per line (default: a set)"
+    )
     parser.add_argument("--pipeline", type=Path, default=None, help="a local pipeline folder")
     parser.add_argument("--cache-dir", type=Path, default=None, help="the weights cache")
     parser.set_defaults(func=_cmd_conditions)
