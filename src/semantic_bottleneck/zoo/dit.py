@@ -22,7 +22,7 @@ REPA's `samplers.py`), so `REPASiT` derives from the CFG-free `DiTBackbone`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -108,6 +108,15 @@ def combine_cfg_halves(
     cond_eps, uncond_eps = torch.split(eps, len(eps) // 2, dim=0)
     half_eps = uncond_eps + cfg_scale * (cond_eps - uncond_eps) if guide else cond_eps
     return torch.cat([torch.cat([half_eps, half_eps], dim=0), rest], dim=1)
+
+
+def check_sizes(hidden_size: int, num_heads: int, input_size: int, patch_size: int) -> None:
+    """Raise ValueError unless the heads divide the width and the patches tile the latent."""
+    if hidden_size % num_heads or input_size % patch_size:
+        raise ValueError(
+            f"need hidden_size % num_heads == 0 and input_size % patch_size == 0, got "
+            f"{hidden_size=}, {num_heads=}, {input_size=}, {patch_size=}"
+        )
 
 
 # ----------------------------------------------------------------------------- embedders
@@ -289,6 +298,51 @@ class FinalLayer(nn.Module):
 # ----------------------------------------------------------------------------- models
 
 
+def init_adaln_zero(
+    model: nn.Module,
+    pos: np.ndarray,
+    pos_embeds: Sequence[nn.Parameter],
+    blocks: Iterable[nn.Module],
+    labels: LabelEmbedder | None = None,
+) -> None:
+    """DiT's initialisation (Sec. 3.2 "adaLN-Zero"), shared by the models built on its layers.
+
+    Xavier for every Linear, `pos` into each positional embedding, the patch embedding
+    initialised like a Linear, N(0, 0.02) for the label table and the timestep MLP, and zero
+    modulation and output: every block in `blocks` and the final layer start as the identity.
+    The draws run in this order (the official one), so a seeded build matches.
+
+    Args:
+        model: has `x_embedder` (PatchEmbed-like), `t_embedder` and `final_layer`.
+        pos: the fixed sin-cos embedding to start from.
+        pos_embeds: the parameters that start as `pos`.
+        blocks: the adaLN blocks to zero.
+        labels: the label embedder, or None (no label table).
+
+    Shapes: pos (T, D); each of pos_embeds (1, T, D).
+    """
+    for module in model.modules():  # xavier for every Linear: transformer default
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+    for pos_embed in pos_embeds:
+        pos_embed.data.copy_(torch.from_numpy(pos).float().unsqueeze(0))
+    w = model.x_embedder.proj.weight.data  # patch embedding initialised like a Linear
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+    nn.init.zeros_(model.x_embedder.proj.bias)
+    if labels is not None:
+        nn.init.normal_(labels.embedding_table.weight, std=0.02)
+    nn.init.normal_(model.t_embedder.mlp[0].weight, std=0.02)
+    nn.init.normal_(model.t_embedder.mlp[2].weight, std=0.02)
+    for block in blocks:
+        nn.init.zeros_(block.adaLN_modulation[-1].weight)
+        nn.init.zeros_(block.adaLN_modulation[-1].bias)
+    nn.init.zeros_(model.final_layer.adaLN_modulation[-1].weight)
+    nn.init.zeros_(model.final_layer.adaLN_modulation[-1].bias)
+    nn.init.zeros_(model.final_layer.linear.weight)
+    nn.init.zeros_(model.final_layer.linear.bias)
+
+
 class DiTBackbone(nn.Module):
     """The AdaLN-Zero transformer that DiT, SiT, REPA and MG share, with DiT's forward and no CFG
     forward (REPA's official SiT has none)."""
@@ -310,12 +364,7 @@ class DiTBackbone(nn.Module):
         **attn_kwargs,
     ):
         super().__init__()
-        if hidden_size % num_heads or input_size % patch_size:
-            raise ValueError(
-                f"need hidden_size % num_heads == 0 and input_size % patch_size == 0, got "
-                f"hidden_size={hidden_size}, num_heads={num_heads}, input_size={input_size}, "
-                f"patch_size={patch_size}"
-            )
+        check_sizes(hidden_size, num_heads, input_size, patch_size)
         self.learn_sigma = learn_sigma
         self.in_channels = in_channels
         self.out_channels = in_channels * 2 if learn_sigma else in_channels
@@ -339,28 +388,11 @@ class DiTBackbone(nn.Module):
 
     def initialize_weights(self) -> None:
         """The official initialisation (DiT Sec. 3.2 "adaLN-Zero")."""
-        for module in self.modules():  # xavier for every Linear: transformer default
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
         grid = int(self.x_embedder.num_patches**0.5)
         pos = get_2d_sincos_pos_embed(self.pos_embed.shape[-1], grid)
-        self.pos_embed.data.copy_(torch.from_numpy(pos).float().unsqueeze(0))
-        w = self.x_embedder.proj.weight.data  # patch embedding initialised like a Linear
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.proj.bias)
-        if isinstance(self.y_embedder, LabelEmbedder):  # a VectorEmbedder stays a xavier Linear
-            nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
-        # zero modulation and output: every block starts as the identity
-        for block in self.blocks:
-            nn.init.zeros_(block.adaLN_modulation[-1].weight)
-            nn.init.zeros_(block.adaLN_modulation[-1].bias)
-        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
-        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
-        nn.init.zeros_(self.final_layer.linear.weight)
-        nn.init.zeros_(self.final_layer.linear.bias)
+        # a VectorEmbedder stays a xavier Linear
+        labels = self.y_embedder if isinstance(self.y_embedder, LabelEmbedder) else None
+        init_adaln_zero(self, pos, [self.pos_embed], self.blocks, labels)
 
     def unpatchify(self, x: Tensor) -> Tensor:
         """Shapes: (N, T, p*p*C) -> (N, C, H, W)."""

@@ -58,8 +58,8 @@ runs in the input dtype, and `condition_parts` measures c in float32.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -129,19 +129,14 @@ def temporal_masking(
     Returns (kept tokens, mask with 1 = removed in grid order, ids_restore, ids_keep).
     Shapes: x (N, L, D) -> (N, K, D), (N, L), (N, L), (N, K) with K = kept rows * grid_w.
     """
-    n, length, d = x.shape
+    n, length, _ = x.shape
     rows = length // grid_w
     len_keep = int(rows * (1 - mask_ratio)) * grid_w
     noise = torch.rand(n, rows, device=x.device)
     row_order = torch.argsort(noise, dim=1)  # ascending: the first rows are kept
     tokens = torch.arange(length, device=x.device).view(rows, grid_w)
     ids_shuffle = tokens[row_order].flatten(1)  # (N, L): token ids, row by row
-    ids_restore = torch.argsort(ids_shuffle, dim=1)
-    ids_keep = ids_shuffle[:, :len_keep]
-    x_kept = torch.gather(x, 1, ids_keep.unsqueeze(-1).repeat(1, 1, d))
-    mask = torch.ones(n, length, device=x.device)
-    mask[:, :len_keep] = 0
-    return x_kept, torch.gather(mask, 1, ids_restore), ids_restore, ids_keep
+    return mdt.keep_first(x, ids_shuffle, len_keep)
 
 
 # ----------------------------------------------------------------------------- layers
@@ -165,38 +160,6 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
-class Attention(mdt.Attention):
-    """MDT's attention (explicit softmax, relative position bias, kept-token bias in masking)
-    over the rectangular grid_h x grid_w grid."""
-
-    def __init__(self, dim: int, num_heads: int, grid: tuple[int, int]):
-        # mdt.Attention.__init__ builds a square bias; take its parent's layers and a grid bias
-        dit.Attention.__init__(self, dim, num_heads)
-        self.rel_pos_bias = mdt.RelativePositionBias(tuple(grid), num_heads)
-
-
-class MDSGenBlock(nn.Module):
-    """DiT's adaLN-Zero block with relative-position attention (official `MDTBlock`)."""
-
-    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, grid: tuple[int, int]):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(hidden_size, num_heads, grid)
-        self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.mlp = dit.Mlp(hidden_size, int(hidden_size * mlp_ratio))  # fc1, GELU(tanh), fc2
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
-
-    def forward(self, x: Tensor, c: Tensor, ids_keep: Tensor | None = None) -> Tensor:
-        """Shapes: x (N, T, D) (T = K kept tokens with ids_keep (N, K)), c (N, D) -> (N, T, D)."""
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(
-            c
-        ).chunk(6, dim=1)
-        h = dit.modulate(self.norm1(x), shift_msa, scale_msa)
-        x = x + gate_msa.unsqueeze(1) * self.attn(h, ids_keep=ids_keep)
-        x = x + gate_mlp.unsqueeze(1) * self.mlp(dit.modulate(self.norm2(x), shift_mlp, scale_mlp))
-        return x
-
-
 class FinalLayer(nn.Module):
     """adaLN (shift, scale) -> Linear to p_h * p_w * out_channels."""
 
@@ -215,8 +178,11 @@ class FinalLayer(nn.Module):
 # ----------------------------------------------------------------------------- model
 
 
-class MDSGen(nn.Module):
+class MDSGen(mdt.MaskedTransformer):
     """MDSGen: video-conditioned masked diffusion transformer on AudioLDM latents.
+
+    Its blocks are MDT's (`mdt.MDTBlock`, the official class name, with the bias over the
+    rectangular token grid); so are the side-interpolater and the decoder start.
 
     Args:
         input_size: latent (H, W), (204, 16) officially (mel frames / 4, mel bins / 4).
@@ -260,14 +226,9 @@ class MDSGen(nn.Module):
                 f"need hidden_size % num_heads == 0 and input_size divisible by patch_size, got "
                 f"{hidden_size=}, {num_heads=}, {input_size=}, {patch_size=}"
             )
-        mdt.check_masking(depth, decode_layer, mask_ratio)
-        self.learn_sigma = learn_sigma
-        self.in_channels = in_channels
-        self.out_channels = in_channels * 2 if learn_sigma else in_channels
-        self.patch_size = patch_size
-        self.num_heads = num_heads
-        self.mask_ratio = None if mask_ratio is None else float(mask_ratio)
-        self.decode_layer = int(decode_layer)
+        self._set_config(
+            in_channels, learn_sigma, patch_size, num_heads, depth, mask_ratio, decode_layer
+        )
         self.bf16_autocast = bf16_autocast
         # registration order as officially, so that a seeded build initialises identically
         self.x_embedder = PatchEmbed(input_size, patch_size, in_channels, hidden_size)
@@ -275,16 +236,13 @@ class MDSGen(nn.Module):
         self.grid = self.x_embedder.grid_size  # (102, 8) for the release
         self.num_patches = self.x_embedder.num_patches
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, hidden_size))  # learnable
-        self.blocks = nn.ModuleList(
-            MDSGenBlock(hidden_size, num_heads, mlp_ratio, self.grid) for _ in range(depth)
+        block = partial(
+            mdt.MDTBlock, hidden_size, num_heads, mlp_ratio, self.num_patches, grid=self.grid
         )
-        self.sideblocks = nn.ModuleList([MDSGenBlock(hidden_size, num_heads, mlp_ratio, self.grid)])
+        self.blocks = nn.ModuleList(block() for _ in range(depth))
+        self.sideblocks = nn.ModuleList([block()])
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
-        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, hidden_size))
-        # stored in every checkpoint, trained only when masking is on
-        self.mask_token = nn.Parameter(
-            torch.zeros(1, 1, hidden_size), requires_grad=self.mask_ratio is not None
-        )
+        self._add_decoder_parts(hidden_size)
         self.mlp_feat = nn.Sequential(
             nn.Linear(VIDEO_DIM, hidden_size), nn.GELU(), nn.LayerNorm(hidden_size, eps=1e-12)
         )
@@ -296,28 +254,10 @@ class MDSGen(nn.Module):
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
-        """The official initialisation (adaLN-Zero; bias tables and the Conv1d bias keep theirs)."""
-        for module in self.modules():  # xavier for every Linear, mlp_feat's included
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
-        for pos_embed in (self.pos_embed, self.decoder_pos_embed):  # both start as 2-D sin-cos
-            pos = get_2d_sincos_pos_embed(pos_embed.shape[-1], *self.grid)
-            pos_embed.data.copy_(torch.from_numpy(pos).float().unsqueeze(0))
-        w = self.x_embedder.proj.weight.data  # patch embedding initialised like a Linear
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.proj.bias)
-        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
-        for block in [*self.blocks, *self.sideblocks]:  # every block starts as the identity
-            nn.init.zeros_(block.adaLN_modulation[-1].weight)
-            nn.init.zeros_(block.adaLN_modulation[-1].bias)
-        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
-        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
-        nn.init.zeros_(self.final_layer.linear.weight)
-        nn.init.zeros_(self.final_layer.linear.bias)
-        if self.mask_ratio is not None:
-            nn.init.normal_(self.mask_token, std=0.02)
+        """The official initialisation (adaLN-Zero, mlp_feat's Linear included; bias tables and
+        the Conv1d bias keep theirs)."""
+        pos = get_2d_sincos_pos_embed(self.pos_embed.shape[-1], *self.grid)  # rectangular grid
+        self._init_masked(pos, (*self.blocks, *self.sideblocks))
         nn.init.normal_(self.mlp_feat[0].weight, std=0.02)
         nn.init.normal_(self.conv1d_feat[0].weight, std=0.02)
 
@@ -367,24 +307,6 @@ class MDSGen(nn.Module):
 
     # ------------------------------------------------------------------------- forward
 
-    def forward_side_interpolater(
-        self, x: Tensor, c: Tensor, mask: Tensor, ids_restore: Tensor
-    ) -> Tensor:
-        """Fill removed tokens with mask_token, add decoder_pos_embed, run the side block; kept
-        tokens pass through unchanged (masked shortcut).
-
-        Shapes: x (N, K, D), c (N, D), mask (N, L), ids_restore (N, L) -> (N, L, D).
-        """
-        n, kept, d = x.shape
-        x = torch.cat([x, self.mask_token.repeat(n, ids_restore.shape[1] - kept, 1)], dim=1)
-        x = torch.gather(x, 1, ids_restore.unsqueeze(-1).repeat(1, 1, d))  # unshuffle
-        x = x + self.decoder_pos_embed
-        x_before = x
-        for block in self.sideblocks:
-            x = block(x, c)
-        mask = mask.unsqueeze(-1)
-        return x * mask + (1 - mask) * x_before
-
     def forward(
         self,
         x: Tensor,
@@ -417,20 +339,10 @@ class MDSGen(nn.Module):
             c = self.condition(t, video_features, prob)  # (N, D)
             if c_fn is not None:
                 c = c_fn(c)
-            masked = self.mask_ratio is not None and enable_mask
-            ids_keep = None
-            if masked:
-                x, mask, ids_restore, ids_keep = temporal_masking(x, self.mask_ratio, self.grid[1])
-            for i, block in enumerate(self.blocks):
-                if i == len(self.blocks) - self.decode_layer:  # decoder: full length again
-                    if masked:
-                        x = self.forward_side_interpolater(x, c, mask, ids_restore)
-                        ids_keep = None
-                    else:
-                        x = x + self.decoder_pos_embed
-                x = block(x, c, ids_keep=ids_keep)  # (N, T or K, D)
-            x = self.final_layer(x, c)  # (N, T, p_h p_w C_out)
-            return self.unpatchify(x)  # (N, C_out, H, W)
+            masking = None
+            if self.mask_ratio is not None and enable_mask:  # whole rows of the grid
+                masking = partial(temporal_masking, mask_ratio=self.mask_ratio, grid_w=self.grid[1])
+            return self._run_blocks(x, c, masking)  # (N, C_out, H, W)
 
     def forward_with_cfg(
         self,
@@ -453,9 +365,7 @@ class MDSGen(nn.Module):
         """
         uncond = self.forward(x, t, video_features, c_fn=c_fn, prob=1.0)
         cond = self.forward(x, t, video_features, c_fn=c_fn, prob=0.0)
-        s = (1 - torch.cos(((1 - t / diffusion_steps) ** scale_pow) * math.pi)) * 1 / 2
-        w = ((cfg_scale - 1) * s + 1)[: len(x)].view(-1, 1, 1, 1)
-        return uncond + w * (cond - uncond)
+        return mdt.guide_all_channels(uncond, cond, t, cfg_scale, diffusion_steps, scale_pow)
 
 
 # ----------------------------------------------------------------------------- c and files

@@ -19,9 +19,10 @@ side block and the final layer); `c_fn=None` is the official forward.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -62,10 +63,22 @@ def random_masking(x: Tensor, mask_ratio: float | Tensor) -> tuple[Tensor, Tenso
     Returns (kept tokens, mask with 1 = removed in grid order, ids_restore, ids_keep).
     Shapes: x (N, L, D) -> (N, K, D), (N, L), (N, L), (N, K).
     """
-    n, length, d = x.shape
+    n, length, _ = x.shape
     len_keep = int(length * (1 - mask_ratio))
     noise = torch.rand(n, length, device=x.device)
     ids_shuffle = torch.argsort(noise, dim=1)  # ascending: the first len_keep are kept
+    return keep_first(x, ids_shuffle, len_keep)
+
+
+def keep_first(
+    x: Tensor, ids_shuffle: Tensor, len_keep: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """MAE's masking once the tokens are ordered: keep the first len_keep of ids_shuffle.
+
+    Returns (kept tokens, mask with 1 = removed in grid order, ids_restore, ids_keep).
+    Shapes: x (N, L, D), ids_shuffle (N, L) -> (N, K, D), (N, L), (N, L), (N, K).
+    """
+    n, length, d = x.shape
     ids_restore = torch.argsort(ids_shuffle, dim=1)
     ids_keep = ids_shuffle[:, :len_keep]
     x_kept = torch.gather(x, 1, ids_keep.unsqueeze(-1).repeat(1, 1, d))
@@ -98,6 +111,36 @@ def check_masking(depth: int, decode_layer: int | None, mask_ratio: float | None
         raise ValueError(f"decode_layer must be an int in 0..depth={depth}, got {decode_layer}")
     if mask_ratio is not None and not 0 <= mask_ratio < 1:
         raise ValueError(f"mask_ratio must be None or in [0, 1), got {mask_ratio}")
+
+
+def power_cosine_weight(
+    t: Tensor, cfg_scale: float, diffusion_steps: int = 1000, scale_pow: float = 4.0
+) -> Tensor:
+    """MDT's guidance weight per row, from 1 at t = diffusion_steps (noise) to cfg_scale at 0:
+    w(t) = 1 + (cfg_scale - 1) (1 - cos(pi (1 - t / diffusion_steps)^scale_pow)) / 2, in the
+    official op order (X-MDPT and MDSGen copy it).
+
+    Shapes: t (N,) -> (N,).
+    """
+    s = (1 - torch.cos(((1 - t / diffusion_steps) ** scale_pow) * math.pi)) * 1 / 2
+    return (cfg_scale - 1) * s + 1
+
+
+def guide_all_channels(
+    uncond: Tensor,
+    cond: Tensor,
+    t: Tensor,
+    cfg_scale: float,
+    diffusion_steps: int = 1000,
+    scale_pow: float = 4.0,
+) -> Tensor:
+    """uncond + w(t) (cond - uncond) on every channel (the learned variance included), with the
+    power-cosine weight: the combination of X-MDPT's and MDSGen's `forward_with_cfg`.
+
+    Shapes: uncond, cond (N, C, H, W), t (N,) -> (N, C, H, W).
+    """
+    w = power_cosine_weight(t, cfg_scale, diffusion_steps, scale_pow)[: len(cond)]
+    return uncond + w.view(-1, 1, 1, 1) * (cond - uncond)
 
 
 class LabelEmbedder(dit.LabelEmbedder):
@@ -136,12 +179,17 @@ class RelativePositionBias(nn.Module):
 
 
 class Attention(dit.Attention):
-    """Explicit softmax attention plus relative position bias; logits are (q k^T) * scale."""
+    """Explicit softmax attention plus relative position bias; logits are (q k^T) * scale.
 
-    def __init__(self, dim: int, num_heads: int, num_patches: int):
+    The bias covers a square grid of num_patches tokens, or the (rows, columns) `grid` given.
+    """
+
+    def __init__(
+        self, dim: int, num_heads: int, num_patches: int, grid: tuple[int, int] | None = None
+    ):
         super().__init__(dim, num_heads)
         side = int(num_patches**0.5)
-        self.rel_pos_bias = RelativePositionBias((side, side), num_heads)
+        self.rel_pos_bias = RelativePositionBias(tuple(grid or (side, side)), num_heads)
 
     def forward(self, x: Tensor, ids_keep: Tensor | None = None) -> Tensor:
         """Attention over all L grid tokens, or over the kept ones `ids_keep` (masked training).
@@ -160,14 +208,23 @@ class Attention(dit.Attention):
 
 
 class MDTBlock(nn.Module):
-    """DiT's adaLN-Zero block with relative-position attention and an optional long-skip input."""
+    """DiT's adaLN-Zero block with relative-position attention and an optional long-skip input.
+
+    `grid` (rows, columns) is the token grid of the bias; None: square, of num_patches tokens.
+    """
 
     def __init__(
-        self, hidden_size: int, num_heads: int, mlp_ratio: float, num_patches: int, skip=False
+        self,
+        hidden_size: int,
+        num_heads: int,
+        mlp_ratio: float,
+        num_patches: int,
+        skip: bool = False,
+        grid: tuple[int, int] | None = None,
     ):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(hidden_size, num_heads, num_patches)
+        self.attn = Attention(hidden_size, num_heads, num_patches, grid)
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.mlp = dit.Mlp(hidden_size, int(hidden_size * mlp_ratio))
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
@@ -190,8 +247,123 @@ class MDTBlock(nn.Module):
 # ----------------------------------------------------------------------------- models
 
 
-class _MaskedDiT(nn.Module):
-    """What MDT and MDTv2 share: embedders, c, the side-interpolater, the head and the CFG forward.
+class MaskedTransformer(nn.Module):
+    """What every masked diffusion transformer here (MDT, MDTv2, X-MDPT, MDSGen) shares around
+    its blocks: the settings, the decoder positional embedding and mask token, the official
+    initialisation, the side-interpolater, the plain block stack with its decoder start, and the
+    head. Subclasses build their layers in the official registration order and call these.
+    """
+
+    def _set_config(
+        self,
+        in_channels: int,
+        learn_sigma: bool,
+        patch_size: int | tuple[int, int],
+        num_heads: int,
+        depth: int,
+        mask_ratio: float | None,
+        decode_layer: int | None,
+    ) -> None:
+        """Check the masking settings and store the settings every forward reads."""
+        check_masking(depth, decode_layer, mask_ratio)
+        self.learn_sigma = learn_sigma
+        self.in_channels = in_channels
+        self.out_channels = in_channels * 2 if learn_sigma else in_channels
+        self.patch_size = patch_size
+        self.num_heads = num_heads
+        self.mask_ratio = None if mask_ratio is None else float(mask_ratio)
+        self.decode_layer = int(decode_layer)
+
+    def _add_decoder_parts(self, hidden_size: int) -> None:
+        """Register `decoder_pos_embed` and `mask_token` (after the final layer, as officially)."""
+        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, hidden_size))
+        # stored in every checkpoint, trained only when masking is on
+        self.mask_token = nn.Parameter(
+            torch.zeros(1, 1, hidden_size), requires_grad=self.mask_ratio is not None
+        )
+
+    def _init_masked(
+        self, pos: np.ndarray, blocks: Iterable[nn.Module], labels: LabelEmbedder | None = None
+    ) -> None:
+        """DiT's adaLN-Zero initialisation with both positional embeddings starting as `pos`,
+        then N(0, 0.02) for the mask token when masking is on (the official order of draws).
+
+        Shapes: pos (T, D).
+        """
+        dit.init_adaln_zero(self, pos, [self.pos_embed, self.decoder_pos_embed], blocks, labels)
+        if self.mask_ratio is not None:
+            nn.init.normal_(self.mask_token, std=0.02)
+
+    unpatchify = dit.DiT.unpatchify  # the same tokens -> image map as DiT
+
+    def forward_side_interpolater(
+        self, x: Tensor, c: Tensor, mask: Tensor, ids_restore: Tensor, context: Tensor | None = None
+    ) -> Tensor:
+        """Fill the removed tokens with mask_token, add decoder_pos_embed, predict them.
+
+        Kept tokens pass through unchanged (masked shortcut); removed ones take the side output.
+        `context` reaches the side blocks (X-MDPT's cross block reads it; None elsewhere).
+
+        Shapes: x (N, K, D), c (N, D), mask (N, L) 1 = removed, ids_restore (N, L), context
+        (N, L, D) or None -> (N, L, D).
+        """
+        n, kept, d = x.shape
+        mask_tokens = self.mask_token.repeat(n, ids_restore.shape[1] - kept, 1)
+        x = torch.cat([x, mask_tokens], dim=1)
+        x = torch.gather(x, 1, ids_restore.unsqueeze(-1).repeat(1, 1, d))  # unshuffle
+        x = x + self.decoder_pos_embed
+        x_before = x
+        x = self._side_blocks(x, c, context)
+        mask = mask.unsqueeze(-1)
+        return x * mask + (1 - mask) * x_before
+
+    def _side_blocks(self, x: Tensor, c: Tensor, context: Tensor | None) -> Tensor:
+        """The side-interpolater's blocks. Shapes: x (N, L, D), c (N, D) -> (N, L, D)."""
+        for block in self.sideblocks:
+            x = block(x, c)
+        return x
+
+    def _run_blocks(
+        self,
+        x: Tensor,
+        c: Tensor,
+        masking: Callable[[Tensor], tuple[Tensor, Tensor, Tensor, Tensor]] | None = None,
+        context: Tensor | None = None,
+    ) -> Tensor:
+        """`self.blocks` in a row (MDT v1, X-MDPT, MDSGen), then the final layer and unpatchify.
+
+        decoder_pos_embed enters before the last `decode_layer` blocks; in masked training
+        (`masking`: tokens -> random_masking's four results) the blocks before it see the kept
+        tokens only and the side-interpolater fills the others there. `context` (X-MDPT's
+        source tokens, masked training only) runs through those blocks too, without gradient,
+        and reaches the side-interpolater detached.
+
+        Shapes: x (N, L, D), c (N, D), context (N, L, D) or None -> (N, C_out, H, W).
+        """
+        ids_keep = None
+        if masking is not None:
+            x, mask, ids_restore, ids_keep = masking(x)  # (N, K, D)
+        decoder_start = len(self.blocks) - self.decode_layer
+        for i, block in enumerate(self.blocks):
+            if i == decoder_start:  # decoder starts: full length again
+                if masking is not None:
+                    if context is not None:
+                        context = context.detach()
+                    x = self.forward_side_interpolater(x, c, mask, ids_restore, context)
+                    ids_keep = None
+                else:
+                    x = x + self.decoder_pos_embed
+            x = block(x, c, ids_keep=ids_keep)  # (N, L or K, D)
+            if context is not None and i < decoder_start:
+                with torch.no_grad():
+                    context = block(context, c)
+        x = self.final_layer(x, c)  # (N, L, p*p*C_out)
+        return self.unpatchify(x)  # (N, C_out, H, W)
+
+
+class _MaskedDiT(MaskedTransformer):
+    """What MDT and MDTv2 share beyond `MaskedTransformer`: the label embedder, c and the CFG
+    forward.
 
     The constructor is the official one of both versions; subclasses lay out their blocks in
     `_build_blocks` and set `default_decode_layer`. t is the DDPM index 0..999.
@@ -224,20 +396,11 @@ class _MaskedDiT(nn.Module):
     ):
         super().__init__()
         decode_layer = self.default_decode_layer if decode_layer is None else decode_layer
-        if hidden_size % num_heads or input_size % patch_size:
-            raise ValueError(
-                f"need hidden_size % num_heads == 0 and input_size % patch_size == 0, got "
-                f"{hidden_size=}, {num_heads=}, {input_size=}, {patch_size=}"
-            )
-        check_masking(depth, decode_layer, mask_ratio)
-        self.learn_sigma = learn_sigma
-        self.in_channels = in_channels
-        self.out_channels = in_channels * 2 if learn_sigma else in_channels
-        self.patch_size = patch_size
-        self.num_heads = num_heads
+        dit.check_sizes(hidden_size, num_heads, input_size, patch_size)
+        self._set_config(
+            in_channels, learn_sigma, patch_size, num_heads, depth, mask_ratio, decode_layer
+        )
         self.num_classes = num_classes
-        self.mask_ratio = None if mask_ratio is None else float(mask_ratio)
-        self.decode_layer = int(decode_layer)
         # registration order as officially, so that a seeded build initialises identically
         self.x_embedder = dit.PatchEmbed(input_size, patch_size, in_channels, hidden_size)
         self.t_embedder = dit.TimestepEmbedder(hidden_size)
@@ -248,45 +411,19 @@ class _MaskedDiT(nn.Module):
         self._build_blocks(depth, block)
         self.sideblocks = nn.ModuleList([block()])
         self.final_layer = dit.FinalLayer(hidden_size, patch_size, self.out_channels)
-        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, hidden_size))
-        # stored in every checkpoint, trained only when masking is on
-        self.mask_token = nn.Parameter(
-            torch.zeros(1, 1, hidden_size), requires_grad=self.mask_ratio is not None
-        )
+        self._add_decoder_parts(hidden_size)
         self.initialize_weights()
 
     def _build_blocks(self, depth: int, block: Callable[..., MDTBlock]) -> None:
         raise NotImplementedError  # register the main blocks; block(skip=False) makes one
 
     def initialize_weights(self) -> None:
-        """The official initialisation (DiT's adaLN-Zero; the bias tables keep their build init)."""
-        for module in self.modules():  # xavier for every Linear (incl. skip_linear): as DiT
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+        """The official initialisation (DiT's adaLN-Zero, skip_linear's Linear included; the
+        bias tables keep their build init)."""
         grid = int(self.num_patches**0.5)  # both positional embeddings start as 2-D sin-cos
-        for pos_embed in (self.pos_embed, self.decoder_pos_embed):
-            pos = dit.get_2d_sincos_pos_embed(pos_embed.shape[-1], grid)
-            pos_embed.data.copy_(torch.from_numpy(pos).float().unsqueeze(0))
-        w = self.x_embedder.proj.weight.data  # patch embedding initialised like a Linear
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.proj.bias)
-        nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
-        # zero modulation and output: every block, side block included, starts as the identity
-        for module in self.modules():
-            if isinstance(module, MDTBlock):
-                nn.init.zeros_(module.adaLN_modulation[-1].weight)
-                nn.init.zeros_(module.adaLN_modulation[-1].bias)
-        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
-        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
-        nn.init.zeros_(self.final_layer.linear.weight)
-        nn.init.zeros_(self.final_layer.linear.bias)
-        if self.mask_ratio is not None:
-            nn.init.normal_(self.mask_token, std=0.02)
-
-    unpatchify = dit.DiT.unpatchify  # the same tokens -> image map as DiT
+        pos = dit.get_2d_sincos_pos_embed(self.pos_embed.shape[-1], grid)
+        blocks = (m for m in self.modules() if isinstance(m, MDTBlock))  # side block included
+        self._init_masked(pos, blocks, self.y_embedder)
 
     def condition(self, t: Tensor, y: Tensor) -> Tensor:
         """The conditional vector c = t_embedder(t) + y_embedder(y). Shapes: (N,), (N,) -> (N, D)."""
@@ -299,26 +436,6 @@ class _MaskedDiT(nn.Module):
         x = self.x_embedder(x) + self.pos_embed  # (N, T, D)
         c = self.condition(t, y)  # (N, D)
         return x, (c if c_fn is None else c_fn(c))
-
-    def forward_side_interpolater(
-        self, x: Tensor, c: Tensor, mask: Tensor, ids_restore: Tensor
-    ) -> Tensor:
-        """Fill the removed tokens with mask_token, add decoder_pos_embed, predict them.
-
-        Kept tokens pass through unchanged (masked shortcut); removed ones take the side output.
-
-        Shapes: x (N, K, D), c (N, D), mask (N, L), ids_restore (N, L) -> (N, L, D).
-        """
-        n, kept, d = x.shape
-        mask_tokens = self.mask_token.repeat(n, ids_restore.shape[1] - kept, 1)
-        x = torch.cat([x, mask_tokens], dim=1)
-        x = torch.gather(x, 1, ids_restore.unsqueeze(-1).repeat(1, 1, d))  # unshuffle
-        x = x + self.decoder_pos_embed
-        x_before = x
-        for block in self.sideblocks:
-            x = block(x, c)
-        mask = mask.unsqueeze(-1)
-        return x * mask + (1 - mask) * x_before
 
     def forward_with_cfg(
         self,
@@ -348,9 +465,8 @@ class _MaskedDiT(nn.Module):
             return self.forward(x, t, y, c_fn=c_fn)
         half = x[: len(x) // 2]
         out = self.forward(torch.cat([half, half], dim=0), t, y, c_fn=c_fn)
-        s = (1 - torch.cos(((1 - t / diffusion_steps) ** scale_pow) * math.pi)) * 1 / 2  # (2N,)
-        w = ((cfg_scale - 1) * s + 1)[: len(x) // 2].view(-1, 1, 1, 1)
-        return dit.combine_cfg_halves(out, w, 3)
+        w = power_cosine_weight(t, cfg_scale, diffusion_steps, scale_pow)  # (2N,)
+        return dit.combine_cfg_halves(out, w[: len(x) // 2].view(-1, 1, 1, 1), 3)
 
 
 class MDT(_MaskedDiT):
@@ -373,20 +489,10 @@ class MDT(_MaskedDiT):
         Shapes: x (N, C, H, W), t (N,), y (N,) -> (N, 2C or C, H, W).
         """
         x, c = self._embed(x, t, y, c_fn)  # (N, T, D), (N, D)
-        masked = self.mask_ratio is not None and enable_mask
-        ids_keep = None
-        if masked:
-            x, mask, ids_restore, ids_keep = random_masking(x, self.mask_ratio)  # (N, K, D)
-        for i, block in enumerate(self.blocks):
-            if i == len(self.blocks) - self.decode_layer:  # decoder starts: full length again
-                if masked:
-                    x = self.forward_side_interpolater(x, c, mask, ids_restore)
-                    ids_keep = None
-                else:
-                    x = x + self.decoder_pos_embed
-            x = block(x, c, ids_keep=ids_keep)  # (N, T or K, D)
-        x = self.final_layer(x, c)  # (N, T, p*p*C_out)
-        return self.unpatchify(x)  # (N, C_out, H, W)
+        masking = None
+        if self.mask_ratio is not None and enable_mask:
+            masking = partial(random_masking, mask_ratio=self.mask_ratio)
+        return self._run_blocks(x, c, masking)
 
 
 class MDTv2(_MaskedDiT):

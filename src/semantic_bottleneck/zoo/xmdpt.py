@@ -61,8 +61,8 @@ model sees it (respace.py:123-128), so the initial, pure-noise step feeds t = 99
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -176,8 +176,9 @@ class MDTCrossBlock(nn.Module):
 # ----------------------------------------------------------------------------- model
 
 
-class XMDPT(nn.Module):
-    """X-MDPT (models.py:347-655). Attribute names are the official state-dict keys.
+class XMDPT(mdt.MaskedTransformer):
+    """X-MDPT (models.py:347-655). Attribute names are the official state-dict keys; the
+    side-interpolater, the decoder start and unpatchify (models.py:506-571) are MDT's.
 
     Args:
         input_size: latent side (32 for 256x256 images); patch_size, in_channels, hidden_size,
@@ -211,19 +212,10 @@ class XMDPT(nn.Module):
         dino_tokens: int = DINO_TOKENS,
     ):
         super().__init__()
-        if hidden_size % num_heads or input_size % patch_size:
-            raise ValueError(
-                f"need hidden_size % num_heads == 0 and input_size % patch_size == 0, got "
-                f"{hidden_size=}, {num_heads=}, {input_size=}, {patch_size=}"
-            )
-        mdt.check_masking(depth, decode_layer, mask_ratio)
-        self.learn_sigma = learn_sigma
-        self.in_channels = in_channels
-        self.out_channels = in_channels * 2 if learn_sigma else in_channels
-        self.patch_size = patch_size
-        self.num_heads = num_heads
-        self.mask_ratio = None if mask_ratio is None else float(mask_ratio)
-        self.decode_layer = int(decode_layer)
+        dit.check_sizes(hidden_size, num_heads, input_size, patch_size)
+        self._set_config(
+            in_channels, learn_sigma, patch_size, num_heads, depth, mask_ratio, decode_layer
+        )
         # registration order as officially (models.py:372-440): a seeded build draws alike
         self.x_embedder = dit.PatchEmbed(input_size, patch_size, in_channels, hidden_size)
         self.t_embedder = dit.TimestepEmbedder(hidden_size)
@@ -234,11 +226,7 @@ class XMDPT(nn.Module):
         self.sideblocks = nn.ModuleList([mdt.MDTBlock(*block_args)])
         self.sideblocks_cross = nn.ModuleList([MDTCrossBlock(*block_args)])
         self.final_layer = dit.FinalLayer(hidden_size, patch_size, self.out_channels)
-        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, hidden_size))
-        # stored in every checkpoint, trained only when masking is on (models.py:394-402)
-        self.mask_token = nn.Parameter(
-            torch.zeros(1, 1, hidden_size), requires_grad=self.mask_ratio is not None
-        )
+        self._add_decoder_parts(hidden_size)  # mask_token trained only when masking (:394-402)
         self.mlp_dino_pose = _token_mlp(pose_dim, hidden_size)
         self.mlp_dino_img = _token_mlp(image_dim, hidden_size)
         self.conv1d_pose = _token_pool(dino_tokens, hidden_size)
@@ -251,34 +239,12 @@ class XMDPT(nn.Module):
     def initialize_weights(self) -> None:
         """The official initialisation (models.py:444-504); Conv1d and LayerNorm biases keep
         PyTorch's defaults, as there."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
-        grid = int(self.num_patches**0.5)
-        for pos_embed in (self.pos_embed, self.decoder_pos_embed):
-            pos = dit.get_2d_sincos_pos_embed(pos_embed.shape[-1], grid)
-            pos_embed.data.copy_(torch.from_numpy(pos).float().unsqueeze(0))
-        w = self.x_embedder.proj.weight.data  # patch embedding initialised like a Linear
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.proj.bias)
-        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
-        for block in (*self.blocks, *self.sideblocks, *self.sideblocks_cross):
-            nn.init.zeros_(block.adaLN_modulation[-1].weight)
-            nn.init.zeros_(block.adaLN_modulation[-1].bias)
-        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
-        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
-        nn.init.zeros_(self.final_layer.linear.weight)
-        nn.init.zeros_(self.final_layer.linear.bias)
-        if self.mask_ratio is not None:
-            nn.init.normal_(self.mask_token, std=0.02)
+        pos = dit.get_2d_sincos_pos_embed(self.pos_embed.shape[-1], int(self.num_patches**0.5))
+        self._init_masked(pos, (*self.blocks, *self.sideblocks, *self.sideblocks_cross))
         for layer in (self.mlp_dino_pose, self.mlp_dino_img, self.mlp_final):
             nn.init.normal_(layer[0].weight, std=0.02)
         for layer in (self.conv1d_pose, self.conv1d_global, self.conv1d_local):
             nn.init.normal_(layer[0].weight, std=0.02)
-
-    unpatchify = dit.DiT.unpatchify  # the same tokens -> image map as DiT (models.py:506-519)
 
     # ------------------------------------------------------------------------- c
 
@@ -329,27 +295,17 @@ class XMDPT(nn.Module):
 
     # ------------------------------------------------------------------------- forward
 
-    def forward_side_interpolater(
-        self, x: Tensor, c: Tensor, mask: Tensor, ids_restore: Tensor, context: Tensor
-    ) -> Tensor:
-        """Fill the removed tokens with mask_token, add decoder_pos_embed, run the side block and
-        the cross block (keys and values from the source tokens), keep the visible tokens
-        (models.py:550-571). Masked training only.
+    def _side_blocks(self, x: Tensor, c: Tensor, context: Tensor | None) -> Tensor:
+        """The side block, then the cross block with keys and values from the source tokens
+        `context` (models.py:550-571; in `forward_side_interpolater`, masked training only).
 
-        Shapes: x (N, K, D), c (N, D), mask (N, L) 1 = removed, ids_restore (N, L), context
-        (N, L, D) -> (N, L, D).
+        Shapes: x (N, L, D), c (N, D), context (N, L, D) -> (N, L, D).
         """
-        n, kept, d = x.shape
-        x = torch.cat([x, self.mask_token.repeat(n, ids_restore.shape[1] - kept, 1)], dim=1)
-        x = torch.gather(x, 1, ids_restore.unsqueeze(-1).repeat(1, 1, d))  # unshuffle
-        x = x + self.decoder_pos_embed
-        x_before = x
         for block in self.sideblocks:
             x = block(x, c)
         for block in self.sideblocks_cross:
             x = block(x, c, context)
-        mask = mask.unsqueeze(-1)
-        return x * mask + (1 - mask) * x_before
+        return x
 
     def forward(
         self,
@@ -388,33 +344,11 @@ class XMDPT(nn.Module):
             c = self.condition(t, dino_tgt_pose, dino_src_img, src_latent, drop_prob)
             if c_fn is not None:
                 c = c_fn(c)
-            return self._blocks(tokens, c, src_latent, enable_mask)
-
-    def _blocks(self, x: Tensor, c: Tensor, src_latent: Tensor, enable_mask: bool) -> Tensor:
-        """Blocks, decoder positional embedding or side-interpolater, final layer, unpatchify.
-
-        Shapes: x (N, L, D), c (N, D), src_latent (N, C, H, W) -> (N, C_out, H, W).
-        """
-        masked = self.mask_ratio is not None and enable_mask
-        ids_keep = None
-        decoder_start = len(self.blocks) - self.decode_layer
-        if masked:
-            x, mask, ids_restore, ids_keep = mdt.random_masking(x, self.mask_ratio)  # (N, K, D)
-            src_tokens = self._source_tokens(src_latent)  # the side-interpolater's context
-        for i, block in enumerate(self.blocks):
-            if i == decoder_start:
-                if masked:  # context: the source tokens after the encoder blocks, detached
-                    context = src_tokens.detach()
-                    x = self.forward_side_interpolater(x, c, mask, ids_restore, context)
-                    ids_keep = None
-                else:
-                    x = x + self.decoder_pos_embed
-            x = block(x, c, ids_keep=ids_keep)
-            if masked and i < decoder_start:
-                with torch.no_grad():
-                    src_tokens = block(src_tokens, c)
-        x = self.final_layer(x, c)  # (N, L, p*p*C_out)
-        return self.unpatchify(x)  # (N, C_out, H, W)
+            if not (self.mask_ratio is not None and enable_mask):
+                return self._run_blocks(tokens, c)
+            # the side-interpolater's context: the source tokens after the encoder blocks
+            masking = partial(mdt.random_masking, mask_ratio=self.mask_ratio)
+            return self._run_blocks(tokens, c, masking, self._source_tokens(src_latent))
 
     def forward_with_cfg(
         self,
@@ -443,9 +377,7 @@ class XMDPT(nn.Module):
         if cfg_scale is None:
             return cond
         uncond = self.forward(x, t, *inputs, drop_prob=1.0, c_fn=c_fn)
-        s = (1 - torch.cos(((1 - t / diffusion_steps) ** scale_pow) * math.pi)) / 2  # (N,)
-        w = ((cfg_scale - 1) * s + 1).view(-1, 1, 1, 1)
-        return uncond + w * (cond - uncond)
+        return mdt.guide_all_channels(uncond, cond, t, cfg_scale, diffusion_steps, scale_pow)
 
 
 # ----------------------------------------------------------------------------- c and loading
