@@ -98,11 +98,14 @@ def load_audioldm_unet(
     Returns:
         the model in eval mode.
     """
-    model = diffusers_io.load_local(UNet2DConditionModel, path, "unet", config=config, dtype=dtype)
-    differences = config_differences(model.config, manifest_name or _release(model.config))
-    if differences:
-        diffusers_io.warn_differences(model, path, differences)
-    return model
+    return diffusers_io.load_checked(
+        UNet2DConditionModel,
+        path,
+        "unet",
+        lambda found: config_differences(found, manifest_name or _release(found)),
+        config=config,
+        dtype=dtype,
+    )
 
 
 @torch.no_grad()

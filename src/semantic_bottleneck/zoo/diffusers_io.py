@@ -15,7 +15,7 @@ import inspect
 import json
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,12 +135,40 @@ def load_local(
     return model.eval()
 
 
-def warn_differences(model, path: str | os.PathLike, differences: Sequence[str]) -> None:
+def load_checked(
+    cls: type,
+    path: str | os.PathLike,
+    subfolder: str,
+    differences: Callable[[Mapping], list[str]],
+    *,
+    config: str | os.PathLike | None = None,
+    dtype: torch.dtype | None = None,
+):
+    """`load_local`, then a warning (`warn_differences`) when the model's config is not the one
+    its release should have.
+
+    Args:
+        cls, path, subfolder, config, dtype: as `load_local`.
+        differences: the loaded config -> one line per key that differs from the release's.
+
+    Returns:
+        the model, in eval mode.
+    """
+    model = load_local(cls, path, subfolder, config=config, dtype=dtype)
+    found = differences(model.config)
+    if found:
+        warn_differences(model, path, found, stacklevel=4)
+    return model
+
+
+def warn_differences(
+    model, path: str | os.PathLike, differences: Sequence[str], stacklevel: int = 3
+) -> None:
     """Warn (UserWarning) that a loaded model's config is not the one its release should have."""
     warnings.warn(
         f"{type(model).__name__} at {path} differs from its expected config: "
         + "; ".join(differences),
-        stacklevel=3,
+        stacklevel=stacklevel,
     )
 
 

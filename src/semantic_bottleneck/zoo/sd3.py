@@ -121,13 +121,14 @@ def load_sd3(
     Returns:
         the model in eval mode.
     """
-    model = diffusers_io.load_local(
-        SD3Transformer2DModel, path, "transformer", config=config, dtype=dtype
+    return diffusers_io.load_checked(
+        SD3Transformer2DModel,
+        path,
+        "transformer",
+        lambda found: config_differences(found, manifest_name or _release(found)),
+        config=config,
+        dtype=dtype,
     )
-    differences = config_differences(model.config, manifest_name or _release(model.config))
-    if differences:
-        diffusers_io.warn_differences(model, path, differences)
-    return model
 
 
 @torch.no_grad()
