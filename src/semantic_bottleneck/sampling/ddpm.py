@@ -10,6 +10,7 @@ are float64 arrays read out as float32 per step, as `_extract_into_tensor` does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +64,63 @@ def ddpm_schedule(config: DDPMConfig) -> DDPMCoefficients:
     )
 
 
+def check_var_type(config: DDPMConfig) -> None:
+    """Raise ValueError unless the config's model_var_type is one of VAR_TYPES."""
+    if config.model_var_type not in VAR_TYPES:
+        raise ValueError(
+            f"model_var_type: expected one of {VAR_TYPES}, got {config.model_var_type!r}"
+        )
+
+
+def split_output(out: Tensor, channels: int, var_type: str) -> tuple[Tensor, Tensor | None]:
+    """Epsilon and, for "learned_range", the variance half of a model output (else None).
+
+    Shapes: out (N, 2C or C, H, W) -> (N, C, H, W), (N, C, H, W) or None.
+    """
+    if var_type != "learned_range":
+        return out, None
+    if out.shape[1] != 2 * channels:
+        raise ValueError(
+            f"learned_range needs a model output of 2C = {2 * channels} channels, got "
+            f"{out.shape[1]}"
+        )
+    eps, out_var = torch.split(out, channels, dim=1)
+    return eps, out_var
+
+
+def respaced_loop(
+    step: Callable[[ModelFn, Tensor, int, DDPMCoefficients, CFn], Tensor],
+    model_fn: ModelFn,
+    noise: Tensor,
+    config: DDPMConfig,
+    progress: bool,
+    c_fn_at: CFnAt,
+    bf16: bool,
+    desc: str,
+) -> Tensor:
+    """guided-diffusion's loop over a respaced process, from the noisiest step down to 0.
+
+    Args:
+        step: (guided model, x, respaced index i, coefficients, c_fn) -> x at step i - 1.
+        model_fn, noise, progress, c_fn_at, bf16: as the samplers take them.
+        config: the process and the guidance.
+        desc: the tqdm bar's label.
+
+    Shapes:
+        noise (N, C, H, W) -> (N, C, H, W).
+    """
+    coef = ddpm_schedule(config)
+    steps = len(coef.betas)
+    check_hook(c_fn_at, steps, config.guidance.enabled)
+    fn = guided(with_autocast(model_fn, bf16), config.guidance)
+    x = noise
+    with torch.no_grad():
+        for k in steps_iter(range(steps), progress, steps, desc):
+            i = steps - 1 - k  # respaced index, from the noisiest step down to 0
+            x = step(fn, x, i, coef, c_fn_for(c_fn_at, k))
+    return x
+
+
 def _at(arr: np.ndarray, i: int, device: torch.device) -> Tensor:
     """One float64 coefficient as a float32 scalar tensor (`_extract_into_tensor`'s `.float()`)."""
     return torch.tensor(arr[i], dtype=torch.float64, device=device).float()
@@ -103,15 +161,7 @@ def p_sample(
     t = torch.full((n,), i, dtype=torch.int64, device=device)
     # 1. model at the original timestep (respace.py _WrappedModel)
     t_model = torch.as_tensor(coef.timestep_map, device=device)[t]
-    out = fn(x, t_model, labels, c_fn)
-    eps, out_var = out, None
-    if config.model_var_type == "learned_range":
-        if out.shape[1] != 2 * channels:
-            raise ValueError(
-                f"learned_range needs a model output of 2C = {2 * channels} channels, got "
-                f"{out.shape[1]}"
-            )
-        eps, out_var = torch.split(out, channels, dim=1)
+    eps, out_var = split_output(fn(x, t_model, labels, c_fn), channels, config.model_var_type)
     log_var = _log_variance(out_var, coef, i, config.model_var_type, device)
     # 2. x_0 from epsilon, then the posterior mean q(x_{t-1} | x_t, x_0)
     pred_x0 = (
@@ -161,17 +211,9 @@ def ddpm_sample(
     """
     config = config or DDPMConfig()
     check_inputs(noise, labels, generator, stochastic=True)
-    if config.model_var_type not in VAR_TYPES:
-        raise ValueError(
-            f"model_var_type: expected one of {VAR_TYPES}, got {config.model_var_type!r}"
-        )
-    coef = ddpm_schedule(config)
-    steps = len(coef.betas)
-    check_hook(c_fn_at, steps, config.guidance.enabled)
-    fn = guided(with_autocast(model_fn, bf16), config.guidance)
-    x = noise
-    with torch.no_grad():
-        for step in steps_iter(range(steps), progress, steps, "DDPM"):
-            i = steps - 1 - step  # respaced index, from the noisiest step down to 0
-            x = p_sample(fn, x, i, labels, coef, config, generator, c_fn_for(c_fn_at, step))
-    return x
+    check_var_type(config)
+
+    def step(fn: ModelFn, x: Tensor, i: int, coef: DDPMCoefficients, c_fn: CFn) -> Tensor:
+        return p_sample(fn, x, i, labels, coef, config, generator, c_fn)
+
+    return respaced_loop(step, model_fn, noise, config, progress, c_fn_at, bf16, "DDPM")

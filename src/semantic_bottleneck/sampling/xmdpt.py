@@ -53,17 +53,15 @@ from .common import (
     CFnAt,
     Generators,
     ModelFn,
-    c_fn_for,
-    check_hook,
     check_inputs,
     randn_rows,
     steps_iter,
-    with_autocast,
 )
-from .ddpm import VAR_TYPES, DDPMConfig, _at, ddpm_schedule
-from .guidance import Guidance, guided
+from .ddpm import DDPMConfig, _at, check_var_type, respaced_loop, split_output
+from .guidance import Guidance
 from .labels import sample_noise
 from .pruning import ConditionFn, PruneHook, PruneSpec, prune_hook
+from .schedules import DDPMCoefficients
 
 # the label of a row whose condition is dropped (c = T); no batch of conditions reaches it
 NULL_ROW = torch.iinfo(torch.int64).max
@@ -123,15 +121,8 @@ def ddim_step(
     """
     n, channels, device = x.shape[0], x.shape[1], x.device
     t_model = torch.full((n,), int(coef.timestep_map[i]), dtype=torch.int64, device=device)
-    out = fn(x, t_model, labels, c_fn)
-    eps = out
-    if config.model_var_type == "learned_range":
-        if out.shape[1] != 2 * channels:
-            raise ValueError(
-                f"learned_range needs a model output of 2C = {2 * channels} channels, got "
-                f"{out.shape[1]}"
-            )
-        eps = out[:, :channels]  # DDIM does not use the variance half
+    # DDIM does not use the variance half
+    eps, _ = split_output(fn(x, t_model, labels, c_fn), channels, config.model_var_type)
     sqrt_recip = _at(coef.sqrt_recip_alphas_cumprod, i, device)
     sqrt_recipm1 = _at(coef.sqrt_recipm1_alphas_cumprod, i, device)
     pred_x0 = sqrt_recip * x - sqrt_recipm1 * eps
@@ -181,23 +172,15 @@ def ddim_sample(
     config = config or XMDPT_DDIM
     if not isinstance(config, DDIMConfig):
         raise ValueError(f"config: expected a DDIMConfig, got {type(config).__name__}")
-    if config.model_var_type not in VAR_TYPES:
-        raise ValueError(
-            f"model_var_type: expected one of {VAR_TYPES}, got {config.model_var_type!r}"
-        )
+    check_var_type(config)
     if not 0 <= config.eta:
         raise ValueError(f"eta: expected a number >= 0, got {config.eta!r}")
     check_inputs(noise, labels, generator, stochastic=config.eta > 0)
-    coef = ddpm_schedule(config)
-    steps = len(coef.betas)
-    check_hook(c_fn_at, steps, config.guidance.enabled)
-    fn = guided(with_autocast(model_fn, bf16), config.guidance)
-    x = noise
-    with torch.no_grad():
-        for step in steps_iter(range(steps), progress, steps, "DDIM"):
-            i = steps - 1 - step  # respaced index, from the noisiest step down to 0
-            x = ddim_step(fn, x, i, labels, config, generator, c_fn_for(c_fn_at, step), coef)
-    return x
+
+    def step(fn: ModelFn, x: Tensor, i: int, coef: DDPMCoefficients, c_fn: CFn) -> Tensor:
+        return ddim_step(fn, x, i, labels, config, generator, c_fn, coef)
+
+    return respaced_loop(step, model_fn, noise, config, progress, c_fn_at, bf16, "DDIM")
 
 
 # ----------------------------------------------------------------------------- X-MDPT adapter
