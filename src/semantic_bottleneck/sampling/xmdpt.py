@@ -224,6 +224,26 @@ def _sources(rows: Tensor) -> Tensor:
     return rows.masked_fill(rows == NULL_ROW, 0)
 
 
+def _by_group(
+    y: Tensor, args: Mapping[str, Tensor], run: Callable[[Tensor, list[Tensor], float], Tensor]
+) -> Tensor:
+    """`run(where, condition inputs of those rows, drop_prob)` for the unconditional then the
+    conditional rows of y (`_groups`), the results put back in y's row order.
+
+    Shapes: y (B,) -> (B, ...) as each result.
+    """
+    source = _sources(y)
+    parts = []
+    for drop, where in _groups(y):
+        rows = source[where]
+        inputs = [args[name][rows] for name in zoo_xmdpt.INPUTS]
+        parts.append((where, run(where, inputs, 1.0 if drop else 0.0)))
+    result = parts[0][1].new_empty((len(y), *parts[0][1].shape[1:]))
+    for where, out in parts:
+        result[where] = out
+    return result
+
+
 def _placed(c_fn: CFn, where: Tensor, total: int) -> CFn:
     """c_fn of the whole batch as seen from one group: the group's c is put at its rows of a
     `total`-row batch (zeros elsewhere), c_fn applied, the group's rows taken back. The hooks of
@@ -262,22 +282,11 @@ def xmdpt_denoiser(model: nn.Module, inputs: Mapping[str, Tensor]) -> ModelFn:
     args = _model_inputs(model, inputs)
 
     def call(x: Tensor, t: Tensor, y: Tensor, c_fn: CFn = None) -> Tensor:
-        source = _sources(y)
-        parts = []
-        for drop, where in _groups(y):
-            rows = source[where]
-            out = model(
-                x[where],
-                t[where],
-                *(args[name][rows] for name in zoo_xmdpt.INPUTS),
-                drop_prob=1.0 if drop else 0.0,
-                c_fn=_placed(c_fn, where, len(y)),
-            )
-            parts.append((where, out))
-        result = parts[0][1].new_empty((len(y), *parts[0][1].shape[1:]))
-        for where, out in parts:
-            result[where] = out
-        return result
+        def run(where: Tensor, inputs: list[Tensor], drop_prob: float) -> Tensor:
+            c_fn_rows = _placed(c_fn, where, len(y))
+            return model(x[where], t[where], *inputs, drop_prob=drop_prob, c_fn=c_fn_rows)
+
+        return _by_group(y, args, run)
 
     return call
 
@@ -292,21 +301,11 @@ def xmdpt_condition_fn(model: nn.Module, inputs: Mapping[str, Tensor]) -> Condit
     args = _model_inputs(model, inputs)
 
     def condition(t: Tensor, y: Tensor) -> Tensor:
-        source = _sources(y)
-        parts = []
+        def run(where: Tensor, inputs: list[Tensor], drop_prob: float) -> Tensor:
+            return model.condition(t[where], *inputs, drop_prob=drop_prob)
+
         with _autocast(model, t.device):
-            for drop, where in _groups(y):
-                rows = source[where]
-                c = model.condition(
-                    t[where],
-                    *(args[name][rows] for name in zoo_xmdpt.INPUTS),
-                    drop_prob=1.0 if drop else 0.0,
-                )
-                parts.append((where, c))
-        result = parts[0][1].new_empty((len(y), *parts[0][1].shape[1:]))
-        for where, c in parts:
-            result[where] = c
-        return result
+            return _by_group(y, args, run)
 
     return condition
 
