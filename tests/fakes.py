@@ -59,12 +59,50 @@ TINY_MDT = dict(
     learn_sigma=True,
 )
 
+# the transformer part of the tiny MDT-derived continuous models (X-MDPT, MDSGen)
+TINY_MASKED = dict(
+    hidden_size=32, depth=3, num_heads=4, mlp_ratio=4.0, learn_sigma=True, decode_layer=1
+)
+
 TINY_CLIP = "tiny-clip-eval-test"
 TINY_CLIP_CONFIG = {  # a ViT CLIP small enough for a CPU test; the real tokenizer (77 tokens, BPE)
     "embed_dim": 32,
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
+
+
+def randomize(model: torch.nn.Module, seed: int, scale: float = 0.3) -> torch.nn.Module:
+    """Every parameter N(0, scale^2), drawn from a generator seeded `seed` (the official inits
+    zero the modulations and the output, which would hide most of a forward)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=g))
+    return model
+
+
+def assert_manifest_builds(
+    model: torch.nn.Module, manifest: dict, c_prefixes: str | tuple[str, ...]
+) -> None:
+    """`model`, built from the manifest's config, has the manifest's keys in order, their shapes,
+    its parameter count, and as the tensors of c the keys starting with `c_prefixes`."""
+    state = model.state_dict()
+    assert list(state) == list(manifest["keys"])
+    assert {k: list(v.shape) for k, v in state.items()} == manifest["keys"]
+    assert sum(p.numel() for p in model.parameters()) == manifest["num_params"]
+    defines_c = [k for k in state if k.startswith(c_prefixes)]
+    assert defines_c == manifest["conditioning_tensors"]["defines_c"]
+
+
+def diffusers_layout(root: Path, subfolder: str, layout: str) -> Path:
+    """What a diffusers loader is given for a saved pipeline folder `root`: the folder itself
+    ("pipeline"), its model folder ("model") or the model's one weights file ("single-file")."""
+    return {
+        "pipeline": root,
+        "model": root / subfolder,
+        "single-file": root / subfolder / "diffusion_pytorch_model.safetensors",
+    }[layout]
 
 
 def tiny_sd_vae(seed: int = 0) -> AutoencoderKL:

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from fakes import randomize
 
 from semantic_bottleneck import sampling as S
 from semantic_bottleneck.sampling import schedules as sch
@@ -32,11 +33,7 @@ def tiny_model(family):
     if family == "repa":
         extra = dict(decoder_hidden_size=32, encoder_depth=1, z_dims=[8], projector_dim=16)
     model = build_model(family, num_classes=NUM_CLASSES, **KW, **extra)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # random weights: the official init zeroes the output layer
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    return model.eval()
+    return randomize(model, 0, scale=0.05).eval()
 
 
 def run(case, seeds, labels):

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, UNet2DConditionModel
+from fakes import assert_manifest_builds, diffusers_layout
 
 from semantic_bottleneck.core.systems import combine
 from semantic_bottleneck.zoo import audioldm, diffusers_io
@@ -84,12 +85,7 @@ def test_manifest_keys_are_what_diffusers_builds(size):
     manifest = read_manifest(f"appendix/audioldm_{size}_full_unet.json")
     with torch.device("meta"):
         model = UNet2DConditionModel(**manifest["config"])
-    state = model.state_dict()
-    assert list(state) == list(manifest["keys"])
-    assert {k: list(v.shape) for k, v in state.items()} == manifest["keys"]
-    assert sum(p.numel() for p in model.parameters()) == manifest["num_params"]
-    defines_c = [k for k in state if k.startswith(("time_embedding.", "class_embedding."))]
-    assert defines_c == manifest["conditioning_tensors"]["defines_c"]
+    assert_manifest_builds(model, manifest, ("time_embedding.", "class_embedding."))
     c0 = manifest["config"]["block_out_channels"][0]
     assert 8 * c0 == manifest["c_dim"] == model.down_blocks[0].resnets[0].time_emb_proj.in_features
     assert audioldm.config_differences(manifest["config"], f"audioldm_{size}_full_unet") == []
@@ -97,12 +93,7 @@ def test_manifest_keys_are_what_diffusers_builds(size):
 
 @pytest.mark.parametrize("layout", ["pipeline", "model", "single-file"])
 def test_condition_parts_equal_the_forward_emb(saved, layout):
-    path = {
-        "pipeline": saved,
-        "model": saved / "unet",
-        "single-file": saved / "unet" / "diffusion_pytorch_model.safetensors",
-    }[layout]
-    model = load(path)
+    model = load(diffusers_layout(saved, "unet", layout))
     clap = 3 * torch.randn(3, 12, generator=torch.Generator().manual_seed(1))  # not normalised
     for t in (audioldm.INITIAL_T, 17):
         time, cond = audioldm.condition_parts(model, {"clap_text": clap}, t)

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from fakes import TINY_MASKED, randomize
 from safetensors.torch import save_file
 
 from semantic_bottleneck.core.systems import combine
@@ -23,29 +24,14 @@ from semantic_bottleneck.zoo.registry import read_manifest
 
 MANIFEST = "appendix/mdsgen_b2.json"
 # a 4 x 2 token grid (8 x 4 latent, 2 x 2 patches); the video input keeps its real 32 x 512
-TINY = dict(
-    input_size=(8, 4),
-    patch_size=(2, 2),
-    in_channels=2,
-    hidden_size=32,
-    depth=3,
-    num_heads=4,
-    mlp_ratio=4.0,
-    learn_sigma=True,
-    decode_layer=1,
-)
+TINY = dict(input_size=(8, 4), patch_size=(2, 2), in_channels=2, **TINY_MASKED)
 GRID = (4, 2)
 
 
 def tiny_model(seed: int = 0, **overrides) -> MDSGen:
     """A tiny model whose every float tensor is random (the official init zeroes the output)."""
     torch.manual_seed(seed)
-    model = MDSGen(**{**TINY, **overrides})
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(0.3 * torch.randn(p.shape, generator=g))
-    return model.eval()
+    return randomize(MDSGen(**{**TINY, **overrides}), seed + 1).eval()
 
 
 def inputs(n: int = 3, seed: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

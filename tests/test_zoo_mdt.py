@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from fakes import TINY_MDT, family_manifest
+from fakes import TINY_MDT, family_manifest, randomize
 
 from semantic_bottleneck.zoo import build_model
 from semantic_bottleneck.zoo.mdt import (
@@ -24,11 +24,7 @@ def small_model(family: str, seed: int = 0, **overrides) -> torch.nn.Module:
     cls, decode_layer = FAMILIES[family]
     torch.manual_seed(seed)
     model = cls(**{**SMALL, "decode_layer": decode_layer, **overrides})
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(0.2 * torch.randn(p.shape, generator=g))
-    return model.eval()
+    return randomize(model, seed + 1, scale=0.2).eval()
 
 
 def inputs(n: int = 4, seed: int = 2):

@@ -5,6 +5,7 @@ import importlib.util
 import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+from fakes import assert_manifest_builds, diffusers_layout
 from safetensors.torch import save_file
 
 from semantic_bottleneck.core.systems import combine
@@ -73,12 +74,7 @@ def test_sd3_medium_manifest_keys_are_what_diffusers_builds():
     manifest = read_manifest("appendix/sd3_medium_transformer.json")
     with torch.device("meta"):
         model = SD3Transformer2DModel(**manifest["config"])
-    state = model.state_dict()
-    assert list(state) == list(manifest["keys"])
-    assert {k: list(v.shape) for k, v in state.items()} == manifest["keys"]
-    assert sum(p.numel() for p in model.parameters()) == manifest["num_params"]
-    defines_c = [k for k in state if k.startswith("time_text_embed.")]
-    assert defines_c == manifest["conditioning_tensors"]["defines_c"]
+    assert_manifest_builds(model, manifest, "time_text_embed.")
     assert model.inner_dim == 1536
     assert sd3.config_differences(manifest["config"]) == []
 
@@ -96,12 +92,7 @@ def test_sd35_large_builds_with_the_same_class():
 
 @pytest.mark.parametrize("layout", ["pipeline", "model", "single-file"])
 def test_condition_parts_equal_the_forward_temb(saved, layout):
-    path = {
-        "pipeline": saved,
-        "model": saved / "transformer",
-        "single-file": saved / "transformer" / "diffusion_pytorch_model.safetensors",
-    }[layout]
-    model = load(path)
+    model = load(diffusers_layout(saved, "transformer", layout))
     pooled = torch.randn(3, 24, generator=torch.Generator().manual_seed(1))
     for t in (sd3.INITIAL_T, 371.5):
         time, cond = sd3.condition_parts(model, {"pooled_text": pooled}, t)

@@ -7,6 +7,7 @@ from importlib import resources
 import pytest
 import torch
 import torch.nn.functional as F
+from fakes import randomize
 
 from semantic_bottleneck.core.systems import COMBINE, combine
 from semantic_bottleneck.core.torchfile import CheckpointError
@@ -51,12 +52,7 @@ def manifest(name: str) -> dict:
 def small_model(seed: int = 0, **overrides) -> UViT:
     """A tiny U-ViT whose every tensor is random (the official init zeroes the biases)."""
     torch.manual_seed(seed)
-    model = UViT(**{**TINY, **overrides})
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(0.3 * torch.randn(p.shape, generator=g))
-    return model.eval()
+    return randomize(UViT(**{**TINY, **overrides}), seed + 1).eval()
 
 
 def inputs(n: int = 3, seed: int = 2, channels: int = 3, side: int = 8):

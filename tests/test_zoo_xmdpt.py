@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from fakes import tiny_sd_vae
+from fakes import TINY_MASKED, randomize, tiny_sd_vae
 from torch import nn
 
 from semantic_bottleneck.core.systems import combine
@@ -17,18 +17,7 @@ from semantic_bottleneck.zoo.xmdpt import INPUTS, XMDPT, condition_parts
 
 # the dims the tiny DINOv2 stand-ins give; the token count is the real one
 TINY_DINO = dict(pose_dim=24, image_dim=40, dino_tokens=257)
-TINY = dict(
-    input_size=8,
-    patch_size=2,
-    in_channels=4,
-    hidden_size=32,
-    depth=3,
-    num_heads=4,
-    mlp_ratio=4.0,
-    learn_sigma=True,
-    decode_layer=1,
-    **TINY_DINO,
-)
+TINY = dict(input_size=8, patch_size=2, in_channels=4, **TINY_MASKED, **TINY_DINO)
 
 
 def manifest(name: str) -> dict:
@@ -38,15 +27,6 @@ def manifest(name: str) -> dict:
 def tiny_of(name: str) -> dict:
     """A manifest's config at a tiny width and latent: the same keys, smaller shapes."""
     return {**manifest(name)["config"], "hidden_size": 32, "num_heads": 4, "input_size": 8}
-
-
-def randomize(model: nn.Module, seed: int) -> nn.Module:
-    """Every float tensor random (the official init zeroes the modulations and the output)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(0.3 * torch.randn(p.shape, generator=g))
-    return model
 
 
 def small_model(seed: int = 0, **overrides) -> XMDPT:
