@@ -127,7 +127,7 @@ class AssetEntry(Entry):
     """A non-model input: autoencoder, evaluator weights, reference batch.
 
     Attributes:
-        kind: 'vae', 'reference-batch', 'inception' or 'clip'.
+        kind: 'vae', 'reference-batch', 'inception', 'clip' or 'lpips'.
     """
 
     kind: str
@@ -371,6 +371,35 @@ ASSETS: tuple[AssetEntry, ...] = (
             "file path skips the tag's quick_gelu: use 'ViT-L-14-quickgelu'. The OpenAI URL "
             "(openaipublic.azureedge.net/clip/models/b8cca3fd.../ViT-L-14.pt) is a TorchScript "
             "file with a different layout."
+        ),
+    ),
+    AssetEntry(
+        name="xmdpt-vae",
+        kind="vae",
+        urls=(
+            "https://drive.google.com/file/d/1zjoCLuJV-_d-pq7f_N0vZXppUkq8LTP0/view?usp=sharing",
+        ),
+        filename="diffuser_finetune_vae.zip",
+        notes=(
+            "X-MDPT's VAE (README.md 'VAE' link): infer_xmdpt.py:50-51 loads it as the diffusers "
+            "AutoencoderKL folder model_zoo/diffuser_finetune_vae (config.json and weights), "
+            "decoder fine-tuned, latent scale 0.18215. The README does not name or describe the "
+            "Drive file; it is taken to be an archive of that folder: unpack it in place "
+            "(`unzip diffuser_finetune_vae.zip -d <cache>/xmdpt-vae`), so that "
+            "<cache>/xmdpt-vae/diffuser_finetune_vae/config.json exists. `sweeps.xmdpt` reads "
+            "the folder and names the unpacking command while only the archive is there."
+        ),
+    ),
+    AssetEntry(
+        name="lpips",
+        kind="lpips",
+        urls=("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",),
+        filename="alexnet-owt-7be5be79.pth",
+        notes=(
+            "torchvision's ImageNet AlexNet, LPIPS' backbone (net='alex', PIDM metrics.py:454); "
+            "fetched to <cache>/lpips/, where evaluation.deepfashion.lpips_backbone looks. By "
+            "torch.hub naming, 7be5be79 is the sha256 prefix. LPIPS' linear layers (v0.1) ship "
+            "with torchmetrics."
         ),
     ),
 )
