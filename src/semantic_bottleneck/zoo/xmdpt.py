@@ -346,7 +346,8 @@ class XMDPT(mdt.MaskedTransformer):
                 c = c_fn(c)
             if not (self.mask_ratio is not None and enable_mask):
                 return self._run_blocks(tokens, c)
-            # the side-interpolater's context: the source tokens after the encoder blocks
+            # the source tokens: `_run_blocks` carries them through the encoder blocks as the
+            # side-interpolater's context
             masking = partial(mdt.random_masking, mask_ratio=self.mask_ratio)
             return self._run_blocks(tokens, c, masking, self._source_tokens(src_latent))
 
