@@ -60,3 +60,24 @@ def test_paired_metrics_on_the_full_set_equal_the_evaluator():
         assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6)
     same = paired.paired_bootstrap(sample, sample, np.repeat(np.arange(6), 10), n_boot=20)
     assert all(v["low"] == v["high"] == 0 for v in same.values())  # a set against itself
+
+
+def test_class_interval_table_writes_each_statistic_with_its_interval():
+    class Model:
+        label = "m"
+
+        def c(self):
+            return torch.randn(10, 16, generator=torch.Generator().manual_seed(2)) + 1.0
+
+    table, values = bootstrap.class_interval_table([Model()], n_boot=100)
+    ci = bootstrap.class_intervals(Model().c(), n_boot=100)
+    row = table.iloc[0]
+    assert row["model"] == "m" and row["classes"] == 10
+    assert row["mean cosine [95% interval]"] == (
+        f"{ci['cosine']:.4f} [{ci['cosine_low']:.4f}, {ci['cosine_high']:.4f}]"
+    )
+    assert row["nPR width (points)"] == pytest.approx(100 * (ci["npr_high"] - ci["npr_low"]))
+    assert values["npr_width_max"][0] == row["nPR width (points)"]
+    assert values["ci_boot"] == (100, "{}")
+    empty, none = bootstrap.class_interval_table([])
+    assert empty.empty and none["cos_width_max"][0] is None

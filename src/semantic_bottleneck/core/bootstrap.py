@@ -9,7 +9,7 @@ and the class bootstrap of the statistics of c (Table 1).
   the estimate are multiplied by sqrt(n_from / n_to); the estimate itself stays.
 - `class_intervals`: mean cosine, nPR and s_tail(0.01) of c with intervals over classes: the
   classes (rows of c) resampled with replacement, pairs of one class with itself left out of the
-  cosine mean.
+  cosine mean; `class_interval_table` gives them per model as Table 1's page shows them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from torch import Tensor
 
 from semantic_bottleneck.core import metrics
@@ -121,3 +122,52 @@ def class_intervals(c: Tensor, n_boot: int = 1000, seed: int = 0) -> dict[str, f
     for name in CLASS_STATISTICS:
         out[f"{name}_low"], out[f"{name}_high"] = percentile_interval(boot[name])
     return out
+
+
+# how Table 1's page writes each statistic and its interval
+_CLASS_FORMATS = {"cosine": "{:.4f}", "npr": "{:.2%}", "s_tail_0_01": "{:.3f}"}
+_CLASS_HEADERS = {
+    "cosine": "mean cosine [95% interval]",
+    "npr": "nPR [95% interval]",
+    "s_tail_0_01": "s_tail(0.01) [95% interval]",
+}
+
+
+def class_interval_table(models, n_boot: int = 1000, seed: int = 0) -> tuple:
+    """`class_intervals` of each model's c at its initial t, as Table 1's page shows them, and
+    the values its text quotes.
+
+    Args:
+        models: `analysis.ModelC` (anything with `label` and `c()`).
+        n_boot: resamples of the classes.
+        seed: generator seed.
+
+    Returns:
+        (table, values): one row per model (model, classes, each statistic as "estimate [low,
+        high]", and the nPR and cosine interval widths, npr_width in points of d); values
+        {name: (value, format)}: ci_boot (n_boot), npr_width_max and cos_width_max (the widest
+        intervals over models; None without models).
+    """
+    rows = []
+    for m in models:
+        c = m.c()
+        ci = class_intervals(c, n_boot, seed)
+        row = {"model": m.label, "classes": int(c.shape[0])}
+        for name in CLASS_STATISTICS:
+            fmt = _CLASS_FORMATS[name]
+            row[_CLASS_HEADERS[name]] = (
+                f"{fmt.format(ci[name])} [{fmt.format(ci[name + '_low'])}, "
+                f"{fmt.format(ci[name + '_high'])}]"
+            )
+        row["nPR width (points)"] = 100 * (ci["npr_high"] - ci["npr_low"])
+        row["cosine width"] = ci["cosine_high"] - ci["cosine_low"]
+        rows.append(row)
+    columns = ["model", "classes", *_CLASS_HEADERS.values(), "nPR width (points)", "cosine width"]
+    table = pd.DataFrame(rows, columns=columns)
+    have = len(table) > 0
+    values = {
+        "ci_boot": (n_boot, "{}"),
+        "npr_width_max": (table["nPR width (points)"].max() if have else None, "{:.2f}"),
+        "cos_width_max": (table["cosine width"].max() if have else None, "{:.4f}"),
+    }
+    return table, values

@@ -10,7 +10,7 @@ import pandas as pd
 from torch import Tensor
 
 from semantic_bottleneck.book import plots
-from semantic_bottleneck.core import analysis, appendix, schematic
+from semantic_bottleneck.core import analysis, appendix, bootstrap, schematic
 from semantic_bottleneck.core.analysis import Page
 from semantic_bottleneck.verdicts import paper
 
@@ -54,20 +54,22 @@ def tab01_page(
     paper's with `pages.statistics_beside_paper(..., "table1", ...)` on `TABLE1_COLUMNS`); in
     the paper profile also X-MDPT's and MDSGen's rows over their condition files (`systems`).
 
-    Tables: statistics (`analysis.statistics_table`). Figures: bars (nPR and cosine; None
-    without models). Values: npr_min, npr_max, cos_min, cos_max, n_models.
+    Tables: statistics (`analysis.statistics_table`), intervals (95% intervals over classes,
+    `bootstrap.class_interval_table`). Figures: bars (nPR and cosine; None without models).
+    Values: npr_min, npr_max, cos_min, cos_max, n_models, ci_boot, npr_width_max, cos_width_max.
     """
     found, missing = analysis.load_models(profile, models, steps=train_steps)
     more, absent = appendix.load_systems(profile, list(systems))
     found, missing = found + more, missing + absent
     table = analysis.statistics_table(found)
     have = len(table) > 0
+    intervals, interval_values = bootstrap.class_interval_table(found)
 
     def over_models(column: str, how: str) -> float | None:
         return getattr(table[column], how)() if have else None
 
     return Page(
-        tables={"statistics": table},
+        tables={"statistics": table, "intervals": intervals},
         figures={"bars": plots.bars(table, ["npr", "cosine"]) if have else None},
         values={
             "npr_min": (over_models("npr", "min"), "{:.2%}"),
@@ -75,6 +77,7 @@ def tab01_page(
             "cos_min": (over_models("cosine", "min"), "{:.4f}"),
             "cos_max": (over_models("cosine", "max"), "{:.4f}"),
             "n_models": (len(table), "{}"),
+            **interval_values,
         },
         found=found,
         missing=missing,
