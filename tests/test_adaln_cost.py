@@ -116,3 +116,23 @@ def test_synthetic_c_is_seeded_with_a_head_and_a_tail():
     assert v.max() > 1.0 and (v < 0.01).sum() > 10
     with pytest.raises(ValueError, match="batch >= 1"):
         adaln_cost.synthetic_c(0, 4)
+
+
+def test_modulation_change_is_zero_for_an_unpruned_c_and_relative_per_component():
+    mod = _tiny(d=8, depth=2)
+    c = torch.randn(5, 8, generator=torch.Generator().manual_seed(1))
+    same = adaln_cost.modulation_change(mod, c, c.clone())
+    assert list(same["layer"]) == ["block 0", "block 1", "final"]
+    assert same[["shift", "scale"]].abs().to_numpy().max() == 0.0
+    assert same["gate"].iloc[-1] is None or same["gate"].isna().iloc[-1]  # no gate in the final
+    pruned = c.clone()
+    pruned[:, :3] = 0.0
+    out = adaln_cost.modulation_change(mod, c, pruned)
+    w, b = mod.weights[0], mod.biases[0]
+    m, mp = adaln_cost.modulation(c, w, b), adaln_cost.modulation(pruned, w, b)
+    gate = torch.cat([m[:, 16:24], m[:, 40:48]], 1), torch.cat([mp[:, 16:24], mp[:, 40:48]], 1)
+    expected = ((gate[1] - gate[0]).norm(dim=1) / gate[0].norm(dim=1)).mean()
+    assert out["gate"].iloc[0] == pytest.approx(float(expected), rel=1e-5)
+    assert (out[["shift", "scale"]].to_numpy() > 0).all()
+    with pytest.raises(ValueError, match="equal"):
+        adaln_cost.modulation_change(mod, c, pruned[:, :4])

@@ -117,3 +117,99 @@ def test_class_grid_shows_every_class_or_the_showcase_classes_of_imagenet():
     big = (labels % 256).astype(np.uint8)[:, None, None, None] * np.ones((1, 1, 1, 3), np.uint8)
     grid = sweep.class_grid(big, per_class=2, grid_per_class=1)
     assert grid[:, 0, 0, 0, 0].tolist() == [c % 256 for c in sweep.GRID_CLASSES]
+
+
+def test_control_rows_stand_after_their_row_with_one_row_per_random_draw():
+    rows = sweep.paper_rows("table2")
+    asked = {"tail 0.02 t_i": ["random", "mean"], "head 1 t_i": ["variance"],
+             "tail 0.01 t_0": ["all"]}  # fmt: skip
+    out = sweep.control_rows(rows, asked, draws=2)
+    assert [r.label for r in out] == [
+        "tail 0.02 t_i | random 1", "tail 0.02 t_i | random 2", "tail 0.02 t_i | mean",
+        "head 1 t_i | by variance", "all of c t_0",
+    ]  # fmt: skip
+    by = {r.label: r for r in out}
+    tail = {r.label: r for r in rows}["tail 0.02 t_i"]
+    assert [by[f"tail 0.02 t_i | random {k}"].draw for k in (1, 2)] == [0, 1]
+    for label in ("tail 0.02 t_i | random 2", "tail 0.02 t_i | mean"):  # only the control differs
+        r = by[label]
+        assert (r.side, r.schedule, r.paper_tau, r.paper_removed) == (
+            tail.side,
+            tail.schedule,
+            tail.paper_tau,
+            tail.paper_removed,
+        )
+    assert by["all of c t_0"].schedule == "initial" and by["all of c t_0"].control == "all"
+    specs = {s["row"]: s["spec"] for s in sweep.spec_table(rows + out, None, 5, classes=10)}
+    assert specs["tail 0.02 t_i | random 2"].select == "random"
+    assert specs["tail 0.02 t_i | random 2"].draw == 1
+    assert specs["tail 0.02 t_i | mean"].replace == "mean"
+    assert specs["head 1 t_i | by variance"].select == "variance"
+    assert specs["all of c t_0"].select == "all" and specs["all of c t_0"].tau is None
+
+
+def test_all_controls_give_one_all_of_c_row_per_schedule_and_variance_beside_heads_only():
+    rows = sweep.paper_rows("table2")
+    out = sweep.control_rows(rows, "all", draws=3)
+    labels = [r.label for r in out]
+    assert len(labels) == len(set(labels))
+    assert sorted(r.label for r in out if r.control == "all") == [
+        "all of c t_0", "all of c t_i", "all of c t_{n-k,n}"
+    ]  # fmt: skip
+    assert {r.side for r in out if r.control == "variance"} == {"head"}
+    pruned = [r for r in rows if r.side is not None]
+    assert sum(r.control == "random" for r in out) == 3 * len(pruned)
+    assert sum(r.control == "mean" for r in out) == len(pruned)
+    with pytest.raises(ValueError, match="does not apply"):
+        sweep.control_rows(rows, {"tail 0.01 t_i": ["variance"]}, 1)
+    with pytest.raises(ValueError, match="expected rows among"):
+        sweep.control_rows(rows, {"tail 9 t_i": ["random"]}, 1)
+    with pytest.raises(ValueError, match="'all' or a dict"):
+        sweep.control_rows(rows, "some", 1)
+
+
+def test_window_rows_cover_the_steps_once_in_order():
+    head = {r.label: r for r in sweep.paper_rows("table2")}["head 1 t_i"]
+    out = sweep.window_rows(head, 10, 4)
+    assert [r.window for r in out] == [(0, 4), (4, 8), (8, 10)]
+    assert [r.label for r in out] == ["head 1 in [0, 4)", "head 1 in [4, 8)", "head 1 in [8, 10)"]
+    assert {(r.side, r.schedule, r.paper_tau) for r in out} == {("head", "window", 1.0)}
+    spec = sweep.spec_table(out, None, 3)[1]["spec"]
+    assert spec.schedule == "window" and spec.window == (4, 8)
+    with pytest.raises(ValueError, match="width"):
+        sweep.window_rows(head, 10, 11)
+
+
+def _claims_table(n: int = 500) -> list[dict]:
+    """A Table 2 sweep whose t_{n-k,n} row has FID and IS intervals: the paper's row improves
+    FID (7.1598 < 7.1694) and not IS (175.49 < 176.02)."""
+    ci = {"fid": {"difference": 0.5, "low": -0.5, "high": 1.5, "sd": 0.5},
+          "is_10_splits": {"difference": 0.0, "low": -1.0, "high": 1.0, "sd": 0.5}}  # fmt: skip
+    return [
+        {"row": "baseline", "fid": 100.0, "is_10_splits": 5.0, "n": n},
+        {"row": "tail 0.01 t_{n-k,n}", "fid": 100.5, "n": n, "ci": ci},
+    ]
+
+
+def test_paper_claims_set_the_scaled_noise_on_the_papers_difference():
+    out = sweep.paper_claims(_claims_table(), "table2", "REPA", "paper")
+    assert list(out["row"]) == ["tail 0.01 t_{n-k,n}"] and list(out["metric"]) == ["fid"]
+    diff = 7.1598 - 7.1694
+    assert out["paper difference"].iloc[0] == pytest.approx(diff)
+    # distances -1, +1 from our estimate, times sqrt(500 / 5000), set on the paper's difference
+    scale = (500 / 5000) ** 0.5
+    assert out["interval at 5,000"].iloc[0] == f"[{diff - scale:+.4g}, {diff + scale:+.4g}]"
+    assert out["verdict"].iloc[0] == "within noise"
+    assert "500 samples" in out["noise from"].iloc[0]
+
+
+def test_paper_claims_carry_the_testbed_noise_as_a_share_of_its_baseline():
+    # the testbed's FID is 100: a spread of 1 is 1% of it, 0.0717 at the paper's 7.17
+    out = sweep.paper_claims(_claims_table(n=50000), "table2", "REPA", "testbed")
+    diff, half = 7.1598 - 7.1694, 7.1694 / 100.0 * (50000 / 5000) ** 0.5
+    assert out["interval at 5,000"].iloc[0] == f"[{diff - half:+.4g}, {diff + half:+.4g}]"
+    tight = _claims_table(n=50)  # 100 times fewer samples: a tenth of the spread at 5,000
+    tight[1]["ci"]["fid"].update(low=0.499, high=0.501)
+    judged = sweep.paper_claims(tight, "table2", "REPA", "testbed")
+    assert judged["verdict"].iloc[0] == "improves"
+    assert sweep.paper_claims(tight[:1], "table2", "REPA", "testbed").empty  # no interval
