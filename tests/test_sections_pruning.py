@@ -33,7 +33,8 @@ def test_tab02_quotes_the_fid_of_its_rows_and_passes_the_parameters_on(calls):
     assert page.values["d_model"][0] == 128
     table = page.tables["rows"]
     assert list(table.index) == labels and table.loc["baseline", "fid (this run)"] == 10.0
-    assert page.notes == ["Sampler: `S()`. Model numerics: fp32."] and not page.missing
+    assert page.notes[0] == "Sampler: `S()`. Model numerics: fp32." and not page.missing
+    assert page.notes[1].startswith("These rows have no paired-bootstrap interval yet")
 
 
 def test_worst_fid_ratio_is_the_largest_over_every_sweep():
@@ -82,6 +83,120 @@ def test_a_paper_sweep_needing_a_gpu_becomes_a_note(monkeypatch):
     monkeypatch.setattr(sweep, "rows_to_fill", lambda name, rows, settings: [r.label for r in rows])
     out = pruning.sweep_outcome("paper", "repa-sit-xl-2", sweep.paper_rows("table2"), None)
     assert out.result is None and out.missing == []
-    assert out.notes[0].startswith("9 of the 9 rows are not sampled yet: baseline, ")
+    assert out.notes[0].startswith(
+        "9 of the 9 rows are not sampled yet: the paper's rows baseline, "
+    )
     with pytest.raises(ValueError, match="profile"):
         pruning.sweep_outcome("imagenet", "x", [], None)
+
+
+CONTROLS = {"tail 0.02 t_i": ["random", "mean"], "head 1 t_i": ["variance"],
+            "tail 0.01 t_0": ["all"]}  # fmt: skip
+
+
+@pytest.fixture
+def interval_calls(monkeypatch):
+    return fake_sweep(monkeypatch, intervals=True)
+
+
+def test_tab02_shows_the_controls_beside_their_rows_with_intervals(interval_calls):
+    page = pruning.tab02_page("testbed", "testbed-flow", 30, **SETTINGS, controls=CONTROLS, draws=2)
+    labels = interval_calls[0][1]
+    assert labels[: len(sweep.paper_rows("table2"))] == [
+        r.label for r in sweep.paper_rows("table2")
+    ]
+    index = {label: i for i, label in enumerate(labels)}
+    rows = list(page.tables["rows"].index)
+    at = rows.index("tail 0.02 t_i")
+    assert rows[at + 1 : at + 4] == [
+        "tail 0.02 t_i | random 1", "tail 0.02 t_i | random 2", "tail 0.02 t_i | mean"
+    ]  # fmt: skip
+    i = index["tail 0.02 t_i | random 1"]
+    assert page.values["change_random_066"][0] == f"{i:+.2f} [{i - 0.05:+.2f}, {i + 0.05:+.2f}]"
+    assert page.values["random_066_draws"][0].count("; ") == 1
+    j = index["all of c t_0"]
+    assert page.values["change_all_t0"][0].startswith(f"{j:+.2f} [")
+    assert page.values["change_variance_head8"][0] is not None
+    changes = page.tables["changes"].set_index("row")
+    assert changes.loc["tail 0.02 t_i | mean", "control"] == "mean"
+    assert changes["interval width"].to_numpy() == pytest.approx(0.1)
+    # the first pruned row's FID is 11 against 10: its whole interval lies beyond 5% of 10
+    assert changes.loc["tail 0.01 t_i", "verdict"] == "degrades"
+    claims = page.tables["claims"]
+    assert set(claims["row"]) <= set(labels) and len(claims) == page.values["claims_total"][0]
+    noise, improve = page.values["claims_noise"][0], page.values["claims_improve"][0]
+    assert noise + improve == len(claims)
+    assert page.values["n_samples"] == (40, "{}") and page.values["n_boot"][0] == 500
+    assert page.values["fid_width"][0] == pytest.approx(0.1)
+
+
+def test_tab03_quotes_the_random_and_all_of_c_controls_of_t0(interval_calls):
+    page = pruning.tab03_page(
+        "testbed", "testbed-ddpm", None, **SETTINGS,
+        controls={"tail 0.01 t_0": ["random", "all"]}, draws=1,
+    )  # fmt: skip
+    labels = interval_calls[0][1]
+    assert labels[-2:] == ["tail 0.01 t_0 | random 1", "all of c t_0"]
+    assert page.values["change_random_t0"][0] == page.values["random_t0_draws"][0]
+    assert page.values["change_all_t0"][0] is not None
+    assert page.tables["changes_MG"] is not None and page.tables["changes_LightningDiT"] is None
+    assert page.values["claims_total"][0] == len(page.tables["claims_MG"])
+
+
+def test_a_sweep_without_intervals_says_so_and_shows_no_empty_columns(calls):
+    page = pruning.tab02_page("testbed", "testbed-flow", 30, **SETTINGS, controls=CONTROLS)
+    assert page.tables["changes"] is None and page.tables["claims"] is None
+    assert not any("vs baseline" in c for c in page.tables["rows"].columns)
+    assert any("no paired-bootstrap interval yet" in n for n in page.notes)
+    assert page.values["claims_total"][0] is None and page.values["n_boot"][0] is None
+
+
+def test_without_inputs_the_paper_page_lists_the_control_rows_a_gpu_fills(no_weights):
+    page = pruning.tab02_page("paper", "repa-sit-xl-2", **SETTINGS, controls="all", draws=3)
+    note = next(n for n in page.notes if "not sampled yet" in n)
+    assert "the control rows tail 0.01 t_i | random 1, " in note
+    assert "all of c t_{n-k,n}" in note and "head 1 t_i | by variance" in note
+    assert note.startswith(f"{len(pruning.with_controls(sweep.paper_rows('table2'), 'all', 3))} of")
+
+
+def test_windows_page_sweeps_each_window_and_shows_the_modulation_change(
+    interval_calls, monkeypatch
+):
+    import pandas as pd
+
+    blocks = pd.DataFrame(
+        {"row": ["head 1 t_i"] * 2, "layer": ["block 0", "block 1"], "shift": [0.1, 0.2],
+         "scale": [0.1, 0.2], "gate": [0.3, 0.5]}
+    )  # fmt: skip
+    asked = []
+
+    def tables(profile, model, rows, train_steps=None):
+        asked.append((profile, model, rows, train_steps))
+        return {"blocks": blocks, "over_t": pd.DataFrame({"row": ["head 1 t_i"], "t": [1.0]})}
+
+    monkeypatch.setattr(pruning, "modulation_tables", tables)
+    page = pruning.pruning_windows_page("testbed", "testbed-flow", 30, 2, 8, 4, 3)
+    name, labels, settings, train = interval_calls[0]
+    assert labels == [
+        "baseline", "tail 0.02 t_i", "tail 0.02 in [0, 4)", "tail 0.02 in [4, 8)",
+        "head 1 t_i", "head 1 in [0, 4)", "head 1 in [4, 8)",
+    ]  # fmt: skip
+    assert settings.last_k == 4 and settings.num_steps == 8 and train == {"steps": 30}
+    assert asked == [("testbed", "testbed-flow", ["tail 0.02 t_i", "head 1 t_i"], 30)]
+    # the fake FID grows with the row's place: the last head window changes it most
+    assert page.values["worst_window"] == ("[4, 8)", "{}")
+    assert page.values["head_first"][0].startswith("+5.00 [")
+    assert page.values["gate_change_head"] == (0.4, "{:.2f}")
+    assert page.values["n_samples"] == (40, "{}")
+    assert page.figures["windows"] is not None
+    with pytest.raises(ValueError, match="num_steps"):
+        pruning.pruning_windows_page("testbed", "testbed-flow", num_steps=None)
+    with pytest.raises(ValueError, match="rows"):
+        pruning.pruning_windows_page("testbed", "testbed-flow", rows=("tail 9 t_i",))
+
+
+def test_windows_page_without_inputs_names_them(no_weights):
+    page = pruning.pruning_windows_page("paper", "repa-sit-xl-2", num_steps=250, width=50)
+    assert page.tables["changes"] is None and page.tables["blocks"] is None
+    assert page.missing and page.figures["windows"] is None
+    assert page.values["worst_window"][0] is None

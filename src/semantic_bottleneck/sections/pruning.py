@@ -71,27 +71,48 @@ def sweep_outcome(
         result = sweep.run_testbed_sweep(model, rows, settings, steps=train_steps)
     else:
         missing = sweep.paper_inputs(model)
-        if missing:
-            return SweepOutcome(None, missing)
+        if missing:  # every row is still to be sampled, the controls among them
+            return SweepOutcome(None, missing, notes=[_fill_note([r.label for r in rows], rows)])
         todo = sweep.rows_to_fill(model, rows, settings)
         done = [r for r in rows if r.label not in todo]
         if todo and not any(r.side is None for r in done):
             return SweepOutcome(None, notes=[_fill_note(todo, rows)])
         # the rows already sampled are shown; a GPU fills the others
         result = sweep.run_paper_sweep(model, done, settings)
-        if todo:
-            note = f"Sampler: `{result['sampler']}`. Model numerics: {result['numerics']}."
-            return SweepOutcome(result, notes=[note, _fill_note(todo, rows)])
+        note = f"Sampler: `{result['sampler']}`. Model numerics: {result['numerics']}."
+        notes = [note, *([_fill_note(todo, rows)] if todo else []), *_interval_note(result)]
+        return SweepOutcome(result, notes=notes)
     note = f"Sampler: `{result['sampler']}`. Model numerics: {result['numerics']}."
-    return SweepOutcome(result, notes=[note])
+    return SweepOutcome(result, notes=[note, *_interval_note(result)])
 
 
 def _fill_note(todo: list[str], rows: list[SweepRow]) -> str:
-    """The rows (controls included) a GPU still has to sample."""
+    """The rows a GPU still has to sample: the paper's rows and the control rows apart."""
+    controls = {r.label for r in rows if r.control is not None or r.window is not None}
+    paper_todo = [label for label in todo if label not in controls]
+    control_todo = [label for label in todo if label in controls]
+    parts = [
+        f"the paper's rows {', '.join(paper_todo)}" if paper_todo else "",
+        f"the control rows {', '.join(control_todo)}" if control_todo else "",
+    ]
     return (
-        f"{len(todo)} of the {len(rows)} rows are not sampled yet: {', '.join(todo)}. "
+        f"{len(todo)} of the {len(rows)} rows are not sampled yet: "
+        f"{'; '.join(p for p in parts if p)}. "
         "`semantic-bottleneck sweep TABLE MODEL --controls` on a GPU fills them."
     )
+
+
+def _interval_note(result: dict) -> list[str]:
+    """A note when the sweep's rows carry no paired interval (rows sampled without per-sample
+    features, as the paper-profile sweep's are): what the page leaves out, and why."""
+    if any(r.get("ci") for r in result["table"]):
+        return []
+    return [
+        "These rows have no paired-bootstrap interval yet: the bootstrap resamples each row's "
+        "per-sample features, and this sweep's cache holds the rows' scores but not those "
+        "features. The differences from the baseline with their 95% intervals, the verdicts "
+        "and the paper's claims judged against the noise are therefore not shown here."
+    ]
 
 
 def _by_row(result: dict | None) -> pd.DataFrame | None:
@@ -153,25 +174,45 @@ def _change(result: dict | None, label: str) -> str | None:
     return sweep.change_text((row.get("ci") or {}).get("fid"), "{:+.2f}")
 
 
-def _sweep_values(result: dict | None, table_id: str, model: str, profile: str) -> dict:
-    """The values every pruning table's text quotes about its intervals: n_samples, the median
-    FID-interval width (fid_width) and its share of the baseline FID (fid_width_share), and
-    how many of the paper's improvement claims lie within this run's noise (claims_noise of
-    claims_total)."""
+def _draws(result: dict | None, label: str) -> str | None:
+    """Every random draw beside a row, "difference [low, high]" each, joined by "; " (None
+    without any)."""
     if not result:
-        keys = ("n_samples", "fid_width", "fid_width_share", "claims_noise", "claims_total")
-        return {k: (None, "{}") for k in keys}
+        return None
+    prefix = f"{label} | random "
+    texts = [_change(result, r["row"]) for r in result["table"] if r["row"].startswith(prefix)]
+    texts = [t for t in texts if t]
+    return "; ".join(texts) if texts else None
+
+
+def _sweep_values(
+    result: dict | None, table_id: str, model: str, profile: str, n_boot: int | None = None
+) -> dict:
+    """The values every pruning table's text quotes about its intervals: n_samples, n_boot (the
+    bootstrap's resamples), the median FID-interval width (fid_width) and its share of the
+    baseline FID (fid_width_share), and how many of the paper's improvement claims lie within
+    this run's noise at the paper's 5,000 samples (claims_noise of claims_total; claims_improve
+    the others)."""
+    keys = ("n_samples", "fid_width", "fid_width_share", "claims_noise", "claims_total",
+            "claims_improve")  # fmt: skip
+    out = {k: (None, "{}") for k in (*keys, "n_boot")}
+    if not result or not any(r.get("ci") for r in result["table"]):
+        return out  # nothing to quote without intervals
+    out["n_boot"] = (n_boot, "{}")
     changes = change_table(result["table"])
     claims = sweep.paper_claims(result["table"], table_id, model, profile)
     base = {r["row"]: r for r in result["table"]}["baseline"]
     width = float(changes["interval width"].median()) if len(changes) else None
-    return {
-        "n_samples": (base.get("n"), "{}"),
-        "fid_width": (width, "{:.2f}"),
-        "fid_width_share": (None if width is None else width / base["fid"], "{:.1%}"),
-        "claims_noise": (int((claims["verdict"] != "improves").sum()), "{}"),
-        "claims_total": (len(claims), "{}"),
-    }
+    improve = int((claims["verdict"] == "improves").sum())
+    out.update(
+        n_samples=(base.get("n"), "{}"),
+        fid_width=(width, "{:.2f}"),
+        fid_width_share=(None if width is None else width / base["fid"], "{:.1%}"),
+        claims_noise=(len(claims) - improve, "{}"),
+        claims_total=(len(claims), "{}"),
+        claims_improve=(improve, "{}"),
+    )
+    return out
 
 
 def tab02_page(
@@ -196,8 +237,10 @@ def tab02_page(
     (`sweeps.run.paper_claims`); None without a result. Values: fid_base, fid_t0, fid_066,
     fid_head8 (`TABLE2_FIDS`), removed_066 (mean dims removed in the 66% row), d_model (the
     width of c), change_066, change_t0, change_late, change_head8, change_random_066 (the
-    first random draw beside the 66% row), change_all_t0 (all of c at t_0) as "difference
-    [low, high]", and `_sweep_values`.
+    first random draw beside the 66% row), change_mean_066 (its mean replacement),
+    change_variance_head8 (the head ranked by variance), change_all_t0 (all of c at t_0) as
+    "difference [low, high]", random_066_draws (every random draw beside the 66% row, `_draws`) and
+    `_sweep_values`.
     """
     rows = with_controls(sweep.paper_rows("table2"), controls, draws)
     settings = settings_of(per_class, num_steps, last_k, base_seed)
@@ -224,11 +267,14 @@ def tab02_page(
         "change_late": "tail 0.01 t_{n-k,n}",
         "change_head8": "head 1 t_i",
         "change_random_066": "tail 0.02 t_i | random 1",
+        "change_mean_066": "tail 0.02 t_i | mean",
+        "change_variance_head8": "head 1 t_i | by variance",
         "change_all_t0": "all of c t_0",
     }
     for key, label in quoted.items():
         page.values[key] = (_change(out.result, label), "{}")
-    page.values.update(_sweep_values(out.result, "table2", "REPA", profile))
+    page.values["random_066_draws"] = (_draws(out.result, "tail 0.02 t_i"), "{}")
+    page.values.update(_sweep_values(out.result, "table2", "REPA", profile, settings.n_boot))
     return page
 
 
@@ -262,8 +308,8 @@ def tab03_page(
     Tables: MG, LightningDiT (`sweeps.run.rows_beside_paper`), changes_MG, claims_MG,
     changes_LightningDiT, claims_LightningDiT (`change_table`, `sweeps.run.paper_claims`; None
     when not measured). Values: worst_ratio (`worst_fid_ratio` over the measured models),
-    change_t0, change_late, change_random_t0, change_all_t0 (of the MG row) and `_sweep_values`
-    (of the MG row).
+    change_t0, change_late, change_random_t0, change_all_t0, random_t0_draws (of the MG row) and
+    `_sweep_values` (of the MG row).
     """
     settings = settings_of(per_class, num_steps, last_k, base_seed)
     page, results = Page(), {}
@@ -296,7 +342,8 @@ def tab03_page(
     }
     for key, label in quoted.items():
         page.values[key] = (_change(mg, label), "{}")
-    page.values.update(_sweep_values(mg, "table3", "MG", profile))
+    page.values["random_t0_draws"] = (_draws(mg, "tail 0.01 t_0"), "{}")
+    page.values.update(_sweep_values(mg, "table3", "MG", profile, settings.n_boot))
     return page
 
 
