@@ -46,7 +46,33 @@ def test_tab06_keeps_three_rows_of_each_sweep_and_quotes_the_largest_precision_d
         i = [labels.index(r) for r in appendix.TABLE6_ROWS]
         drops.append(-0.01 * (max(i[1:]) - i[0]))
     assert page.values["precision_drop"][0] == pytest.approx(min(drops))
-    assert len(page.notes) == 2  # one sampler note per sweep
+    assert sum(n.startswith("Sampler") for n in page.notes) == 2  # one per sweep
+    assert sum("no paired-bootstrap interval" in n for n in page.notes) == 1  # said once
+
+
+def test_tab06_shows_the_controls_of_its_rows_and_judges_the_precision_recall_claims(
+    monkeypatch,
+):
+    calls = fake_sweep(monkeypatch, intervals=True)
+    page = appendix.tab06_page(
+        "testbed", "testbed-flow", "testbed-ddpm", 30, **SETTINGS,
+        controls_table2={"tail 0.01 t_0": ["all"]},
+        controls_table3={"tail 0.01 t_0": ["random", "all"]}, draws=1,
+    )  # fmt: skip
+    assert calls[0][1][-1] == "all of c t_0"
+    assert calls[1][1][-2:] == ["tail 0.01 t_0 | random 1", "all of c t_0"]
+    assert list(page.tables["table2"].index) == [*appendix.TABLE6_ROWS, "all of c t_0"]
+    table3 = page.tables["table3"]
+    assert list(table3.index) == [
+        "baseline", "tail 0.01 t_0", "tail 0.01 t_0 | random 1", "tail 0.01 t_{n-k,n}",
+        "all of c t_0",
+    ]  # fmt: skip
+    assert {"precision (vs baseline)", "recall (vs baseline)"} <= set(table3.columns)
+    claims = page.tables["claims"]
+    assert set(claims["metric"]) <= set(appendix.TABLE6_METRICS) and len(claims) > 0
+    assert set(claims["model"]) <= {"REPA", "MG"}
+    assert page.values["claims_total"][0] == len(claims)
+    assert 0 <= page.values["claims_noise"][0] <= len(claims)
 
 
 def test_precision_drop_is_the_most_negative_change_against_the_baseline():
@@ -64,7 +90,8 @@ def test_without_checkpoints_the_paper_pages_name_them_and_quote_nothing(no_weig
     assert [m.name for m in tab04.missing] == names
     assert tab04.values["cos_gap"][0] is None and tab04.tables["label_vs_sum"].empty
     tab06 = appendix.tab06_page("paper", "repa-sit-xl-2", "mg-sit-xl-2", **SETTINGS)
-    assert tab06.tables == {"table2": None, "table3": None}
+    assert tab06.tables == {"table2": None, "table3": None, "claims": None}
+    assert tab06.values["claims_total"][0] is None
     assert tab06.values["precision_drop"][0] is None
     names = [m.name for m in tab06.missing]
     assert {"repa-sit-xl-2", "mg-sit-xl-2"} <= set(names) and len(names) == len(set(names))

@@ -13,7 +13,7 @@ from semantic_bottleneck.core import adaln_cost, analysis, appendix, metrics, sc
 from semantic_bottleneck.core.adaln_cost import Modulation
 from semantic_bottleneck.core.analysis import Page
 from semantic_bottleneck.core.systems import readings_from_cosine
-from semantic_bottleneck.sections.pruning import settings_of, sweep_outcome
+from semantic_bottleneck.sections.pruning import settings_of, sweep_outcome, with_controls
 from semantic_bottleneck.sweeps import run as sweep
 from semantic_bottleneck.training import testbed
 from semantic_bottleneck.verdicts import paper
@@ -103,6 +103,7 @@ TABLE6_COLUMNS = (
 )
 # page table key -> (the paper's table, its model) of the sweeps Table 6 reads
 TABLE6_SOURCES = {"table2": ("table2", "REPA"), "table3": ("table3", "MG")}
+TABLE6_METRICS = ("precision", "recall")  # the metrics Table 6 adds (its claims judged here)
 
 
 def precision_drop(frames: list[pd.DataFrame]) -> float | None:
@@ -124,27 +125,52 @@ def tab06_page(
     num_steps: int | None = 100,
     last_k: int = 20,
     base_seed: int = 0,
+    controls_table2: str | dict | None = None,
+    controls_table3: str | dict | None = None,
+    draws: int = 3,
 ) -> Page:
     """Table 6: precision and recall of the baseline, t_0 and t_{n-k,n} rows of the Table 2
-    (`model`) and Table 3 (`model_table3`) sweeps, the same cached sweeps as those pages read.
+    (`model`) and Table 3 (`model_table3`) sweeps, the same cached sweeps as those pages read,
+    each pruned row with its difference from the baseline and 95% paired interval, and the
+    control rows of `controls_table2` / `controls_table3` (`sweeps.spec.control_rows`, `draws`
+    random draws) beside them.
 
-    Tables: table2, table3 (`TABLE6_ROWS` by the FID, precision and recall columns; None when
-    the sweep could not be read). Values: precision_drop (`precision_drop`).
+    Tables: table2, table3 (`TABLE6_ROWS` and their control rows by the FID, precision and
+    recall columns; None when the sweep could not be read), claims (the paper's precision and
+    recall improvement claims judged against this run's noise at 5,000 samples,
+    `sweeps.run.paper_claims`; None without intervals). Values: precision_drop
+    (`precision_drop`), claims_noise, claims_total.
     """
     settings = settings_of(per_class, num_steps, last_k, base_seed)
-    page, full = Page(), []
+    page, full, claims = Page(), [], []
+    controls = {"table2": controls_table2, "table3": controls_table3}
     for key, name in zip(TABLE6_SOURCES, (model, model_table3), strict=True):
         table_id, paper_model = TABLE6_SOURCES[key]
-        rows = sweep.paper_rows(table_id, None if table_id == "table2" else paper_model)
+        paper_rows = sweep.paper_rows(table_id, None if table_id == "table2" else paper_model)
+        rows = with_controls(paper_rows, controls[key], draws)
         out = sweep_outcome(profile, name, rows, settings, train_steps)
         page.missing += [m for m in out.missing if m not in page.missing]
-        page.notes += out.notes
+        # one sampler note per sweep; a note both sweeps give (no intervals yet) once
+        page.notes += [n for n in out.notes if n.startswith("Sampler") or n not in page.notes]
         page.tables[key] = None
         if out.result:
             frame = sweep.rows_beside_paper(out.result["table"], table_id, paper_model, profile)
-            full.append(frame.loc[TABLE6_ROWS])
+            others = {r.label for r in paper_rows} - set(TABLE6_ROWS)
+            full.append(frame.loc[[label for label in frame.index if label not in others]])
             page.tables[key] = full[-1].filter(regex=TABLE6_COLUMNS)
-    page.values = {"precision_drop": (precision_drop(full), "{:+.3f}")}
+            judged = sweep.paper_claims(out.result["table"], "table6", paper_model, profile)
+            claims.append(judged[judged["metric"].isin(TABLE6_METRICS)].assign(model=paper_model))
+    claims = pd.concat(claims, ignore_index=True) if claims else None
+    page.tables["claims"] = claims if claims is not None and len(claims) else None
+    page.values = {
+        "precision_drop": (precision_drop(full), "{:+.3f}"),
+        "claims_noise": (
+            None if page.tables["claims"] is None
+            else int((claims["verdict"] != "improves").sum()),
+            "{}",
+        ),
+        "claims_total": (None if page.tables["claims"] is None else len(claims), "{}"),
+    }  # fmt: skip
     return page
 
 
