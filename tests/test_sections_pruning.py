@@ -200,3 +200,31 @@ def test_windows_page_without_inputs_names_them(no_weights):
     assert page.tables["changes"] is None and page.tables["blocks"] is None
     assert page.missing and page.figures["windows"] is None
     assert page.values["worst_window"][0] is None
+
+
+def test_modulation_tables_use_the_papers_tau_where_c_is_not_matched(monkeypatch):
+    import torch
+
+    from semantic_bottleneck.core import adaln_cost
+    from semantic_bottleneck.core.conventions import TimeConvention
+
+    mod = adaln_cost.random_modulation(adaln_cost.synthetic_shapes(16, 2), seed=0)
+    base = torch.randn(4, 16, generator=torch.Generator().manual_seed(0))
+    base[:, :2] = 8.0  # two head coordinates above the paper's tau of 5 and 1
+
+    def condition(t):
+        return base * (1 + 0.1 * t)
+
+    time = TimeConvention("repa", integer=False, initial_t=1.0, data_t=0.0)
+    monkeypatch.setattr(pruning, "modulation_inputs", lambda *a: (mod, condition, time, False))
+    out = pruning.modulation_tables("paper", "repa-sit-xl-2", ["head 5 t_i"])
+    blocks, over_t = out["blocks"], out["over_t"]
+    assert list(blocks["layer"]) == ["block 0", "block 1", "final"]
+    c0 = condition(1.0)
+    pruned = c0.clone()
+    pruned[:, :2] = 0.0  # |c_i| > 5: the two head coordinates
+    expected = adaln_cost.modulation_change(mod, c0, pruned)
+    assert blocks["gate"].iloc[0] == pytest.approx(expected["gate"].iloc[0])
+    assert list(over_t["t"]) == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.0])
+    monkeypatch.setattr(pruning, "modulation_inputs", lambda *a: None)
+    assert pruning.modulation_tables("paper", "repa-sit-xl-2", ["head 5 t_i"]) == {}

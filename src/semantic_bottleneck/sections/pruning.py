@@ -21,6 +21,7 @@ from semantic_bottleneck.core.conventions import check_profile
 from semantic_bottleneck.sweeps import run as sweep
 from semantic_bottleneck.sweeps.spec import SweepRow, SweepSettings
 from semantic_bottleneck.verdicts.rules import change_verdict
+from semantic_bottleneck.zoo.fetch import fetch_command
 
 # the rows the figures draw, in order (labels of `sweeps.run.paper_rows("table2")`)
 HEAD_ROWS = ["baseline", "head 5 t_i", "head 1 t_i"]
@@ -422,27 +423,60 @@ def window_plot(changes: pd.DataFrame, windows: dict[str, list[str]]):
     return fig
 
 
+def modulation_inputs(profile: str, model: str, train_steps=None):
+    """What `modulation_tables` needs of a model: its modulation layers, c of every class at a
+    given t (a function of t), its time convention and whether the rows' tau is matched to its d
+    (testbed) or the paper's. Testbed: the trained model. Paper: the modulation Linears read
+    alone from the full checkpoint file and c from its embedders; None when that file is not in
+    the weights cache."""
+    import torch
+
+    from semantic_bottleneck.core import analysis
+    from semantic_bottleneck.training import testbed
+    from semantic_bottleneck.zoo import checkpoint, fetch, registry
+
+    if profile == "testbed":
+        config = testbed.testbed_config(model, steps=train_steps)
+        net, _, _ = testbed.load_trained(config)
+        mod = adaln_cost.modulation_from_state(net.state_dict())
+        time, n = config.time_convention, net.y_embedder.num_classes
+
+        def condition(t):
+            with torch.no_grad():
+                return net.condition(time.times(t, n), torch.arange(n))
+
+        return mod, condition, time, True
+    entry = registry.get_checkpoint(model)
+    path = fetch.locate(entry)
+    if path is None:
+        return None
+    weights = adaln_cost.modulation_keys(entry.shapes)
+    keys = [*weights, *(k.removesuffix("weight") + "bias" for k in weights)]
+    state = checkpoint.load_state_dict(path, keys, weights_key=entry.weights_key)
+    model_c = analysis.paper_model(model)
+    return adaln_cost.modulation_from_state(state), model_c.c, model_c.time, False
+
+
 def modulation_tables(profile: str, model: str, rows: list[str], train_steps=None) -> dict:
     """The change pruning gives each block's shift, scale and gate, from c at the initial t and
     the model's adaLN weights (`adaln_cost.modulation_change`), per row of `rows`, and over the
     sampler's t (the class-mean change per component at 5 t from noise to data, masks from t0).
 
-    Testbed only: the trained model's weights. Returns {"blocks": table, "over_t": table}."""
+    Testbed: the trained model's weights, each row's tau matched to its d. Paper: the
+    checkpoint's weights (`modulation_inputs`) and the paper's tau; {} when the checkpoint file
+    is absent. Returns {"blocks": table, "over_t": table}."""
     import torch
 
     from semantic_bottleneck.sampling.pruning import select, zero_coordinates
-    from semantic_bottleneck.training import testbed
 
-    config = testbed.testbed_config(model, steps=train_steps)
-    net, _, _ = testbed.load_trained(config)
-    mod = adaln_cost.modulation_from_state(net.state_dict())
-    time = config.time_convention
-    n = net.y_embedder.num_classes
-    labels = torch.arange(n)
-    with torch.no_grad():
-        c0 = net.condition(time.times(time.initial_t, n), labels)
+    inputs = modulation_inputs(profile, model, train_steps)
+    if inputs is None:
+        return {}
+    mod, condition, time, matched = inputs
+    c0 = condition(time.initial_t)
     table = {r.label: r for r in sweep.paper_rows("table2")}
-    specs = sweep.spec_table([table[r] for r in rows], c0, 1)
+    chosen = [table[r] for r in rows]
+    specs = sweep.spec_table(chosen, c0 if matched else None, 1, c0.shape[0])
     blocks, over_t = [], []
     for spec_row in specs:
         mask = select(c0, spec_row["spec"])
@@ -450,8 +484,7 @@ def modulation_tables(profile: str, model: str, rows: list[str], train_steps=Non
         blocks.append(change.assign(row=spec_row["row"]))
         for t in torch.linspace(time.initial_t, time.data_t, 5).tolist():
             t = round(t) if time.integer else t
-            with torch.no_grad():
-                c = net.condition(time.times(t, n), labels)
+            c = condition(t)
             mean = adaln_cost.modulation_change(mod, c, zero_coordinates(c, mask))
             means = mean[list(adaln_cost.COMPONENTS)].mean()
             over_t.append({"row": spec_row["row"], "t": t, **means.to_dict()})
@@ -477,7 +510,7 @@ def pruning_windows_page(
     from the pruned c (testbed: computed from the trained weights, no sampling).
 
     Tables: changes (`change_table` of the window sweep), blocks, over_t
-    (`modulation_tables`; testbed only, None in the paper profile). Figures: windows
+    (`modulation_tables`; None, with a note, when a paper checkpoint's file is absent). Figures: windows
     (`window_plot`). Values: n_samples, steps, width, worst_window (the window with the largest
     FID change of the head row), worst_window_change, head_first (FID change of the head row in
     the first window) and gate_change_head (the median gate change of the head row over
@@ -500,9 +533,12 @@ def pruning_windows_page(
     page.tables["changes"] = changes
     labels = {r: [w.label for w in ws] for r, ws in windows.items()}
     page.figures["windows"] = window_plot(changes, labels) if changes is not None else None
-    mods = (
-        modulation_tables(profile, model, list(rows), train_steps) if profile == "testbed" else {}
-    )
+    mods = modulation_tables(profile, model, list(rows), train_steps)
+    if not mods:
+        page.notes.append(
+            f"The modulation change per block needs the adaLN weights of {model}'s full "
+            f"checkpoint file, which is not in the weights cache: `{fetch_command(model)}`."
+        )
     page.tables["blocks"], page.tables["over_t"] = mods.get("blocks"), mods.get("over_t")
     head = rows[-1]
     values = {"steps": (num_steps, "{}"), "width": (width, "{}")}
