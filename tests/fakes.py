@@ -220,3 +220,93 @@ def manifest_state(manifest: str, width: int = 1152, classes: int = 1000, seed: 
 def family_manifest(family: str) -> dict:
     """The manifest (keys, shapes, config) of the first released checkpoint of `family`."""
     return read_manifest(next(e for e in CHECKPOINTS if e.family == family).manifest)
+
+
+# ----------------------------------------------------------------------------- X-MDPT, DeepFashion
+
+DEEPFASHION_TARGETS = "img/WOMEN/Dresses/id_{:08d}/{:02d}_1_front"
+DEEPFASHION_SOURCES = "img/MEN/Tees_Tanks/id_{:08d}/{:02d}_2_side"
+
+
+def smooth_images(n: int, size=(256, 256), seed: int = 0):
+    """Low-frequency uint8 RGB images (coarse noise upsampled), closer to photos than noise.
+
+    Shapes: -> (n, *size, 3).
+    """
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, 3, 8, 6, generator=g)
+    up = torch.nn.functional.interpolate(coarse, size=size, mode="bicubic", align_corners=False)
+    up = up + 0.05 * torch.rand(n, 3, *size, generator=g)
+    return (up.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def deepfashion_root(root: Path, pairs: int, seed: int = 0) -> Path:
+    """ROOT/test_pairs.txt, train_pairs.txt and 256-256/<key>.png in `evaluation.deepfashion`'s
+    layout: `pairs` test pairs (target, source) and the sources as the train split."""
+    from PIL import Image
+
+    targets = [DEEPFASHION_TARGETS.format(i, i) for i in range(pairs)]
+    sources = [DEEPFASHION_SOURCES.format(i, i) for i in range(pairs)]
+    root.mkdir(parents=True, exist_ok=True)
+    lines = [f"{t}.jpg,{s}.jpg" for t, s in zip(targets, sources, strict=True)]
+    (root / "test_pairs.txt").write_text("\n".join(lines) + "\n")
+    train = [f"{sources[i]}.jpg,{sources[(i + 1) % pairs]}.jpg" for i in range(pairs)]
+    (root / "train_pairs.txt").write_text("\n".join(train) + "\n")
+    for key, image in zip(targets + sources, smooth_images(2 * pairs, seed=seed), strict=True):
+        path = root / "256-256" / f"{key}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+    return root
+
+
+def tiny_xmdpt_vae(seed: int = 0) -> AutoencoderKL:
+    """A 4-channel AutoencoderKL that up-samples latents 8x, as X-MDPT's (tiny widths):
+    32x32 latents decode to 256x256 images."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return AutoencoderKL(
+            block_out_channels=(4, 4, 4, 4),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=2,
+        ).eval()
+
+
+def xmdpt_weights_cache(cache: Path, pairs: int, system: str = "xmdpt-s-2", seed: int = 0):
+    """A weights cache with every input of the Table 7 sweep, synthetic, in the real layouts:
+    the release's checkpoint (its manifest's keys and shapes, the official init perturbed so that
+    c reaches the output), the unpacked VAE folder, the condition file (`pairs` rows at the
+    released shapes), torch-fidelity's Inception (random) and LPIPS' AlexNet (random)."""
+    import torchvision
+
+    from semantic_bottleneck.core import appendix
+    from semantic_bottleneck.zoo import registry, xmdpt
+
+    entry = registry.get_system(system)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = xmdpt.build_xmdpt(entry.manifest.split("/")[-1].removesuffix(".json"))
+        state = {
+            k: v + 0.02 * torch.randn_like(v) if v.is_floating_point() else v
+            for k, v in model.state_dict().items()
+        }
+        (cache / system).mkdir(parents=True)
+        torch.save(state, cache / system / entry.filename)
+        tiny_xmdpt_vae(seed).save_pretrained(cache / "xmdpt-vae" / "diffuser_finetune_vae")
+        g = torch.Generator().manual_seed(seed)
+        inputs = {
+            name: torch.randn(pairs, *spec["shape"][1:], generator=g)
+            for name, spec in xmdpt.INPUTS.items()
+        }
+        xmdpt.save_inputs(inputs, appendix.conditions_path("xmdpt", cache))
+        (cache / "inception-fidelity").mkdir()
+        torch.save(
+            random_inception(seed).state_dict(),
+            cache / "inception-fidelity" / registry.get_entry("inception-fidelity").filename,
+        )
+        (cache / "lpips").mkdir()
+        alexnet = torchvision.models.alexnet(weights=None).eval()
+        torch.save(alexnet.state_dict(), cache / "lpips" / "alexnet-owt-7be5be79.pth")
+    return cache

@@ -18,6 +18,7 @@ COMMANDS = {
     "book": "semantic_bottleneck.book.runner",
     "generate": "semantic_bottleneck.generation.cli",
     "sweep": "semantic_bottleneck.sweeps.run",
+    "xmdpt-sweep": "semantic_bottleneck.sweeps.xmdpt",
     "conditions": "semantic_bottleneck.core.appendix",
 }
 

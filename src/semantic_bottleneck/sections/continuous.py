@@ -13,19 +13,18 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 
 from semantic_bottleneck.book import plots
 from semantic_bottleneck.core import analysis, appendix, metrics
 from semantic_bottleneck.core.analysis import Missing, Page
 from semantic_bottleneck.core.conventions import check_profile
-from semantic_bottleneck.sweeps.continuous import TABLE7_ROWS, run_continuous_sweep
+from semantic_bottleneck.sweeps import xmdpt as xmdpt_sweep
+from semantic_bottleneck.sweeps.continuous import TABLE7_ROWS, TARGETS, run_continuous_sweep
+from semantic_bottleneck.sweeps.run import change_text
 from semantic_bottleneck.sweeps.spec import SweepSettings
+from semantic_bottleneck.training.data import condition_set
 from semantic_bottleneck.verdicts import paper
-
-PAPER_PROFILE_NOTE = (
-    "The paper profile has no sampler for X-MDPT yet, so this page shows the paper's values "
-    "only. In the testbed profile it measures the continuous-condition testbed model."
-)
 
 
 def continuous_models(
@@ -148,21 +147,115 @@ TABLE7_MEASURED = (
     "removed", "d", "psnr_change", "psnr_change_ci", "ssim_change", "ssim_change_ci",
     "head_psnr_change", "conditions",
 )  # fmt: skip
+# the paper profile quotes these as well
+TABLE7_PAPER_MEASURED = ("fid_change", "fid_change_ci", "lpips_change", "lpips_change_ci")
 # Table 7's summary quotes these rows
 TABLE7_QUOTED = {"paper_row": "tail 0.1 t_i", "head_row": "head 4 dims t_i"}
+TABLE7_METRICS = ("fid", "ssim", "lpips", "psnr")
+CHANGE_FORMATS = {"fid": "{:+.3f}", "ssim": "{:+.4f}", "lpips": "{:+.4f}", "psnr": "{:+.3f}"}
+
+
+def _paper_value_rows(labels: list[str]) -> dict[str, str]:
+    """Which of the paper's two Table 7 rows stands beside each measured row: its baseline
+    beside the baseline, its pruned row beside the tail 0.1 rows of every schedule (the paper
+    states none); controls have none."""
+    return {
+        label: "baseline" if label == "baseline" else "pruned"
+        for label in labels
+        if label == "baseline" or (label.startswith("tail 0.1 ") and "|" not in label)
+    }
+
+
+def table7_beside_paper(table: list[dict], profile: str) -> pd.DataFrame:
+    """The sweep's rows beside the paper's Table 7: per metric the paper's value, this run's with
+    its 95% interval, their difference (paper profile: same checkpoint, same metric) and this
+    run's change from its own baseline with its 95% interval ("difference [low, high]")."""
+    theirs = paper.paper_table("table7")
+    printed = {"baseline": theirs.iloc[0], "pruned": theirs.iloc[1]}
+    ours = pd.DataFrame(table).set_index("row")
+    which = _paper_value_rows(list(ours.index))
+    out = pd.DataFrame(index=pd.Index(list(ours.index), name="row"))
+    out["removed (this run)"] = ours["removed"]
+    for m in TABLE7_METRICS:
+        if m not in ours.columns:
+            continue
+        out[f"{m} (paper)"] = [printed[which[r]][m] if r in which else np.nan for r in out.index]
+        out[f"{m} (this run)"] = ours[m]
+        if f"{m}_ci" in ours.columns:
+            out[f"{m} (this run, 95% ±)"] = ours[f"{m}_ci"]
+        if profile == "paper":
+            out[f"{m} (diff)"] = out[f"{m} (this run)"] - out[f"{m} (paper)"]
+        if "ci" in ours.columns:
+            out[f"{m} (vs baseline)"] = [
+                change_text(_interval(ci, m), CHANGE_FORMATS[m]) for ci in ours["ci"]
+            ]
+    return out
+
+
+def _interval(ci, metric: str) -> dict | None:
+    one = (ci or {}).get(metric) if isinstance(ci, dict) else None
+    if not one or one.get("low") is None:
+        return None
+    return one
+
+
+def _half(ci: dict | None) -> float | None:
+    return None if ci is None else (ci["high"] - ci["low"]) / 2
+
+
+def _fill_note(todo: list[str], rows) -> str:
+    return (
+        f"{len(todo)} of the {len(rows)} rows are not sampled yet: {', '.join(todo)}. "
+        "`semantic-bottleneck xmdpt-sweep` on a GPU fills them (rows are cached one by one and "
+        "read here)."
+    )
+
+
+def xmdpt_outcome(system: str, settings, controls, draws: int, root=None):
+    """The cached X-MDPT sweep behind the paper-profile pages: (result of the cached rows or
+    None, absent inputs, notes). Nothing is sampled."""
+    rows = xmdpt_sweep.xmdpt_rows(controls, draws)
+    missing = xmdpt_sweep.xmdpt_inputs(system, root)
+    if missing:
+        return None, missing, [_fill_note([r.label for r in rows], rows)]
+    todo = xmdpt_sweep.rows_to_fill(system, rows, settings, root)
+    done = [r for r in rows if r.label not in todo]
+    if not done or done[0].side is not None:  # nothing to compare without the baseline
+        return None, [], [_fill_note(todo, rows)]
+    result = xmdpt_sweep.cached_xmdpt_sweep(system, done, settings, root)
+    notes = [
+        f"Sampler: `{result['sampler']}`; the first {result['pairs']} DeepFashion test pairs, "
+        "the same noise seed per pair in every row."
+    ]
+    return result, [], notes + ([_fill_note(todo, rows)] if todo else [])
+
+
+def _xmdpt_settings(num_pairs, base_seed, num_steps, last_k, n_boot):
+    return xmdpt_sweep.XmdptSettings(
+        num_pairs=num_pairs, base_seed=base_seed, num_steps=num_steps or 50, last_k=last_k,
+        n_boot=n_boot,
+    )  # fmt: skip
 
 
 def tab07_page(
     profile: str, model: str, train_steps: int | None = None, per_condition: int = 2,
-    num_steps: int | None = 100, last_k: int = 20, base_seed: int = 0,
+    num_steps: int | None = 100, last_k: int = 20, base_seed: int = 0, *,
+    system: str = "xmdpt-l-2", num_pairs: int | None = None, controls: dict | None = None,
+    draws: int = 1, deepfashion_root: str | None = None, n_boot: int = 500,
 ) -> Page:  # fmt: skip
-    """Table 7: pruning a continuous condition, scored by FID, and by PSNR and SSIM against the
-    digit each condition was taken from, with 95% intervals and paired changes to the baseline.
+    """Table 7: pruning a continuous condition, with 95% intervals and paired changes to the
+    baseline, beside the paper's values.
+
+    Testbed: the continuous-condition model `model`, scored by FID and by PSNR and SSIM against
+    the digit each condition was taken from. Paper: the cached X-MDPT sweep of `system` on the
+    DeepFashion test pairs (`sweeps.xmdpt`; FID, SSIM, LPIPS, PSNR), its rows where cached,
+    notices naming absent inputs and the rows a GPU still has to fill.
 
     Values: removed (mean dims removed by the paper's row), d, psnr_change, psnr_change_ci,
-    ssim_change, ssim_change_ci (the paper's row against the baseline), head_psnr_change
-    (the head control), conditions, paper_psnr_change and paper_ssim_change (Table 7's).
-    Tables: "measured", "paper". Figures: "samples".
+    ssim_change, ssim_change_ci (the paper's row against the baseline; _ci the 95% half-width),
+    head_psnr_change (the head control), conditions, paper_psnr_change and paper_ssim_change
+    (Table 7's); in the paper profile also fid_change, fid_change_ci, lpips_change,
+    lpips_change_ci. Tables: "measured", "beside paper", "paper". Figures: "samples".
     """
     check_profile(profile)
     page = Page()
@@ -173,9 +266,30 @@ def tab07_page(
         "paper_psnr_change": (pruned["psnr"] - base["psnr"], "{:+.3f}"),
         "paper_ssim_change": (pruned["ssim"] - base["ssim"], "{:+.4f}"),
     }
-    if profile == "paper":  # the measured values read "n/a"
-        page.notes.append(PAPER_PROFILE_NOTE)
-        page.values.update({key: (None, "{}") for key in TABLE7_MEASURED})
+    page.values.update({key: (None, "{}") for key in (*TABLE7_MEASURED, *TABLE7_PAPER_MEASURED)})
+    if profile == "paper":
+        settings = _xmdpt_settings(num_pairs, base_seed, num_steps, last_k, n_boot)
+        result, page.missing, page.notes = xmdpt_outcome(
+            system, settings, controls, draws, deepfashion_root
+        )
+        if result is None:
+            return page
+        rows = {r["row"]: r for r in result["table"]}
+        page.tables["measured"] = pd.DataFrame(result["table"]).drop(columns=["ci"])
+        page.tables["beside paper"] = table7_beside_paper(result["table"], profile)
+        page.figures["samples"] = pairs_figure(result["grids"], _shown_rows(rows))
+        page.values.update(conditions=(result["pairs"], "{}"))
+        if TABLE7_QUOTED["paper_row"] in rows:
+            quoted = rows[TABLE7_QUOTED["paper_row"]]
+            page.values.update(removed=(quoted["removed"], "{:.1f}"), d=(quoted["d"], "{}"))
+            for m in TABLE7_METRICS:
+                ci = _interval(quoted["ci"], m)
+                diff = None if ci is None else ci["difference"]
+                page.values[f"{m}_change"] = (diff, CHANGE_FORMATS[m])
+                page.values[f"{m}_change_ci"] = (_half(ci), CHANGE_FORMATS[m].replace("+", ""))
+        if TABLE7_QUOTED["head_row"] in rows:
+            ci = _interval(rows[TABLE7_QUOTED["head_row"]]["ci"], "psnr")
+            page.values["head_psnr_change"] = (None if ci is None else ci["difference"], "{:+.3f}")
         return page
     settings = SweepSettings(
         per_class=per_condition, base_seed=base_seed, num_steps=num_steps, last_k=last_k,
@@ -187,6 +301,7 @@ def tab07_page(
     rows = {r["row"]: r for r in result["table"]}
     quoted, head = rows[TABLE7_QUOTED["paper_row"]], rows[TABLE7_QUOTED["head_row"]]
     page.tables["measured"] = pd.DataFrame(result["table"]).drop(columns=["target count"])
+    page.tables["beside paper"] = table7_beside_paper(_testbed_rows(result["table"]), profile)
     page.figures["samples"] = plots.sample_grids(result["grids"])
     page.notes.append(
         f"Sampler: `{result['sampler']}`; {result['conditions']} held-out conditions, "
@@ -202,4 +317,121 @@ def tab07_page(
         head_psnr_change=(head["psnr_change"], "{:+.3f}"),
         conditions=(result["conditions"], "{}"),
     )
+    return page
+
+
+def _testbed_rows(table: list[dict]) -> list[dict]:
+    """The testbed rows in the paper profile's form (no LPIPS: no network for 8x8 digits; FID
+    has no paired interval there)."""
+    out = []
+    for r in table:
+        ci = {}
+        for m in ("psnr", "ssim"):
+            d, half = r[f"{m}_change"], r[f"{m}_change_ci"]
+            ci[m] = dict(difference=d, low=d - half, high=d + half)
+        keep = dict(row=r["row"], removed=r["removed"], fid=r["fid"], ssim=r["ssim"],
+                    ssim_ci=r["ssim_ci"], psnr=r["psnr"], psnr_ci=r["psnr_ci"])  # fmt: skip
+        out.append({**keep, "ci": ci if r["row"] != "baseline" else {}})
+    return out
+
+
+# ----------------------------------------------------------------------------- Figs. 10, 38-41
+
+
+def _shown_rows(rows: dict) -> list[str]:
+    """The unpruned and the paper's pruned row, when measured."""
+    return [r for r in ("baseline", TABLE7_QUOTED["paper_row"]) if r in rows]
+
+
+def pairs_figure(grids: dict, rows: list[str], first: tuple[str, ...] = ("source", "target")):
+    """Figs. 10, 38-41: per pair (one line each) the condition's images (`first`), then the
+    sample of each row in `rows`, side by side, with the same noise.
+
+    Args:
+        grids: label -> uint8 (pairs, H, W, 3) (images of another size are drawn at their own).
+        rows: the sample rows drawn after `first`.
+        first: the condition's columns.
+    """
+    columns = [c for c in first if c in grids] + list(rows)
+    n = min(len(grids[c]) for c in columns)
+    fig, axes = plt.subplots(n, len(columns), figsize=(1.9 * len(columns), 1.9 * n + 0.4),
+                             squeeze=False)  # fmt: skip
+    for j, label in enumerate(columns):
+        for i in range(n):
+            ax = axes[i, j]
+            ax.imshow(np.asarray(grids[label][i]), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+        axes[0, j].set_title("unpruned" if label == "baseline" else label, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _testbed_pair_grids(result: dict, shown: int) -> dict:
+    """Condition thumbnail (4x4, drawn at 8x8), target digit and the samples of each row, for
+    the first condition of each of the first `shown` digits."""
+    v, _, digit = condition_set()
+    picks = [int(np.flatnonzero(digit.numpy() == k)[0]) for k in range(shown)]
+    thumbs = v[picks].reshape(-1, 1, 4, 4).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    thumbs = ((thumbs.clamp(-1, 1) + 1) * 127.5).round().to(dtype=torch.uint8)
+    grids = {"condition": thumbs.permute(0, 2, 3, 1).repeat(1, 1, 1, 3).numpy()}
+    grids["target"] = np.asarray(result["grids"][TARGETS])[:shown, 0]
+    for label, g in result["grids"].items():
+        if label != TARGETS:
+            grids[label] = np.asarray(g)[:shown, 0]
+    return grids
+
+
+def fig10_page(
+    profile: str, model: str, train_steps: int | None = None, per_condition: int = 1,
+    num_steps: int | None = 100, last_k: int = 20, base_seed: int = 0, shown: int = 6, *,
+    system: str = "xmdpt-l-2", num_pairs: int | None = None, controls: dict | None = None,
+    draws: int = 1, deepfashion_root: str | None = None, n_boot: int = 500,
+) -> Page:  # fmt: skip
+    """Figs. 10 and 38-41: the same pairs unpruned and pruned (tail 0.1 at every step), side by
+    side with the condition.
+
+    Testbed: each held-out condition's thumbnail, the digit it was taken from, the unpruned and
+    the pruned sample (the Table 7 sweep's rows, same parameters). Paper: the source image and
+    the ground-truth target (in the target pose) of the first DeepFashion test pairs, and
+    X-MDPT's unpruned and pruned samples from the cached Table 7 sweep.
+
+    Values: n_shown, pruned_row, removed, d. Figures: "pairs".
+    """
+    check_profile(profile)
+    page = Page()
+    page.values = {"n_shown": (None, "{}"), "pruned_row": (TABLE7_QUOTED["paper_row"], "{}"),
+                   "removed": (None, "{:.1f}"), "d": (None, "{}")}  # fmt: skip
+    if profile == "paper":
+        settings = _xmdpt_settings(num_pairs, base_seed, num_steps, last_k, n_boot)
+        result, page.missing, page.notes = xmdpt_outcome(
+            system, settings, controls, draws, deepfashion_root
+        )
+        if result is None:
+            return page
+        grids = {k: v[:shown] for k, v in result["grids"].items()}
+        rows = {r["row"]: r for r in result["table"]}
+        first = ("source", "target")
+        page.notes.append(
+            "The target pose is shown through the ground-truth target image: the rendered "
+            "skeleton is not part of the DeepFashion layout read here."
+        )
+    else:
+        settings = SweepSettings(
+            per_class=per_condition, base_seed=base_seed, num_steps=num_steps, last_k=last_k,
+            grid_per_class=1,
+        )  # fmt: skip
+        result = run_continuous_sweep(model, TABLE7_ROWS, settings, steps=train_steps)
+        page.found, _ = analysis.load_models(profile, [model], steps=train_steps)
+        grids = _testbed_pair_grids(result, min(shown, 10))
+        rows = {r["row"]: r for r in result["table"]}
+        first = ("condition", "target")
+        page.notes.append(f"Sampler: `{result['sampler']}`.")
+    drawn = _shown_rows(rows)
+    page.figures["pairs"] = pairs_figure(grids, drawn, first)
+    quoted = rows.get(TABLE7_QUOTED["paper_row"])
+    page.values.update(n_shown=(min(len(grids[c]) for c in (*first, *drawn)), "{}"))
+    if quoted is not None:
+        page.values.update(removed=(quoted["removed"], "{:.1f}"), d=(quoted["d"], "{}"))
     return page
