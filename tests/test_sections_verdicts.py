@@ -20,25 +20,19 @@ def test_whole_ids_list_each_entry_then_its_grouped_ids():
     assert verdicts.whole_ids(inventory) == ["fig4", "fig10", "fig32", "table5"]
 
 
-def test_the_page_lists_every_unsupported_item_and_the_papers_rows():
+def test_the_page_says_plainly_that_nothing_is_missing():
     page = verdicts.not_reproduced_page("testbed")
     inventory = paper_checks.unsupported_inventory()
-    ids = verdicts.whole_ids(inventory)
-    assert page.values["n_items"] == (len(ids), "{}") and len(ids) == 6
-    assert page.values["item_ids"][0] == ", ".join(ids)
-    table = page.markdown["inventory"].splitlines()
-    assert table[0] == "| " + " | ".join(verdicts.INVENTORY_COLUMNS) + " |"
-    assert len(table) == 2 + len(inventory)  # header, rule, one line per entry
-    rows = paper_checks.unsupported_rows("table7")
-    assert len(page.markdown["table7"].splitlines()) == 2 + len(rows) and len(rows)
-    assert set(page.markdown) == {"inventory", "table7"}  # Tables 1, 4 and 5 have their pages
+    assert inventory.empty and list(inventory.columns) == paper_checks.INVENTORY_COLUMNS
+    assert page.values["n_items"] == (0, "{}") and page.values["item_ids"][0] == "none"
+    assert page.markdown == {"inventory": verdicts.NOTHING_MISSING}
+    assert paper_checks.unsupported_rows("table7").empty  # Table 7 has its pages
     assert verdicts.not_reproduced_page("paper").markdown == page.markdown  # measures nothing
 
 
-def test_unsupported_items_link_the_page_of_their_testbed_analogue():
-    inventory = paper_checks.unsupported_inventory()
-    linked = {i: p for i, p in zip(inventory["id"], inventory["testbed"], strict=True) if p}
-    assert linked == {"table7": "tab07-pruning-continuous"}
-    assert set(linked.values()) <= set(runner.notebook_names(find_root()))
-    text = verdicts.not_reproduced_page("testbed").markdown["inventory"]
-    assert "{doc}`tab07-pruning-continuous`" in text
+def test_the_continuous_pages_are_built_pages():
+    names = set(runner.notebook_names(find_root()))
+    assert {"tab07-pruning-continuous", "fig10-continuous-samples"} <= names
+    testbed = {e["id"]: e.get("testbed_page") for e in paper_checks.paper.inventory()}
+    assert testbed["table7"] == "tab07-pruning-continuous"
+    assert testbed["fig10"] == "fig10-continuous-samples"
