@@ -170,3 +170,14 @@ def test_the_continuous_pages_quote_nothing_measured_in_the_paper_profile(tmp_pa
     shown = continuous.tab05_page("paper", ["testbed-continuous"])
     assert [m.name for m in shown.missing] == continuous.TABLE5_SYSTEMS
     assert shown.missing[0].command == "semantic-bottleneck fetch xmdpt-l-2"
+
+
+def test_the_paper_profile_table7_and_fig10_pages_name_their_absent_inputs(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEMANTIC_BOTTLENECK_WEIGHTS", str(tmp_path))  # an empty weights cache
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    for page in (continuous.tab07_page("paper", "unused"), continuous.fig10_page("paper", "x")):
+        names = [m.name for m in page.missing]
+        assert names == ["xmdpt-l-2", "xmdpt-vae", "conditions", "deepfashion",
+                         "inception-fidelity", "lpips"]  # fmt: skip
+        assert any("xmdpt-sweep" in note for note in page.notes)
+        assert not page.figures
