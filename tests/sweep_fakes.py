@@ -42,6 +42,8 @@ def fake_table(rows: list, intervals: bool = False) -> list[dict]:
             row.update(n=40, control=r.control)
             if r.side is not None:
                 row["ci"] = fake_ci(i)
+            else:  # the baseline's own noise: FID 10 within +-1
+                row["spread"] = {"fid": {"value": 10.0, "low": 9.0, "high": 11.0, "sd": 0.5}}
     return table
 
 

@@ -60,6 +60,10 @@ def test_paired_metrics_on_the_full_set_equal_the_evaluator():
         assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6)
     same = paired.paired_bootstrap(sample, sample, np.repeat(np.arange(6), 10), n_boot=20)
     assert all(v["low"] == v["high"] == 0 for v in same.values())  # a set against itself
+    own = paired.bootstrap_spread(sample, np.repeat(np.arange(6), 10), n_boot=50)
+    assert own["fid"]["value"] == pytest.approx(got["fid"])
+    assert own["fid"]["high"] > own["fid"]["low"] and own["fid"]["sd"] > 0  # noise of one set
+    assert own["clip"]["low"] == own["clip"]["high"] == 1.0  # a constant score has none
 
 
 def test_class_interval_table_writes_each_statistic_with_its_interval():

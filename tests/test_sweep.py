@@ -185,8 +185,9 @@ def _claims_table(n: int = 500) -> list[dict]:
     FID (7.1598 < 7.1694) and not IS (175.49 < 176.02)."""
     ci = {"fid": {"difference": 0.5, "low": -0.5, "high": 1.5, "sd": 0.5},
           "is_10_splits": {"difference": 0.0, "low": -1.0, "high": 1.0, "sd": 0.5}}  # fmt: skip
+    spread = {"fid": {"value": 100.0, "low": 98.0, "high": 102.0, "sd": 1.0}}
     return [
-        {"row": "baseline", "fid": 100.0, "is_10_splits": 5.0, "n": n},
+        {"row": "baseline", "fid": 100.0, "is_10_splits": 5.0, "n": n, "spread": spread},
         {"row": "tail 0.01 t_{n-k,n}", "fid": 100.5, "n": n, "ci": ci},
     ]
 
@@ -201,6 +202,13 @@ def test_paper_claims_set_the_scaled_noise_on_the_papers_difference():
     assert out["interval at 5,000"].iloc[0] == f"[{diff - scale:+.4g}, {diff + scale:+.4g}]"
     assert out["verdict"].iloc[0] == "within noise"
     assert "500 samples" in out["noise from"].iloc[0]
+    # independent sets: sqrt(2) times the baseline's half-width 2, times the same sqrt(500/5000)
+    half = 2**0.5 * 2.0 * scale
+    assert out["independent interval"].iloc[0] == f"[{diff - half:+.4g}, {diff + half:+.4g}]"
+    assert out["independent verdict"].iloc[0] == "within noise"
+    bare = _claims_table()
+    del bare[0]["spread"]
+    assert sweep.paper_claims(bare, "table2", "REPA", "paper")["independent verdict"].isna().all()
 
 
 def test_paper_claims_carry_the_testbed_noise_as_a_share_of_its_baseline():
@@ -211,5 +219,6 @@ def test_paper_claims_carry_the_testbed_noise_as_a_share_of_its_baseline():
     tight = _claims_table(n=50)  # 100 times fewer samples: a tenth of the spread at 5,000
     tight[1]["ci"]["fid"].update(low=0.499, high=0.501)
     judged = sweep.paper_claims(tight, "table2", "REPA", "testbed")
-    assert judged["verdict"].iloc[0] == "improves"
+    assert judged["verdict"].iloc[0] == "improves"  # a row that hardly moves: no paired noise
+    assert judged["independent verdict"].iloc[0] == "within noise"  # the noise of a FID itself
     assert sweep.paper_claims(tight[:1], "table2", "REPA", "testbed").empty  # no interval

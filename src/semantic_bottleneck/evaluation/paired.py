@@ -201,6 +201,29 @@ def paired_bootstrap(
     return out
 
 
+def bootstrap_spread(
+    sample: SampleSet, labels, n_boot: int = 1000, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """Each metric of one set with its 95% bootstrap interval: the sampling noise of the metric
+    itself, which an independently sampled set of the same size would differ by.
+
+    Returns:
+        {metric: {"value", "low", "high", "sd"}} for each of `METRICS`.
+    """
+    if len(labels) != sample.n:
+        raise ValueError(f"labels: expected {sample.n}, got {len(labels)}")
+    full = sample.scores(np.arange(sample.n))
+    draws = {k: [] for k in METRICS}
+    for idx in stratified_indices(labels, n_boot, seed):
+        for k, v in sample.scores(idx).items():
+            draws[k].append(v)
+    out = {}
+    for k in METRICS:
+        low, high = percentile_interval(draws[k])
+        out[k] = {"value": full[k], "low": low, "high": high, "sd": float(np.std(draws[k]))}
+    return out
+
+
 def seed_block_spread(
     base: SampleSet, row: SampleSet, labels, blocks: int = 4
 ) -> dict[str, dict[str, float]]:

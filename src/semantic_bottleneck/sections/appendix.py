@@ -139,7 +139,8 @@ def tab06_page(
     recall columns; None when the sweep could not be read), claims (the paper's precision and
     recall improvement claims judged against this run's noise at 5,000 samples,
     `sweeps.run.paper_claims`; None without intervals). Values: precision_drop
-    (`precision_drop`), claims_noise, claims_total.
+    (`precision_drop`), claims_noise (paired noise), claims_noise_independent (the noise of
+    independent sets), claims_total.
     """
     settings = settings_of(per_class, num_steps, last_k, base_seed)
     page, full, claims = Page(), [], []
@@ -170,6 +171,11 @@ def tab06_page(
             "{}",
         ),
         "claims_total": (None if page.tables["claims"] is None else len(claims), "{}"),
+        "claims_noise_independent": (
+            None if page.tables["claims"] is None or claims["independent verdict"].isna().all()
+            else int((claims["independent verdict"].dropna() != "improves").sum()),
+            "{}",
+        ),
     }  # fmt: skip
     return page
 

@@ -9,6 +9,7 @@ for a page or the `semantic-bottleneck sweep` command and shows them beside the 
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import numpy as np
@@ -402,18 +403,26 @@ PAPER_SAMPLES = 5000  # the paper's sample count of Tables 2, 3, 6
 
 def paper_claims(table: list[dict], table_id: str, model: str, profile: str) -> pd.DataFrame:
     """The paper's own improvement claims of a table (a pruned row better than the paper's
-    baseline in a metric), each judged against the noise this sweep measures for the same row
-    and metric at the paper's 5,000 samples.
+    baseline in a metric), each judged against the noise this sweep measures at the paper's
+    5,000 samples, in two ways.
 
-    The interval of the paper's difference is the paper's difference plus this run's interval
-    about its own estimate, scaled from this run's sample count to 5,000 (spread as n^{-1/2},
-    `core.bootstrap.scaled_interval`). In the testbed profile the spread is also taken relative
-    to the testbed baseline's value and set on the paper's baseline (the testbed's noise as a
-    fraction of its own metric, not ImageNet's). Verdict: `rules.change_verdict`.
+    Paired: the paper's difference plus this run's paired interval of the same row about its own
+    estimate. It holds if the paper's two runs shared their noise and its row moves the samples
+    as much as this run's row does; a row that leaves the samples nearly unchanged here (a t_0
+    row) has a paired interval near zero width, whatever the paper's row does.
+    Independent sets: the paper's difference plus the sampling noise of a difference of two
+    independently sampled sets, sqrt(2) times the half-width of the baseline's own 95% interval
+    (`evaluation.paired.bootstrap_spread`), the noise of a 5,000-sample metric itself.
+
+    Both are scaled from this run's sample count to 5,000 (spread as n^{-1/2},
+    `core.bootstrap.scaled_interval`); in the testbed profile they are also taken relative to
+    the testbed baseline's value and set on the paper's baseline (the testbed's noise as a
+    fraction of its own metric, not ImageNet's). Verdicts: `rules.change_verdict`.
 
     Returns:
-        One row per claim: row, metric, paper (difference), interval (at 5,000), verdict,
-        noise from (the row of this run, its sample count); empty without intervals.
+        One row per claim: row, metric, paper difference, interval at 5,000 and verdict (paired),
+        independent interval and independent verdict (None without the baseline's spread), noise
+        from (the row of this run, its sample count); empty without paired intervals.
     """
     from semantic_bottleneck.core.bootstrap import scaled_interval
     from semantic_bottleneck.verdicts.rules import change_verdict
@@ -422,6 +431,7 @@ def paper_claims(table: list[dict], table_id: str, model: str, profile: str) -> 
     theirs = theirs[theirs["model"] == model].reset_index(drop=True)
     theirs.index = [r.label for r in paper_rows(table_id, model)]
     ours = {r["row"]: r for r in table}
+    spread = (ours.get("baseline") or {}).get("spread") or {}
     out = []
     for label in theirs.index[1:]:
         row = ours.get(label) or {}
@@ -431,26 +441,36 @@ def paper_claims(table: list[dict], table_id: str, model: str, profile: str) -> 
             diff = float(theirs.loc[label, metric] - theirs.loc["baseline", metric])
             if (diff < 0) != (better == "lower") or diff == 0:
                 continue  # not an improvement claim
-            d, low, high = ci["difference"], ci["low"], ci["high"]
+            scale = 1.0
             if profile == "testbed":
                 scale = theirs.loc["baseline", metric] / ours["baseline"][_OURS.get(metric, metric)]
-                low, high = (d + (v - d) * scale for v in (low, high))
+            d, low, high = ci["difference"], ci["low"], ci["high"]
+            low, high = (d + (v - d) * scale for v in (low, high))
             low, high = scaled_interval(d, (low, high), row["n"], PAPER_SAMPLES)
             low, high = diff + (low - d), diff + (high - d)
-            out.append(
-                {
-                    "row": label,
-                    "metric": metric,
-                    "paper difference": diff,
-                    "interval at 5,000": f"[{low:+.4g}, {high:+.4g}]",
-                    "verdict": change_verdict(low, high, better),
-                    "noise from": f"this run's {label}, {row['n']} samples",
-                }
-            )
-    return pd.DataFrame(out, columns=["row", "metric", "paper difference", "interval at 5,000",
-                                      "verdict", "noise from"])  # fmt: skip
+            claim = {
+                "row": label,
+                "metric": metric,
+                "paper difference": diff,
+                "interval at 5,000": f"[{low:+.4g}, {high:+.4g}]",
+                "verdict": change_verdict(low, high, better),
+                "independent interval": None,
+                "independent verdict": None,
+                "noise from": f"this run's {label}, {row['n']} samples",
+            }
+            own = spread.get(metric)
+            if own is not None:
+                half = math.sqrt(2) * (own["high"] - own["low"]) / 2 * scale
+                ilow, ihigh = scaled_interval(diff, (diff - half, diff + half), row["n"],
+                                              PAPER_SAMPLES)  # fmt: skip
+                claim["independent interval"] = f"[{ilow:+.4g}, {ihigh:+.4g}]"
+                claim["independent verdict"] = change_verdict(ilow, ihigh, better)
+            out.append(claim)
+    return pd.DataFrame(out, columns=CLAIM_COLUMNS)
 
 
+CLAIM_COLUMNS = ["row", "metric", "paper difference", "interval at 5,000", "verdict",
+                 "independent interval", "independent verdict", "noise from"]  # fmt: skip
 _OURS = {"clip": "class_prob"}  # a testbed row's key of a metric (the CLIP stand-in)
 
 

@@ -22,6 +22,7 @@ from semantic_bottleneck.evaluation.clip_score import class_probability_score
 from semantic_bottleneck.evaluation.fidelity import evaluate
 from semantic_bottleneck.evaluation.paired import (
     SampleSet,
+    bootstrap_spread,
     paired_bootstrap,
     reference_features,
     sample_features,
@@ -98,7 +99,8 @@ def testbed_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, **tr
 
     Returns:
         {"table": row dicts (a pruned row with "ci": {metric: difference, low, high, sd} and
-        "seed_blocks": {metric: mean, sd, sd_at_n}), "grids": {row label: uint8 grid},
+        "seed_blocks": {metric: mean, sd, sd_at_n}; the baseline with "spread": {metric: value,
+        low, high, sd}, `paired.bootstrap_spread`), "grids": {row label: uint8 grid},
         "sampler": the config as text, "initial_t": the sampler's first t}.
     """
     if not any(r.side is None for r in rows):
@@ -140,6 +142,10 @@ def _cached_row(name: str, run: TestbedRows, spec_row: dict, base_folder, **trai
         np.savez(out / "features.npz", clip=prob, **feats)
         if base_folder is not None:
             row.update(_paired(base_folder, feats, prob, run))
+        else:  # the baseline: the sampling noise of each metric of one set
+            own = SampleSet(feats, prob, reference_features("testbed"))
+            labels, settings = run.labels.numpy(), run.settings
+            row["spread"] = bootstrap_spread(own, labels, settings.n_boot, settings.base_seed)
         np.save(
             out / "grid.npy",
             class_grid(images, run.settings.per_class, run.settings.grid_per_class),
