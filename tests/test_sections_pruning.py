@@ -127,7 +127,8 @@ def test_tab02_shows_the_controls_beside_their_rows_with_intervals(interval_call
     noise, improve = page.values["claims_noise"][0], page.values["claims_improve"][0]
     assert noise + improve == len(claims)
     assert page.values["n_samples"] == (40, "{}") and page.values["n_boot"][0] == 500
-    assert page.values["fid_width"][0] is None  # every fake row degrades: no near-zero width
+    assert page.values["fid_width"][0] == pytest.approx(0.1)  # every fake row degrades
+    assert page.values["fid_width_over"][0] == f"all {len(changes)} rows (every one degrades)"
     assert page.values["claims_noise_independent"][0] is not None
 
 

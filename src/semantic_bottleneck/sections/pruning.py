@@ -191,12 +191,12 @@ def _sweep_values(
 ) -> dict:
     """The values every pruning table's text quotes about its intervals: n_samples, n_boot (the
     bootstrap's resamples), the median FID-interval width over the rows that do not degrade
-    (fid_width; the degraded rows' intervals are far wider) and its share of the baseline FID
-    (fid_width_share), and how many of the paper's improvement claims lie within this run's
+    (fid_width; the degraded rows' intervals are far wider; over all rows when every one
+    degrades, fid_width_over says which) and its share of the baseline FID (fid_width_share), and how many of the paper's improvement claims lie within this run's
     noise at the paper's 5,000 samples (claims_noise of claims_total with the paired noise,
     claims_improve the others; claims_noise_independent with the noise of independent sets)."""
-    keys = ("n_samples", "fid_width", "fid_width_share", "claims_noise", "claims_total",
-            "claims_improve", "claims_noise_independent")  # fmt: skip
+    keys = ("n_samples", "fid_width", "fid_width_over", "fid_width_share", "claims_noise",
+            "claims_total", "claims_improve", "claims_noise_independent")  # fmt: skip
     out = {k: (None, "{}") for k in (*keys, "n_boot")}
     if not result or not any(r.get("ci") for r in result["table"]):
         return out  # nothing to quote without intervals
@@ -205,12 +205,16 @@ def _sweep_values(
     claims = sweep.paper_claims(result["table"], table_id, model, profile)
     base = {r["row"]: r for r in result["table"]}["baseline"]
     near = changes[changes["verdict"] != "degrades"]
+    over = f"the {len(near)} rows that do not degrade"
+    if not len(near):  # every row degrades: the width over all of them
+        near, over = changes, f"all {len(changes)} rows (every one degrades)"
     width = float(near["interval width"].median()) if len(near) else None
     improve = int((claims["verdict"] == "improves").sum())
     independent = claims["independent verdict"].dropna()
     out.update(
         n_samples=(base.get("n"), "{}"),
         fid_width=(width, "{:.2f}"),
+        fid_width_over=(over, "{}"),
         fid_width_share=(None if width is None else width / base["fid"], "{:.1%}"),
         claims_noise=(len(claims) - improve, "{}"),
         claims_total=(len(claims), "{}"),
