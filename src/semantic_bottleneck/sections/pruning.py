@@ -89,18 +89,23 @@ def sweep_outcome(
 
 def _fill_note(todo: list[str], rows: list[SweepRow]) -> str:
     """The rows a GPU still has to sample: the paper's rows and the control rows apart."""
-    controls = {r.label for r in rows if r.control is not None or r.window is not None}
-    paper_todo = [label for label in todo if label not in controls]
+    windows = {r.label for r in rows if r.window is not None}
+    controls = {r.label for r in rows if r.control is not None} - windows
+    paper_todo = [label for label in todo if label not in controls | windows]
     control_todo = [label for label in todo if label in controls]
+    window_todo = [label for label in todo if label in windows]
     parts = [
         f"the paper's rows {', '.join(paper_todo)}" if paper_todo else "",
         f"the control rows {', '.join(control_todo)}" if control_todo else "",
+        f"the window rows {', '.join(window_todo)}" if window_todo else "",
     ]
-    return (
-        f"{len(todo)} of the {len(rows)} rows are not sampled yet: "
-        f"{'; '.join(p for p in parts if p)}. "
-        "`semantic-bottleneck sweep TABLE MODEL --controls` on a GPU fills them."
-    )
+    how = "`semantic-bottleneck sweep TABLE MODEL --controls` on a GPU fills them."
+    if window_todo:  # the command samples the tables' rows and controls, not the windows
+        how = (
+            "`sweeps.run.run_paper_sweep` with these rows on a GPU fills them (the "
+            "`semantic-bottleneck sweep` command samples the tables' rows and controls only)."
+        )
+    return f"{len(todo)} of the {len(rows)} rows are not sampled yet: {'; '.join(p for p in parts if p)}. {how}"
 
 
 def _interval_note(result: dict) -> list[str]:
