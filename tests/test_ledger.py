@@ -363,3 +363,27 @@ def test_the_ledger_page_compares_the_tiers_claim_by_claim(monkeypatch):
     assert npr.count("verdict-yes") == 2  # the supplied value judged in both tiers
     assert "CI-trained (2,000 steps) models:" in page.values["counts"][0]
     assert page.values["n_claims"][0] == len(paper.claims())
+
+
+def test_the_continuous_pruning_claim_reads_table7s_own_sweep(monkeypatch, tmp_path):
+    monkeypatch.setenv("SEMANTIC_BOTTLENECK_WEIGHTS", str(tmp_path))  # no X-MDPT inputs
+    measured, note = ledger.continuous_pruning("paper")
+    assert measured is None and "semantic-bottleneck xmdpt-sweep" in note
+    measured, note = ledger.continuous_pruning("testbed", "ci")  # the page prunes a long model
+    assert measured is None and "testbed-continuous-long" in note
+    seen = {}
+
+    def fake_sweep(model, rows, settings, steps=None):
+        seen.update(model=model, rows=rows, settings=settings)
+        table = [{"row": "baseline", "psnr": 20.0, "psnr_change": 0.0, "psnr_change_ci": 0.0}]
+        table += [{"row": "tail 0.1 t_i", "psnr": 19.8, "psnr_change": -0.2, "psnr_change_ci": 0.1}]
+        return {"table": table}
+
+    monkeypatch.setattr(ledger, "run_continuous_sweep", fake_sweep)
+    measured, note = ledger.continuous_pruning("testbed", "long")
+    assert note is None and seen["model"] == "testbed-continuous-long"
+    assert seen["rows"] == ledger.TABLE7_ROWS and seen["settings"].grid_per_class == 1
+    assert measured.value == pytest.approx((0.01, 0.005, 0.015))  # PSNR loss over 20 dB
+    spec = {c.claim_id: c for c in ledger.claim_specs()}["continuous-pruning-keeps-quality"]
+    assert spec.continuous and spec.rule.judge(measured.value) == "reproduced"
+    assert spec.rule.judge((0.04, -0.01, 0.09)) == "partly"  # within noise
