@@ -195,27 +195,42 @@ def test_run_all_runs_the_toc_and_rejects_unknown_names(demo_project, monkeypatc
         runner.run_all("testbed", root, overrides={"notebooks": {"c": {"n": 1}}})
 
 
-def test_run_all_runs_the_landing_page_alone_then_the_rest_at_once(demo_project, monkeypatch):
+def set_run_after(root, name: str, after) -> None:
+    path = root / "notebooks" / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["semantic_bottleneck"] = {"run_after": after}
+    nbformat.write(nb, path)
+
+
+def test_run_all_runs_pages_at_once_and_each_after_the_pages_it_reads(demo_project, monkeypatch):
     import os
     import threading
 
     root = demo_project(names=("a", "b", "c"))
+    set_run_after(root, "c", ["a"])
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    both = threading.Barrier(2, timeout=20)  # broken unless b and c run at the same time
+    both = threading.Barrier(2, timeout=20)  # broken unless a and b run at the same time
     seen = {}
 
     def fake(name, *args, **kw):
         seen[name] = (os.environ.get("OMP_NUM_THREADS"), set(seen))
-        if name != "a":
+        if name != "c":
             both.wait()
 
     monkeypatch.setattr(runner, "run_notebook", fake)
     timings = runner.run_all("testbed", root, workers=2)
-    assert list(timings)[0] == "a" and set(timings) == {"a", "b", "c"}
-    assert seen["a"] == (None, set())  # first, alone, with every thread
+    assert set(timings) == {"a", "b", "c"} and list(timings)[-1] == "c"
     share = str(max(1, (os.cpu_count() or 1) // 2))
-    assert seen["b"][0] == seen["c"][0] == share and "a" in seen["b"][1]
+    assert {v[0] for v in seen.values()} == {share}  # each kernel with its share of the cores
+    assert seen["c"][1] == {"a", "b"}  # c started after a (and b, here) had started and ended
     assert "OMP_NUM_THREADS" not in os.environ  # restored
+    monkeypatch.setattr(runner, "run_notebook", lambda *args, **kw: None)
+    set_run_after(root, "a", ["c"])
+    with pytest.raises(ValueError, match="wait on each other"):
+        runner.run_all("testbed", root, workers=2)
+    set_run_after(root, "a", "c")
+    with pytest.raises(ValueError, match="expected a list of page names"):
+        runner.run_all("testbed", root, workers=2)
 
 
 def test_cli_book_run_passes_profile_files_and_yaml_values(demo_project, monkeypatch, tmp_path):

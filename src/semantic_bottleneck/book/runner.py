@@ -4,7 +4,8 @@
 `book/generated/<name>.ipynb`, the page `_toc.yml` lists; the book renders these executed pages
 as they are (`execute_notebooks: "off"`) and builds with `-W`, so a missing or broken page fails
 the build instead of leaving a hole. `semantic-bottleneck book run | build | all` drives it, and
-`book pdf` prints the built HTML to one PDF.
+`book pdf` prints the built HTML to one PDF. Pages run two at a time; a notebook whose page reads
+a sweep another page computes names that page in its metadata (`semantic_bottleneck.run_after`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +282,18 @@ def _relative(path: Path, root: Path) -> str:
         return str(path.resolve())
 
 
+def run_after(path: str | Path) -> list[str]:
+    """The pages a notebook runs after: `metadata.semantic_bottleneck.run_after` of its source,
+    the pages that compute the cached results it reads (none when absent)."""
+    import json
+
+    meta = json.loads(Path(path).read_text()).get("metadata", {}).get("semantic_bottleneck", {})
+    after = meta.get("run_after", [])
+    if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+        raise ValueError(f"{path}: run_after: expected a list of page names, got {after!r}")
+    return after
+
+
 @contextlib.contextmanager
 def _threads_per_kernel(workers: int) -> Iterator[None]:
     """Give each of `workers` concurrent kernels its share of the cores (OMP_NUM_THREADS, which
@@ -307,10 +320,10 @@ def run_all(
 ) -> dict[str, float]:
     """Run every notebook of the toc (or `only` these), with a progress bar; keep going on failure.
 
-    The root page (the landing page, first in the toc) runs first and alone: it summarises the
-    book, so it computes the sweeps that later pages read from the artifact cache. The other
-    pages then run `workers` at a time, each kernel with its share of the CPU threads (two
-    kernels with all threads each would fight over the same cores).
+    Pages run `workers` at a time in toc order, each kernel with its share of the CPU threads
+    (two kernels with all threads each would fight over the same cores). A page that reads
+    results another page computes says so in its notebook's metadata (`run_after`), and starts
+    only once those pages are done, so that two kernels never compute the same sweep at once.
 
     Args:
         profile: profile name.
@@ -368,11 +381,22 @@ def run_all(
         bar.write(f"{name}: {timings[name]:.1f} s{status}")
         bar.update()
 
-    first, rest = names[:1], names[1:]
-    for name in first:
-        run(name)
-    with _threads_per_kernel(workers if len(rest) > 1 else 1), ThreadPoolExecutor(workers) as pool:
-        list(pool.map(run, rest))
+    after = {
+        n: [a for a in run_after(root / NOTEBOOKS / f"{n}.ipynb") if a in names] for n in names
+    }
+    pending, running, done = list(names), {}, set()
+    with _threads_per_kernel(workers if len(names) > 1 else 1), ThreadPoolExecutor(workers) as pool:
+        while pending or running:
+            ready = [n for n in pending if set(after[n]) <= done][: workers - len(running)]
+            if not ready and not running:
+                raise ValueError(f"run_after: the pages {pending} wait on each other")
+            for name in ready:
+                pending.remove(name)
+                running[pool.submit(run, name)] = name
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                done.add(running.pop(future))
+                future.result()
     bar.close()
     if errors:
         raise NotebookError(
