@@ -83,7 +83,7 @@ def test_without_checkpoints_the_paper_profile_names_them_and_quotes_nothing(
     )  # its continuous rows
     assert [m.name for m in page.missing] == names and not page.found
     assert "semantic-bottleneck fetch dit-xl-2" in analysis.missing_notice(page.missing)
-    unquoted = ("profile", "class_index_text", "n_models")
+    unquoted = ("profile", "class_index_text", "n_models", "ci_boot")  # settings, not results
     quoted = {k: v for k, (v, _) in page.values.items() if k not in unquoted}
     assert quoted and all(v is None for v in quoted.values())
     assert all(f is None for k, f in page.figures.items() if k != "paper_bars")

@@ -141,7 +141,9 @@ def test_the_ledger_reads_what_the_pages_show(monkeypatch):
         "pruning-keeps-quality",
         "head-removal-destroys-quality",
         "late-step-pruning-best-fid",
+        "continuous-pruning-keeps-quality",  # from Table 7's sweep: not cached here
     }
+    assert inputs.supplied["continuous-pruning-keeps-quality"] is None
     assert inputs.logs == {"fig12-run": []}
     monkeypatch.setattr(sweep, "cached_paper_sweep", lambda *a: None)
     assert ledger.ledger_inputs("paper", ["repa-sit-xl-2"]).notes  # says why it is not tested

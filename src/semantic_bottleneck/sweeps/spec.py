@@ -189,7 +189,8 @@ def matched_count(row: SweepRow, d: int) -> int:
 
 
 def matched_tau(c: Tensor, row: SweepRow) -> tuple[float | None, int]:
-    """The tau that removes `matched_count(row, d)` coordinates of the class-mean |c|.
+    """The tau that removes `matched_count(row, d)` coordinates of the class-mean |c|, to 6
+    significant digits.
 
     Args:
         c: c of every class at the initial t.
@@ -204,7 +205,9 @@ def matched_tau(c: Tensor, row: SweepRow) -> tuple[float | None, int]:
     if row.side is None:
         return None, 0
     mean_abs = c.abs().mean(0).double().numpy()
-    return float(metrics.tau_for_count(mean_abs, count, row.side)), count
+    # c's last bits depend on the thread count of the reductions that built it: rounded, tau
+    # (a key of every cached row) is the same in a kernel of one thread or of several
+    return float(f"{metrics.tau_for_count(mean_abs, count, row.side):.6g}"), count
 
 
 def prune_spec(
