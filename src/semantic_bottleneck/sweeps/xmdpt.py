@@ -38,7 +38,6 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from semantic_bottleneck.book import cache as artifacts
 from semantic_bottleneck.book.cache import cached, cached_on_ranks, lookup
 from semantic_bottleneck.core import appendix
 from semantic_bottleneck.core.analysis import Missing
@@ -78,9 +77,8 @@ HEAD_ROW = "head 4 dims t_i"
 DEFAULT_CONTROLS = {PAPER_ROW: ["random", "mean", "all"]}
 CHANGE_METRICS = ("fid", "ssim", "lpips", "psnr")
 
+# artifact kinds of this sweep (book.cache.PRODUCERS keys them by this module's code)
 SAMPLES_KIND, SCORES_KIND, REFERENCE_KIND = "xmdpt-samples", "xmdpt-scores", "xmdpt-reference"
-for _kind in (SAMPLES_KIND, SCORES_KIND, REFERENCE_KIND):  # keyed by this module's code
-    artifacts.PRODUCERS.setdefault(_kind, (__name__,))
 
 
 @dataclass(frozen=True)
