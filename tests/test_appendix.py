@@ -160,3 +160,27 @@ def test_prompt_systems_default_to_a_stated_prompt_set(tmp_path, monkeypatch):
     assert len(prompts) == len(set(prompts)) == 50 and note.startswith("50 prompts")
     with pytest.raises(ValueError, match="expected one of"):
         appendix.default_prompts("xmdpt")
+
+
+def test_a_systems_c_is_computed_once_per_weights_and_condition_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEMANTIC_BOTTLENECK_CACHE", str(tmp_path / "artifacts"))
+    g = torch.Generator().manual_seed(3)
+    state = xmdpt.build_xmdpt("xmdpt_s2").state_dict()
+    state = {k: 0.02 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+             for k, v in state.items()}  # fmt: skip
+    place_weights(tmp_path, "xmdpt-s-2", state)
+    where = appendix.conditions_path("xmdpt", tmp_path)
+    where.parent.mkdir()
+    save_file(xmdpt_inputs(), where)
+    first = appendix.load_system("xmdpt-s-2", tmp_path)
+
+    def no_load(*args):
+        raise AssertionError("the model was loaded again")
+
+    monkeypatch.setattr(appendix, "_load", no_load)
+    again = appendix.load_system("xmdpt-s-2", tmp_path)  # read from the artifact cache
+    assert torch.equal(again.c(), first.c()) and again.conditions == first.conditions
+    assert appendix.load_system("xmdpt-s-2", tmp_path, how="concat").d == 2 * 384
+    save_file(xmdpt_inputs(n=4), where)  # a new condition file is measured anew
+    with pytest.raises(AssertionError, match="loaded again"):
+        appendix.load_system("xmdpt-s-2", tmp_path)

@@ -40,6 +40,7 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "continuous-sweep": ("semantic_bottleneck.sweeps.continuous",),
     "paper-samples": ("semantic_bottleneck.generation.rows",),
     "paper-scores": ("semantic_bottleneck.evaluation.scores",),
+    "system-c": ("semantic_bottleneck.core.appendix",),
     "xmdpt-samples": ("semantic_bottleneck.sweeps.xmdpt",),
     "xmdpt-scores": ("semantic_bottleneck.sweeps.xmdpt",),
     "xmdpt-reference": ("semantic_bottleneck.sweeps.xmdpt",),

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from semantic_bottleneck.book import cache as artifacts
 from semantic_bottleneck.core.analysis import Missing
 from semantic_bottleneck.core.conventions import check_profile
 from semantic_bottleneck.core.systems import SystemC
@@ -30,6 +31,7 @@ _MODULES = {"uvit": uvit, "xmdpt": xmdpt, "mdsgen": mdsgen, "sd3": sd3, "audiold
 _COMBINE = {"uvit": "concat", "xmdpt": "sum", "mdsgen": "sum", "sd3": sd3.COMBINE}
 _COMBINE["audioldm"] = audioldm.COMBINE
 TABLE1_SYSTEMS = ["xmdpt-l-2", "mdsgen-b-2"]  # Table 1's continuous rows
+SYSTEM_C_KIND = "system-c"  # artifact kind of a system's two parts of c (book.cache.PRODUCERS)
 
 # The prompt sets of the text-conditioned systems when none is given (the paper names none):
 # SD3, the 1000 ImageNet classes in the CLIP score's template; AudioLDM, the 50 ESC-50 classes.
@@ -138,11 +140,14 @@ def system_c(
     else:
         time, cond = module.condition_parts(model, inputs, entry.initial_t)
         what = f"{cond.shape[0]} conditions ({entry.system} condition file)"
-    how = how or _COMBINE[entry.system]
-    continuous = entry.system != "uvit"
+    return _system_c(entry, time, cond, what, how, source)
+
+
+def _system_c(entry, time: Tensor, cond: Tensor, what: str, how: str | None, source: str):
+    """SystemC of `entry` from its parts, combined the model's own way unless `how` says."""
     return SystemC(
-        entry.name, entry.label, time, cond, how, entry.initial_t, what, source, entry.system,
-        continuous,
+        entry.name, entry.label, time, cond, how or _COMBINE[entry.system], entry.initial_t,
+        what, source, entry.system, entry.system != "uvit",
     )  # fmt: skip
 
 
@@ -160,15 +165,30 @@ def load_system(
     path = fetch.locate(entry, cache_dir)
     if path is None:
         return Missing(name, entry.label, fetch.fetch_command(name))
-    inputs = None
-    if entry.system != "uvit":
-        where = conditions_path(entry.system, cache_dir)
-        if not where.is_file():
-            return Missing(name, entry.label, conditions_command(entry.system))
-        inputs = read_conditions(entry.system, where)
-    sys_c = system_c(entry, _load(entry, path), inputs, how, str(path))
-    note = "" if entry.system == "uvit" else conditions_note(where)
-    return dataclasses.replace(sys_c, conditions=f"{sys_c.conditions}: {note}") if note else sys_c
+    where = None if entry.system == "uvit" else conditions_path(entry.system, cache_dir)
+    if where is not None and not where.is_file():
+        return Missing(name, entry.label, conditions_command(entry.system))
+
+    def produce(out: Path) -> None:  # the full model is loaded only here, once per input
+        inputs = None if where is None else read_conditions(entry.system, where)
+        parts = system_c(entry, _load(entry, path), inputs)
+        save_file({"time": parts.time, "cond": parts.cond}, str(out / "parts.safetensors"),
+                  metadata={"conditions": parts.conditions})  # fmt: skip
+
+    # keyed by the files' identity: an edited weight or condition file is read again
+    files = {"weights": path} | ({} if where is None else {"conditions": where})
+    key = {"system": name, **{k: _identity(f) for k, f in files.items()}}
+    folder, _ = artifacts.cached(SYSTEM_C_KIND, key, produce)
+    with safe_open(str(folder / "parts.safetensors"), "pt") as f:
+        time, cond, what = f.get_tensor("time"), f.get_tensor("cond"), f.metadata()["conditions"]
+    note = "" if where is None else conditions_note(where)
+    return _system_c(entry, time, cond, f"{what}: {note}" if note else what, how, str(path))
+
+
+def _identity(path: Path) -> dict:
+    """A file's path, size and modification time (what changes when it is replaced)."""
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def load_systems(profile: str, names: list[str]) -> tuple[list[SystemC], list[Missing]]:
