@@ -383,6 +383,9 @@ def test_the_continuous_pruning_claim_reads_table7s_own_sweep(monkeypatch, tmp_p
     measured, note = ledger.continuous_pruning("testbed", "long")
     assert note is None and seen["model"] == "testbed-continuous-long"
     assert seen["rows"] == ledger.TABLE7_ROWS and seen["settings"].grid_per_class == 1
+    page = ledger.resolve_parameters(ledger.TABLE7_PAGE, "testbed")  # what the page samples
+    keys = ("per_condition", "num_steps", "last_k", "base_seed")
+    assert seen["settings"] == ledger.table7_settings(*(page[k] for k in keys))
     assert measured.value == pytest.approx((0.01, 0.005, 0.015))  # PSNR loss over 20 dB
     spec = {c.claim_id: c for c in ledger.claim_specs()}["continuous-pruning-keeps-quality"]
     assert spec.continuous and spec.rule.judge(measured.value) == "reproduced"

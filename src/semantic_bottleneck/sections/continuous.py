@@ -20,9 +20,13 @@ from semantic_bottleneck.core import analysis, appendix, metrics
 from semantic_bottleneck.core.analysis import Missing, Page
 from semantic_bottleneck.core.conventions import check_profile
 from semantic_bottleneck.sweeps import xmdpt as xmdpt_sweep
-from semantic_bottleneck.sweeps.continuous import TABLE7_ROWS, TARGETS, run_continuous_sweep
+from semantic_bottleneck.sweeps.continuous import (
+    TABLE7_ROWS,
+    TARGETS,
+    run_continuous_sweep,
+    table7_settings,
+)
 from semantic_bottleneck.sweeps.run import change_text
-from semantic_bottleneck.sweeps.spec import SweepSettings
 from semantic_bottleneck.training.data import condition_set
 from semantic_bottleneck.verdicts import paper
 
@@ -291,10 +295,7 @@ def tab07_page(
             ci = _interval(rows[TABLE7_QUOTED["head_row"]]["ci"], "psnr")
             page.values["head_psnr_change"] = (None if ci is None else ci["difference"], "{:+.3f}")
         return page
-    settings = SweepSettings(
-        per_class=per_condition, base_seed=base_seed, num_steps=num_steps, last_k=last_k,
-        grid_per_class=1,
-    )  # fmt: skip
+    settings = table7_settings(per_condition, num_steps, last_k, base_seed)
     result = run_continuous_sweep(model, TABLE7_ROWS, settings, steps=train_steps)
     found, _ = analysis.load_models(profile, [model], steps=train_steps)
     page.found = found
@@ -418,10 +419,7 @@ def fig10_page(
             "skeleton is not part of the DeepFashion layout read here."
         )
     else:
-        settings = SweepSettings(
-            per_class=per_condition, base_seed=base_seed, num_steps=num_steps, last_k=last_k,
-            grid_per_class=1,
-        )  # fmt: skip
+        settings = table7_settings(per_condition, num_steps, last_k, base_seed)
         result = run_continuous_sweep(model, TABLE7_ROWS, settings, steps=train_steps)
         page.found, _ = analysis.load_models(profile, [model], steps=train_steps)
         grids = _testbed_pair_grids(result, min(shown, 10))

@@ -86,6 +86,15 @@ def continuous_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, *
     return {"table": table, "grids": grids, **run.summary(), "conditions": n}
 
 
+def table7_settings(per_condition: int, num_steps: int | None, last_k: int, base_seed: int):
+    """The sampling settings of Table 7's testbed sweep (one grid sample per shown condition), as
+    its pages and the ledger's continuous-pruning claim read it."""
+    return SweepSettings(
+        per_class=per_condition, base_seed=base_seed, num_steps=num_steps, last_k=last_k,
+        grid_per_class=1,
+    )  # fmt: skip
+
+
 def run_continuous_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, **train) -> dict:
     """`continuous_sweep`, cached by every parameter and by this module's code."""
     _check(name, **train)

@@ -32,8 +32,7 @@ from semantic_bottleneck.core import analysis, appendix
 from semantic_bottleneck.core.conventions import check_profile
 from semantic_bottleneck.sweeps import run as sweep
 from semantic_bottleneck.sweeps import xmdpt
-from semantic_bottleneck.sweeps.continuous import TABLE7_ROWS, run_continuous_sweep
-from semantic_bottleneck.sweeps.spec import SweepSettings
+from semantic_bottleneck.sweeps.continuous import TABLE7_ROWS, run_continuous_sweep, table7_settings
 from semantic_bottleneck.training.curves import REPA_TESTBED, headline_logs
 from semantic_bottleneck.training.testbed import TIERS, split_tier, testbed_config, tier_name
 from semantic_bottleneck.verdicts import paper
@@ -445,10 +444,9 @@ def continuous_pruning(
         if split_tier(model)[1] != tier:
             return None, f"Table 7's sweep prunes {model} only; this tier's model is not swept."
         steps = train_steps if train_steps is not None else page["train_steps"]
-        settings = SweepSettings(
-            per_class=page["per_condition"], base_seed=page["base_seed"],
-            num_steps=page["num_steps"], last_k=page["last_k"], grid_per_class=1,
-        )  # fmt: skip
+        settings = table7_settings(
+            page["per_condition"], page["num_steps"], page["last_k"], page["base_seed"]
+        )
         rows = {r["row"]: r for r in run_continuous_sweep(model, TABLE7_ROWS, settings,
                                                           steps=steps)["table"]}  # fmt: skip
         est, half = rows[xmdpt.PAPER_ROW]["psnr_change"], rows[xmdpt.PAPER_ROW]["psnr_change_ci"]
