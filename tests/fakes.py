@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKL
@@ -240,9 +241,19 @@ def smooth_images(n: int, size=(256, 256), seed: int = 0):
     return (up.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def deepfashion_root(root: Path, pairs: int, seed: int = 0) -> Path:
+def keypoints(seed: int, missing: int = 3) -> np.ndarray:
+    """18 OpenPose keypoints (x, y) in the stored frame's pixels (x within the 176-wide person
+    strip 40..216, y in 0..255), `missing` of them -1 -1 (not visible)."""
+    rng = np.random.default_rng(seed)
+    points = np.stack([rng.uniform(40, 216, 18), rng.uniform(0, 255, 18)], 1).round(0)
+    points[rng.choice(18, missing, replace=False)] = -1
+    return points
+
+
+def deepfashion_root(root: Path, pairs: int, seed: int = 0, poses: bool = False) -> Path:
     """ROOT/test_pairs.txt, train_pairs.txt and 256-256/<key>.png in `evaluation.deepfashion`'s
-    layout: `pairs` test pairs (target, source) and the sources as the train split."""
+    layout: `pairs` test pairs (target, source) and the sources as the train split; with
+    `poses`, every image's keypoints as ROOT/pose/<key>.txt."""
     from PIL import Image
 
     targets = [DEEPFASHION_TARGETS.format(i, i) for i in range(pairs)]
@@ -256,6 +267,10 @@ def deepfashion_root(root: Path, pairs: int, seed: int = 0) -> Path:
         path = root / "256-256" / f"{key}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(path)
+    for i, key in enumerate(targets + sources if poses else []):
+        path = root / key.replace("img/", "pose/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savetxt(path.with_suffix(".txt"), keypoints(seed + i), fmt="%d")
     return root
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from fakes import random_inception
+from fakes import deepfashion_root, keypoints, random_inception
 from PIL import Image
 from scipy.ndimage import uniform_filter
 
@@ -273,3 +273,118 @@ def test_evaluate_pairs_known_answers_for_identical_images(root, alexnet_file, i
     out = df.evaluate_pairs(other, targets, lpips_net=lpips)
     assert out["fid"] is None and 0 < out["ssim_mean"] < 1 and out["lpips_mean"] > 0
     assert np.isfinite(out["psnr"]).all() and out["psnr_ci"] > 0
+
+
+# ----------------------------------------------------------------------------- target poses
+
+
+def official_pose(keypoint: np.ndarray, size=(256, 256)) -> np.ndarray:
+    """X-MDPT's FashionDataset.get_label_tensor with trans_keypoins at inference (no rescale, no
+    crop: my_dataset.py:162-229), retyped with its variable names; returns (3, H, W) float32."""
+    import math
+
+    import cv2
+    import torchvision.transforms.functional as F
+
+    limb_seq = [[2, 3], [2, 6], [3, 4], [4, 5], [6, 7], [7, 8], [2, 9], [9, 10], [10, 11],
+                [2, 12], [12, 13], [13, 14], [2, 1], [1, 15], [15, 17], [1, 16], [16, 18],
+                [3, 17], [6, 18]]  # fmt: skip
+    colors = [[255, 0, 0], [255, 85, 0], [255, 170, 0], [255, 255, 0], [170, 255, 0],
+              [85, 255, 0], [0, 255, 0], [0, 255, 85], [0, 255, 170], [0, 255, 255],
+              [0, 170, 255], [0, 85, 255], [0, 0, 255], [85, 0, 255], [170, 0, 255],
+              [255, 0, 255], [255, 0, 170], [255, 0, 85]]  # fmt: skip
+    keypoints = keypoint.copy()
+    img_h, img_w = size
+    param = {"crop_param": (0, 0, img_w, img_h), "scale_size": (img_h, img_w)}
+    missing_keypoint_index = keypoints == -1
+    keypoints[:, 0] = keypoints[:, 0] - 40
+    scale_w = 1.0 / 176.0 * img_w
+    scale_h = 1.0 / 256.0 * img_h
+    new_h, new_w = param["scale_size"]
+    scale_w = scale_w / img_w * new_w
+    scale_h = scale_h / img_h * new_h
+    w, h, _, _ = param["crop_param"]
+    keypoints[:, 0] = keypoints[:, 0] * scale_w - w
+    keypoints[:, 1] = keypoints[:, 1] * scale_h - h
+    keypoints[missing_keypoint_index] = -1
+    keypoint = keypoints
+    canvas = np.zeros((img_h, img_w, 3)).astype(np.uint8)
+    stickwidth = 4
+    for i in range(18):
+        x, y = keypoint[i, 0:2]
+        if x == -1 or y == -1:
+            continue
+        cv2.circle(canvas, (int(x), int(y)), 4, colors[i], thickness=-1)
+    for i in range(17):
+        Y = keypoint[np.array(limb_seq[i]) - 1, 0]
+        X = keypoint[np.array(limb_seq[i]) - 1, 1]
+        cur_canvas = canvas.copy()
+        if -1 in Y or -1 in X:
+            continue
+        mX = np.mean(X)
+        mY = np.mean(Y)
+        length = ((X[0] - X[1]) ** 2 + (Y[0] - Y[1]) ** 2) ** 0.5
+        angle = math.degrees(math.atan2(X[0] - X[1], Y[0] - Y[1]))
+        polygon = cv2.ellipse2Poly(
+            (int(mY), int(mX)), (int(length / 2), stickwidth), int(angle), 0, 360, 1
+        )
+        cv2.fillConvexPoly(cur_canvas, polygon, colors[i])
+        canvas = cv2.addWeighted(canvas, 0.4, cur_canvas, 0.6, 0)
+    pose = F.to_tensor(Image.fromarray(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)))
+    pose /= pose.max()
+    return pose.numpy()
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("size", [(256, 256), (256, 176)])
+def test_pose_map_equals_the_official_drawing(seed, size):
+    points = keypoints(seed, missing=seed % 4)
+    got = df.render_pose(points, size)
+    assert got.shape == (3, *size) and got.dtype == np.float32
+    assert np.array_equal(got, official_pose(points, size))
+
+
+def test_pose_map_known_answers():
+    # one visible joint (the nose, keypoint 1): a disc of radius 4 in its colour, nothing else;
+    # the canvas' (255, 0, 0) is blue after BGR -> RGB, and the map is divided by its maximum
+    points = np.full((18, 2), -1.0)
+    points[0] = (40 + 88, 128)  # the centre of the person strip
+    pose = df.render_pose(points)
+    lit = np.argwhere(pose.max(0) > 0)
+    assert (tuple(lit.min(0)), tuple(lit.max(0))) == ((124, 124), (132, 132))  # radius 4
+    assert np.array_equal(pose[:, 128, 128], [0.0, 0.0, 1.0])
+    # x is moved out of the 176-wide strip and scaled to the frame; y scales by H / 256
+    points[0] = (40 + 44, 64)
+    lit = np.argwhere(df.render_pose(points, (128, 128)).max(0) > 0)
+    assert tuple(lit.mean(0).round()) == (32, 32)
+    # a limb needs both ends: keypoints 2 and 3 (neck, right shoulder) give an ellipse between
+    points = np.full((18, 2), -1.0)
+    points[1], points[2] = (100, 100), (140, 100)
+    pose = df.render_pose(points)
+    limb = pose.max(0) > 0
+    assert limb[100, 120] and limb[97, 120] and not limb[92, 120]  # half-width 4 about y = 100
+    only_ends = df.render_pose(np.where(np.arange(18)[:, None] == 2, -1, points))
+    assert not only_ends.max(0)[100, 120]  # with one end missing the limb is not drawn
+
+
+def test_pose_map_refuses_what_it_cannot_draw():
+    with pytest.raises(ValueError, match=r"\(18, 2\)"):
+        df.render_pose(np.zeros((17, 2)))
+    with pytest.raises(ValueError, match="no keypoint is visible"):
+        df.render_pose(np.full((18, 2), -1.0))
+
+
+def test_keypoint_files_are_read_beside_the_images(tmp_path):
+    root = deepfashion_root(tmp_path, 2, poses=True)
+    key = df.read_pairs(root / df.PAIRS_FILE)[1].target
+    file = df.pose_file(root, key)
+    assert file == root / key.replace("img/", "pose/").replace(".png", ".txt") and file.is_file()
+    poses = df.load_poses(root, [key])
+    assert poses.shape == (1, 3, 256, 256)
+    assert np.array_equal(poses[0], df.render_pose(df.read_keypoints(file)))
+    assert df.has_poses(root, [key]) and not df.has_poses(root, ["img/none.png"])
+    with pytest.raises(FileNotFoundError, match="keypoint files are missing"):
+        df.load_poses(root, [key, "img/none.png"])
+    file.write_text("1 2\n3 4\n")
+    with pytest.raises(ValueError, match="expected 18 rows"):
+        df.read_keypoints(file)

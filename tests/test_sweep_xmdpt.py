@@ -5,7 +5,7 @@ rows sampled, cached and reused, scored with intervals, and read by the page."""
 import numpy as np
 import pytest
 import torch
-from fakes import deepfashion_root, tiny_sd_vae, xmdpt_weights_cache
+from fakes import deepfashion_root, tiny_sd_vae, tiny_xmdpt_vae, xmdpt_weights_cache
 from test_zoo_xmdpt import condition_inputs, small_model
 
 from semantic_bottleneck.sampling import PruneSpec
@@ -27,7 +27,7 @@ def inputs(tmp_path, monkeypatch):
     monkeypatch.setenv("SEMANTIC_BOTTLENECK_CACHE", str(tmp_path / "artifacts"))
     cache = xmdpt_weights_cache(tmp_path / "weights", PAIRS)
     monkeypatch.setenv("SEMANTIC_BOTTLENECK_WEIGHTS", str(cache))
-    root = deepfashion_root(cache / "deepfashion", PAIRS)
+    root = deepfashion_root(cache / "deepfashion", PAIRS, poses=True)
     return cache, root
 
 
@@ -40,7 +40,7 @@ def test_absent_inputs_are_named_with_what_provides_them(tmp_path, monkeypatch):
     commands = {m.name: m.command for m in missing}
     assert commands["xmdpt-l-2"] == "semantic-bottleneck fetch xmdpt-l-2"
     assert "fetch xmdpt-vae" in commands["xmdpt-vae"] and "unzip" in commands["xmdpt-vae"]
-    assert commands["conditions"] == "semantic-bottleneck conditions xmdpt"
+    assert commands["conditions"] == sweep.CONDITIONS_COMMAND
     assert "test_pairs.txt" in commands["deepfashion"]
     assert sweep.rows_to_fill("xmdpt-l-2", ROWS, SETTINGS, tmp_path / "df", tmp_path / "e") == [
         r.label for r in ROWS
@@ -101,6 +101,8 @@ def test_one_row_and_the_baseline_end_to_end_cached_and_reused(inputs, monkeypat
     assert base["ci"] == {}
     assert result["grids"]["source"].shape == (2, 256, 256, 3)
     assert result["grids"]["tail 0.1 t_i"].dtype == np.uint8
+    pose = sweep.df.load_poses(root, [sweep.df.read_pairs(root / "test_pairs.txt")[0].target])
+    assert np.array_equal(result["grids"]["pose"][0], sweep.df.to_uint8(torch.from_numpy(pose))[0])
 
     # the second call reads every row from the cache: nothing is sampled again
     def refuse(*args, **kwargs):
@@ -122,3 +124,50 @@ def test_one_row_and_the_baseline_end_to_end_cached_and_reused(inputs, monkeypat
     assert page.values["removed"][0] == pytest.approx(row["removed"])
     assert page.values["fid_change"][0] == pytest.approx(fid["difference"])
     assert not page.missing
+    figure = continuous.fig10_page("paper", "unused", system=name, num_steps=2, last_k=1,
+                                   controls={"tail 0.1 t_i": ["mean"]}, draws=1, n_boot=4,
+                                   shown=2)  # fmt: skip
+    titles = [ax.get_title() for ax in figure.figures["pairs"].axes[:4]]
+    assert titles == ["source", "pose", "target", "unpruned"]
+    assert not any("shown through" in note for note in figure.notes)
+
+
+def test_condition_file_is_built_from_the_pairs_with_drawn_target_poses(tmp_path, monkeypatch):
+    from test_zoo_xmdpt import FakeDino
+
+    from semantic_bottleneck.core import appendix
+    from semantic_bottleneck.zoo import xmdpt as zoo_xmdpt
+
+    cache = tmp_path / "weights"
+    root = deepfashion_root(tmp_path / "df", PAIRS, poses=True)
+    missing = {m.name for m in sweep.condition_inputs(root, None, cache)}
+    assert missing == {"dinov2-repo", "dinov2-vitb14", "dinov2-vitg14", "xmdpt-vae"}
+    with pytest.raises(sweep.MissingInputError, match="fetch dinov2-vitg14"):
+        sweep.build_conditions(root, tmp_path / "no-repo", cache)
+    encoders = dict(dino_pose=FakeDino(24, 0), dino_image=FakeDino(40, 1), vae=tiny_xmdpt_vae())
+    path = sweep.build_conditions(root, None, cache, batch_size=2, seed=3, progress=False,
+                                  encoders=encoders)  # fmt: skip
+    assert path == appendix.conditions_path("xmdpt", cache)
+    got = zoo_xmdpt.read_inputs(path)
+    assert got["dino_tgt_pose"].shape == (PAIRS, 257, 24)
+    pairs = sweep.df.read_pairs(root / sweep.df.PAIRS_FILE)
+    generator = torch.Generator().manual_seed(3)
+    for s in (0, 2):  # the same batches, in pair order, from the same generator
+        batch = pairs[s : s + 2]
+        source = sweep.source_tensor(sweep.df.load_images(root, [p.source for p in batch]))
+        poses = torch.from_numpy(sweep.df.load_poses(root, [p.target for p in batch]))
+        want = zoo_xmdpt.encode_conditions(source, poses, generator=generator, **encoders)
+        for name in zoo_xmdpt.INPUTS:
+            assert torch.equal(got[name][s : s + 2], want[name]), name
+    assert "row i = pair i" in appendix.conditions_note(path)
+    # a pair whose target has no keypoint file is named before anything is encoded
+    sweep.df.pose_file(root, pairs[1].target).unlink()
+    with pytest.raises(sweep.MissingInputError, match="1 target keypoint files"):
+        sweep.build_conditions(root, None, cache, encoders=encoders)
+
+
+def test_source_images_are_normalised_as_the_dataset_does():
+    images = np.array([[[[0, 128, 255]]]], dtype=np.uint8)
+    x = sweep.source_tensor(images)
+    assert x.shape == (1, 3, 1, 1)
+    assert torch.equal(x.flatten(), (torch.tensor([0, 128, 255]) / 255.0 - 0.5) / 0.5)

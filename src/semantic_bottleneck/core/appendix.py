@@ -249,7 +249,8 @@ def describe(system: str, cache_dir: str | os.PathLike | None = None) -> str:
         + ")",
         "audioldm": "--pipeline DIR [--prompts FILE] (a local AudioLDM pipeline's CLAP encoder; "
         "default: " + default_prompts("audioldm")[1] + ")",
-        "xmdpt": "zoo.xmdpt.encode_conditions with local DINOv2 and VAE weights",
+        "xmdpt": "semantic-bottleneck xmdpt-conditions --dinov2-repo DIR (the DeepFashion test "
+        "pairs; target poses drawn from their keypoints, DINOv2 and VAE weights from the cache)",
     }[system]
     return "\n".join([*lines, f"prepare with: {how}"])
 

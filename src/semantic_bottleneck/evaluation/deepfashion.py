@@ -36,6 +36,8 @@ On-disk layout of the test set (PIDM's LMDB `256-256`, exported key by key to fi
       256-256/           # IMAGE_DIR: one PNG per LMDB key, the pair file's path with .png
         img/WOMEN/Dresses/id_00000002/02_1_front.png
         ...
+      pose/              # keypoints of each image (PIDM's pose folder): 18 lines "x y", -1 -1
+        WOMEN/Dresses/id_00000002/02_1_front.txt   # where not visible (`render_pose` draws it)
 
 The keys are the pair file's paths with `.jpg` replaced by `.png` (my_dataset.py:53, 55); the
 images are the 176x256 originals stretched to 256x256 bicubic (PIDM data/prepare_data.py:26), the
@@ -47,6 +49,7 @@ is torchvision's `alexnet-owt-7be5be79.pth`, looked up locally (`lpips_backbone`
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -197,6 +200,126 @@ def split_keys(root: PathLike, split: str = "train") -> list[str]:
     else:
         raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
     return list(dict.fromkeys(keys))
+
+
+# ----------------------------------------------------------------------------- target poses
+
+# OpenPose's 18 keypoints, their colours and the 17 limbs drawn (1-based keypoint pairs), as
+# X-MDPT's FashionDataset draws them (my_dataset.py:33-39); the colours are given in the canvas'
+# channel order, which is converted BGR -> RGB at the end (my_dataset.py:192).
+POSE_KEYPOINTS = 18
+POSE_LIMBS = ((2, 3), (2, 6), (3, 4), (4, 5), (6, 7), (7, 8), (2, 9), (9, 10), (10, 11), (2, 12),
+              (12, 13), (13, 14), (2, 1), (1, 15), (15, 17), (1, 16), (16, 18))  # fmt: skip
+POSE_COLOURS = ((255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0),
+                (85, 255, 0), (0, 255, 0), (0, 255, 85), (0, 255, 170), (0, 255, 255),
+                (0, 170, 255), (0, 85, 255), (0, 0, 255), (85, 0, 255), (170, 0, 255),
+                (255, 0, 255), (255, 0, 170), (255, 0, 85))  # fmt: skip
+POSE_STICK = 4  # half-width of a limb's ellipse and radius of a joint's disc, pixels
+KEYPOINT_CROP = 40  # the white strip each side of the 256x256 stored frame (my_dataset.py:206)
+KEYPOINT_FRAME = (256, 176)  # (H, W) the keypoint files' coordinates refer to, after the crop
+
+
+def pose_file(root: PathLike, key: str) -> Path:
+    """The keypoint file of an image key: ROOT/pose/... .txt (my_dataset.py:136-137, where the
+    pose folder sits beside the image folder under the data root)."""
+    return Path(root) / key.replace("img/", "pose/").replace(".png", ".txt")
+
+
+def read_keypoints(file: PathLike) -> np.ndarray:
+    """A keypoint file: 18 lines `x y` (pixels of the stored frame; -1 -1 where not visible).
+
+    Raises:
+        FileNotFoundError, ValueError: no such file, or not 18 rows of 2 numbers.
+
+    Shapes:
+        -> float64 (18, 2), columns (x, y).
+    """
+    file = Path(file)
+    if not file.is_file():
+        raise FileNotFoundError(f"keypoint file not found: {file}")
+    points = np.loadtxt(file, dtype=np.float64, ndmin=2)
+    if points.shape != (POSE_KEYPOINTS, 2):
+        raise ValueError(f"{file}: expected {POSE_KEYPOINTS} rows 'x y', got {points.shape}")
+    return points
+
+
+def render_pose(keypoints: np.ndarray, size: tuple[int, int] = GENERATED_SIZE) -> np.ndarray:
+    """The target-pose map X-MDPT conditions on (`target_skeleton`, my_dataset.py:162-197 at
+    inference, where the dataset neither rescales nor crops).
+
+    The keypoints are moved into the generated frame: x less the 40-pixel strip, then scaled by
+    W / 176 and y by H / 256, in the official order of float operations; missing points (-1)
+    stay missing. Each visible point is a filled disc of radius 4 in its colour. Each limb with
+    both ends visible is a filled ellipse (half-axes: half its length and 4, at its angle)
+    blended over the drawing so far as 0.4 drawing + 0.6 (drawing with the ellipse), by
+    OpenCV's own ellipse2Poly, fillConvexPoly and addWeighted. The map is then divided by its
+    maximum, as the official is; a map with nothing visible is refused instead of divided by 0.
+
+    Raises:
+        ValueError: not (18, 2), or no keypoint visible.
+
+    Shapes:
+        keypoints (18, 2) float (x, y) as `read_keypoints` -> float32 (3, H, W) RGB in [0, 1].
+    """
+    import cv2  # opencv-python-headless (the `eval` extra): the official raster rules
+
+    points = np.array(keypoints, dtype=np.float64)
+    if points.shape != (POSE_KEYPOINTS, 2):
+        raise ValueError(f"keypoints: expected shape ({POSE_KEYPOINTS}, 2), got {points.shape}")
+    height, width = size
+    missing = points == -1
+    points[:, 0] = points[:, 0] - KEYPOINT_CROP
+    scale_w = 1.0 / KEYPOINT_FRAME[1] * width / width * width
+    scale_h = 1.0 / KEYPOINT_FRAME[0] * height / height * height
+    points[:, 0] = points[:, 0] * scale_w - 0
+    points[:, 1] = points[:, 1] * scale_h - 0
+    points[missing] = -1
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    for (x, y), colour in zip(points, POSE_COLOURS, strict=True):
+        if x != -1 and y != -1:
+            cv2.circle(canvas, (int(x), int(y)), POSE_STICK, colour, thickness=-1)
+    for (a, b), colour in zip(POSE_LIMBS, POSE_COLOURS, strict=False):
+        xs, ys = points[[a - 1, b - 1], 0], points[[a - 1, b - 1], 1]
+        if -1 in xs or -1 in ys:
+            continue
+        length = ((ys[0] - ys[1]) ** 2 + (xs[0] - xs[1]) ** 2) ** 0.5
+        angle = math.degrees(math.atan2(ys[0] - ys[1], xs[0] - xs[1]))
+        centre = (int(np.mean(xs)), int(np.mean(ys)))
+        polygon = cv2.ellipse2Poly(centre, (int(length / 2), POSE_STICK), int(angle), 0, 360, 1)
+        drawn = canvas.copy()
+        cv2.fillConvexPoly(drawn, polygon, colour)
+        canvas = cv2.addWeighted(canvas, 0.4, drawn, 0.6, 0)
+    rgb = torch.from_numpy(np.ascontiguousarray(canvas[:, :, ::-1])).permute(2, 0, 1)
+    pose = rgb.float() / 255.0
+    if pose.max() == 0:
+        raise ValueError("keypoints: no keypoint is visible, so the pose map would be empty")
+    return (pose / pose.max()).numpy()
+
+
+def load_poses(
+    root: PathLike, keys: Sequence[str], size: tuple[int, int] = GENERATED_SIZE
+) -> np.ndarray:
+    """The rendered pose maps of image keys (`render_pose` of ROOT/pose/<key>.txt).
+
+    Raises:
+        FileNotFoundError: every missing keypoint file is named (the first ten).
+
+    Shapes:
+        -> float32 (len(keys), 3, H, W) in [0, 1].
+    """
+    files = [pose_file(root, k) for k in keys]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} keypoint files are missing under {Path(root) / 'pose'}, e.g. "
+            f"{missing[:10]}; expected one 18-line 'x y' file per image (see evaluation.deepfashion)"
+        )
+    return np.stack([render_pose(read_keypoints(f), size) for f in files])
+
+
+def has_poses(root: PathLike, keys: Sequence[str]) -> bool:
+    """Whether every key has its keypoint file."""
+    return all(pose_file(root, k).is_file() for k in keys)
 
 
 # ----------------------------------------------------------------------------- image forms

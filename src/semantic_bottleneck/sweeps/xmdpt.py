@@ -63,7 +63,7 @@ from semantic_bottleneck.sampling.xmdpt import (
 )
 from semantic_bottleneck.sweeps.continuous import TABLE7_ROWS
 from semantic_bottleneck.sweeps.spec import SweepRow, control_rows, spec_table
-from semantic_bottleneck.zoo import fetch, registry
+from semantic_bottleneck.zoo import checkpoint, fetch, registry
 from semantic_bottleneck.zoo import xmdpt as zoo_xmdpt
 
 MODEL = "xmdpt-l-2"  # the paper's Table 7 model
@@ -74,6 +74,7 @@ INCEPTION = "inception-fidelity"
 DEEPFASHION = "deepfashion"  # default folder of the test set under the weights cache
 PAPER_ROW = "tail 0.1 t_i"
 HEAD_ROW = "head 4 dims t_i"
+CONDITIONS_COMMAND = "semantic-bottleneck xmdpt-conditions --dinov2-repo DIR"
 DEFAULT_CONTROLS = {PAPER_ROW: ["random", "mean", "all"]}
 CHANGE_METRICS = ("fid", "ssim", "lpips", "psnr")
 
@@ -177,8 +178,7 @@ def xmdpt_inputs(name: str = MODEL, root=None, cache_dir=None) -> list[Missing]:
         out.append(Missing(name, entry.label, fetch.fetch_command(name)))
     out.append(_vae_missing(cache_dir))
     if not appendix.conditions_path("xmdpt", cache_dir).is_file():
-        out.append(Missing("conditions", "X-MDPT's condition file", appendix.conditions_command(
-            "xmdpt")))  # fmt: skip
+        out.append(Missing("conditions", "X-MDPT's condition file", CONDITIONS_COMMAND))
     out.append(_root_missing(root))
     if fetch.locate(INCEPTION, cache_dir) is None:
         out.append(Missing(INCEPTION, "Inception (FID)", fetch.fetch_command(INCEPTION)))
@@ -542,6 +542,10 @@ def _score(name, plan, folders, settings, cache_dir, device) -> dict:
     shown = min(settings.grid, plan["n"])
     grids["source"] = df.load_images(root, [p.source for p in plan["pairs"][:shown]])
     grids["target"] = targets[:shown]
+    pose_keys = [p.target for p in plan["pairs"][:shown]]
+    if df.has_poses(root, pose_keys):
+        poses = torch.from_numpy(df.load_poses(root, pose_keys))
+        grids["pose"] = df.to_uint8(poses)
     for spec_row, folder, row_scores in zip(plan["specs"], folders, scores, strict=True):
         samples = load_samples(folder / "samples.npz")
         row = {k: spec_row[k] for k in ("row", "tau", "target count", "control")}
@@ -576,6 +580,130 @@ def _change(base_folder, folder, base, row, fid: _Fid, n_boot: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- command line
+
+
+# ----------------------------------------------------------------------------- the condition file
+
+DINOV2 = {"dino_pose": "dinov2-vitb14", "dino_image": "dinov2-vitg14"}  # registry assets
+
+
+def condition_inputs(root=None, dinov2_repo=None, cache_dir=None, num_pairs=None) -> list[Missing]:
+    """`analysis.Missing` for each input of `build_conditions` that is absent: the DeepFashion
+    pairs, the source images and target keypoints of the pairs, a local facebookresearch/dinov2
+    clone, the two DINOv2 weight files and X-MDPT's VAE."""
+    root = Path(root) if root is not None else default_root(cache_dir)
+    out = []
+    if not (root / df.PAIRS_FILE).is_file():
+        out.append(Missing(DEEPFASHION, "the DeepFashion test pairs", str(root / df.PAIRS_FILE)))
+    else:
+        pairs = df.read_pairs(root / df.PAIRS_FILE)[:num_pairs]
+        images = [p.source for p in pairs if not df.image_file(root, p.source).is_file()]
+        poses = [p.target for p in pairs if not df.pose_file(root, p.target).is_file()]
+        if images:
+            out.append(Missing(DEEPFASHION, f"{len(images)} source images", f"e.g. "
+                               f"{df.image_file(root, images[0])}"))  # fmt: skip
+        if poses:
+            out.append(Missing(DEEPFASHION, f"{len(poses)} target keypoint files", f"e.g. "
+                               f"{df.pose_file(root, poses[0])}"))  # fmt: skip
+    if dinov2_repo is None or not (Path(dinov2_repo) / "hubconf.py").is_file():
+        out.append(Missing("dinov2-repo", "facebookresearch/dinov2's code (hubconf.py)",
+                           "git clone https://github.com/facebookresearch/dinov2 DIR; "
+                           "pass --dinov2-repo DIR"))  # fmt: skip
+    for name in DINOV2.values():
+        if fetch.locate(name, cache_dir) is None:
+            out.append(Missing(name, registry.get_entry(name).notes.split(" (")[0],
+                               fetch.fetch_command(name)))  # fmt: skip
+    out.append(_vae_missing(cache_dir))
+    return [m for m in out if m is not None]
+
+
+def source_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 images as the dataset's `source_image`: ToTensor then Normalize(0.5, 0.5), i.e.
+    (x / 255 - 0.5) / 0.5 (my_dataset.py:152-154, 247-250).
+
+    Shapes: (N, H, W, 3) uint8 -> float32 (N, 3, H, W) in [-1, 1].
+    """
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255)
+    return (x - 0.5) / 0.5
+
+
+def build_conditions(
+    root=None, dinov2_repo=None, cache_dir=None, num_pairs: int | None = None,
+    batch_size: int = 8, seed: int = 0, device: str | None = None, progress: bool = True,
+    encoders: dict | None = None,
+) -> Path:  # fmt: skip
+    """Write X-MDPT's condition file from the DeepFashion test pairs: row i is pair i of
+    ROOT/test_pairs.txt, its source image and its target pose drawn from the target's keypoints
+    as X-MDPT draws them (`evaluation.deepfashion.render_pose`), encoded by
+    `zoo.xmdpt.encode_conditions` (DINOv2 B/14 on the pose, g/14 on the source image, the VAE
+    latent of the source image).
+
+    Args:
+        root: the DeepFashion folder (default `<weights cache>/deepfashion`).
+        dinov2_repo: a local clone of facebookresearch/dinov2 (its hubconf builds the models).
+        cache_dir: the weights cache (DINOv2 weights, X-MDPT's VAE; the file goes to its
+            `conditions/xmdpt.safetensors`).
+        num_pairs: the first N pairs (None: all).
+        batch_size: pairs per encoder call.
+        seed: seeds the VAE latent samples, drawn batch after batch in pair order.
+        device: default cuda when available.
+        progress: a progress bar.
+        encoders: {"dino_pose", "dino_image", "vae"} modules to use instead of loading them
+            (the inputs of the data are still checked).
+
+    Raises:
+        MissingInputError: an input is absent (each is named with what provides it), before
+            anything loads.
+
+    Returns:
+        The condition file's path.
+    """
+    from tqdm.auto import tqdm
+
+    root = Path(root) if root is not None else default_root(cache_dir)
+    missing = condition_inputs(root, dinov2_repo, cache_dir, num_pairs)
+    if encoders is not None:
+        missing = [m for m in missing if m.name == DEEPFASHION]
+    if missing:
+        raise MissingInputError(
+            "X-MDPT's condition file needs:\n"
+            + "\n".join(f"- {m.label} ({m.name}): {m.command}" for m in missing),
+            tuple(m.name for m in missing),
+        )
+    pairs = df.read_pairs(root / df.PAIRS_FILE)[:num_pairs]
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if encoders is None:
+        encoders = {key: zoo_xmdpt.load_dinov2(dinov2_repo, name.replace("-", "_"),
+                                               fetch.locate(name, cache_dir))
+                    for key, name in DINOV2.items()}  # fmt: skip
+        encoders["vae"] = zoo_xmdpt.load_vae(vae_folder(cache_dir))
+    encoders = {k: m.to(device) for k, m in encoders.items()}
+    generator = torch.Generator(device).manual_seed(seed)
+    parts = []
+    for s in tqdm(range(0, len(pairs), batch_size), desc="X-MDPT conditions", unit="batch",
+                  disable=not progress):  # fmt: skip
+        batch = pairs[s : s + batch_size]
+        source = source_tensor(df.load_images(root, [p.source for p in batch])).to(device)
+        poses = torch.from_numpy(df.load_poses(root, [p.target for p in batch])).to(device)
+        parts.append(zoo_xmdpt.encode_conditions(source, poses, generator=generator, **encoders))
+    inputs = {k: torch.cat([p[k] for p in parts]) for k in zoo_xmdpt.INPUTS}
+    note = (f"{len(pairs)} DeepFashion test pairs of {root / df.PAIRS_FILE} in file order "
+            f"(row i = pair i); target poses drawn from pose/ keypoints; VAE latent samples "
+            f"seed {seed}, batches of {batch_size}")  # fmt: skip
+    out = appendix.conditions_path("xmdpt", cache_dir)
+    return checkpoint.save_atomic(inputs, out, metadata={"conditions": note})
+
+
+def _cmd_conditions(args) -> int:
+    try:
+        out = build_conditions(args.root, args.dinov2_repo, args.cache_dir, args.num_pairs,
+                               args.batch_size, args.seed, args.device,
+                               not args.no_progress)  # fmt: skip
+    except (MissingInputError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
 
 
 PAGE = "tab07-pruning-continuous"
@@ -640,3 +768,17 @@ def add_parser(subparsers) -> None:
     p.add_argument("--allow-cpu", action="store_true", help="sample on a CPU")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd)
+    c = subparsers.add_parser(
+        "xmdpt-conditions",
+        help="write X-MDPT's condition file from the DeepFashion test pairs (target poses drawn "
+        "from their keypoints, encoded by DINOv2 and the VAE)",
+    )
+    c.add_argument("--root", default=None, help="DeepFashion folder (default: <cache>/deepfashion)")
+    c.add_argument("--dinov2-repo", default=None, help="a local clone of facebookresearch/dinov2")
+    c.add_argument("--num-pairs", type=int, default=None, help="first N test pairs (default: all)")
+    c.add_argument("--batch-size", type=int, default=8, help="pairs per encoder call")
+    c.add_argument("--seed", type=int, default=0, help="seed of the VAE latent samples")
+    c.add_argument("--device", default=None, help="default: cuda if available")
+    c.add_argument("--cache-dir", default=None, help="weights cache")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.set_defaults(func=_cmd_conditions)

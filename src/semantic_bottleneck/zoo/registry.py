@@ -127,7 +127,7 @@ class AssetEntry(Entry):
     """A non-model input: autoencoder, evaluator weights, reference batch.
 
     Attributes:
-        kind: 'vae', 'reference-batch', 'inception', 'clip' or 'lpips'.
+        kind: 'vae', 'reference-batch', 'inception', 'clip', 'lpips' or 'dinov2'.
     """
 
     kind: str
@@ -401,6 +401,23 @@ ASSETS: tuple[AssetEntry, ...] = (
             "torch.hub naming, 7be5be79 is the sha256 prefix. LPIPS' linear layers (v0.1) ship "
             "with torchmetrics."
         ),
+    ),
+    *(
+        AssetEntry(
+            name=f"dinov2-{arch}",
+            kind="dinov2",
+            urls=(
+                f"https://dl.fbaipublicfiles.com/dinov2/dinov2_{arch}/dinov2_{arch}_pretrain.pth",
+            ),
+            filename=f"dinov2_{arch}_pretrain.pth",
+            notes=(
+                f"DINOv2 {arch} (facebookresearch/dinov2's hubconf `dinov2_{arch}`, the URL its "
+                f"pretrained=True reads); X-MDPT encodes the {what} with it (infer_xmdpt.py:61-62, "
+                "82-85). Built from a local clone of facebookresearch/dinov2 with "
+                "pretrained=False and these weights loaded strictly (zoo.xmdpt.load_dinov2)."
+            ),
+        )
+        for arch, what in (("vitb14", "target pose map"), ("vitg14", "source image"))
     ),
 )
 
