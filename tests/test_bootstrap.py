@@ -85,3 +85,26 @@ def test_class_interval_table_writes_each_statistic_with_its_interval():
     assert values["ci_boot"] == (100, "{}")
     empty, none = bootstrap.class_interval_table([])
     assert empty.empty and none["cos_width_max"][0] is None
+
+
+@pytest.mark.parametrize("n", [7, 40])  # fewer samples than feature dimensions, and more
+def test_paired_fid_equals_the_frechet_distance_of_the_resampled_statistics(n):
+    from scipy import linalg
+
+    from semantic_bottleneck.evaluation import paired
+
+    g = np.random.default_rng(n)
+    f = 16
+    ref_x = g.normal(size=(200, f)) @ g.normal(size=(f, f)) * 0.3
+    ref = paired.ReferenceFeatures(ref_x.mean(0), np.cov(ref_x, rowvar=False), ref_x[:20, :4])
+    x = g.normal(size=(n, f)) + 0.5
+    feats = {"fid": x, "logits": g.normal(size=(n, 10)), "prc": x[:, :4].astype(np.float32)}
+    sample = paired.SampleSet(feats, np.zeros(n), ref)
+    idx = g.integers(0, n, n)  # a resample, with repeats
+    xs = x[idx]
+    mu, sigma = xs.mean(0), np.cov(xs, rowvar=False)
+    covmean = linalg.sqrtm(sigma @ ref.sigma).real
+    want = (
+        ((mu - ref.mu) ** 2).sum() + np.trace(sigma) + np.trace(ref.sigma) - 2 * np.trace(covmean)
+    )
+    assert sample.fid(idx) == pytest.approx(want, rel=1e-6, abs=1e-8)

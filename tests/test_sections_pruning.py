@@ -201,7 +201,7 @@ def test_windows_page_without_inputs_names_them(no_weights):
     page = pruning.pruning_windows_page("paper", "repa-sit-xl-2", num_steps=250, width=50)
     assert page.tables["changes"] is None and page.tables["blocks"] is None
     note = next(n for n in page.notes if "not sampled yet" in n)
-    assert "the window rows tail 0.02 in [0, 50), " in note and "run_paper_sweep" in note
+    assert "the window rows tail 0.02 in [0, 50), " in note and "sweep windows MODEL" in note
     assert "head 1 in [200, 250)" in note
     assert any("adaLN weights" in n for n in page.notes)
     assert page.missing and page.figures["windows"] is None

@@ -8,7 +8,6 @@ import argparse
 import json
 import os
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from unittest import mock
 
@@ -25,6 +24,7 @@ from semantic_bottleneck.cli import main
 from semantic_bottleneck.evaluation.clip_score import clip_score
 from semantic_bottleneck.evaluation.fidelity import evaluate
 from semantic_bottleneck.evaluation.inputs import MissingInputError
+from semantic_bottleneck.evaluation.paired import METRICS
 from semantic_bottleneck.generation import cli as G_cli
 from semantic_bottleneck.generation import rows as G_rows
 from semantic_bottleneck.generation.decode import load_decoder
@@ -44,7 +44,7 @@ TINY_CONFIG = dict(
     fused_attn=False, qk_norm=False,
 )  # fmt: skip
 # 3 per class: 12 samples, since IS under the 10-split protocol needs at least 10
-SETTINGS = sweep.SweepSettings(per_class=3, num_steps=4, last_k=2, grid_per_class=1)
+SETTINGS = sweep.SweepSettings(per_class=3, num_steps=4, last_k=2, grid_per_class=1, n_boot=3)
 
 
 def _tiny_model() -> torch.nn.Module:
@@ -121,6 +121,29 @@ def test_every_row_is_sampled_and_scored(result):
     assert table["head 1 t_i"]["fid"] != table["baseline"]["fid"]
     assert table["head 1 t_i"]["clip"] != table["baseline"]["clip"]
     assert table["tail 0.05 t_i"]["tau"] == 0.05  # the paper's own tau, not a matched one
+
+
+def test_every_row_has_its_paired_interval_and_the_baseline_its_own_noise(result, inputs):
+    table = {r["row"]: r for r in result["table"]}
+    base = table["baseline"]
+    assert "ci" not in base and set(base["spread"]) == set(METRICS)
+    assert base["spread"]["fid"]["value"] == pytest.approx(base["fid"], rel=1e-5)
+    for label, row in table.items():
+        if label == "baseline":
+            continue
+        for metric in METRICS:
+            ci = row["ci"][metric]
+            assert ci["low"] <= ci["high"], (label, metric)
+            assert ci["difference"] == pytest.approx(row[metric] - base[metric], rel=1e-4,
+                                                     abs=1e-6), (label, metric)  # fmt: skip
+    assert table["head 1 t_i"]["ci"]["fid"]["high"] > table["head 1 t_i"]["ci"]["fid"]["low"]
+    # the intervals are cached with the scores: the page's paired notes and verdicts show
+    shown = sweep.rows_beside_paper(result["table"], "table2", "REPA", "paper")
+    assert shown.loc["head 1 t_i", "fid (vs baseline)"].startswith(
+        f"{table['head 1 t_i']['ci']['fid']['difference']:+.3f} ["
+    )
+    claims = sweep.paper_claims(result["table"], "table2", "REPA", "paper")
+    assert not claims.empty and claims["verdict"].notna().all()
 
 
 def test_removed_counts_follow_the_papers_tau_on_c_at_t1(result):
@@ -236,7 +259,17 @@ def test_cli_defaults_are_the_paper_profile_page_parameters():
 
 def test_cli_fills_the_rows_the_pages_read(inputs, result, capsys):
     scoring = inputs[1]
-    flags = ["--per-class", "3", "--num-steps", "4", "--last-k", "2", "--allow-cpu"]
+    flags = [
+        "--per-class",
+        "3",
+        "--num-steps",
+        "4",
+        "--last-k",
+        "2",
+        "--n-boot",
+        "3",
+        "--allow-cpu",
+    ]
     flags += ["--clip-model", scoring.clip_model, "--clip-pretrained", scoring.clip_pretrained]
     load = mock.Mock(side_effect=AssertionError("every row is cached"))
     with mock.patch.object(G_rows, "load_checkpoint", load):
@@ -304,6 +337,17 @@ def _run_page(name: str, **params) -> dict:
 
 
 PAGE_PARAMS = dict(profile="paper", per_class=3, num_steps=4, last_k=2)
+RUN_PAPER_SWEEP = sweep.run_paper_sweep
+
+
+def _page_sweep(inputs):
+    """The sweep a page runs, with the tests' scoring and resample count."""
+
+    def run(name, rows, settings, *args, **kwargs):
+        kwargs.update(scoring=inputs[1], progress=False, allow_cpu=True)
+        return RUN_PAPER_SWEEP(name, rows, replace(settings, n_boot=SETTINGS.n_boot), **kwargs)
+
+    return run
 
 
 @pytest.mark.parametrize(
@@ -323,13 +367,13 @@ def test_sweep_pages_render_measured_rows_in_the_paper_profile(inputs, result, p
         params["model_lightningdit"] = NAME
     if page.startswith("tab06"):
         params["model_table3"] = NAME
-    run = partial(sweep.run_paper_sweep, scoring=inputs[1], progress=False, allow_cpu=True)
-    with mock.patch.object(sweep, "run_paper_sweep", run):
+    with mock.patch.object(sweep, "run_paper_sweep", _page_sweep(inputs)):
         shown = _run_page(page, **params)["page"]
     if page.startswith("fig"):
         assert shown.figures["samples"] is not None and len(shown.figures["samples"].axes) >= 3
         return
-    frames = [f for f in shown.tables.values() if f is not None]
+    frames = [f for f in shown.tables.values() if f is not None and "(this run)" in " ".join(
+        map(str, f.columns))]  # fmt: skip
     assert frames
     for frame in frames:
         measured = frame.filter(like="(this run)").drop(columns=["tau (this run)"], errors="ignore")
@@ -338,9 +382,33 @@ def test_sweep_pages_render_measured_rows_in_the_paper_profile(inputs, result, p
 
 
 def test_tab02_summary_glues_measured_numbers(inputs, result):
-    run = partial(sweep.run_paper_sweep, scoring=inputs[1], progress=False, allow_cpu=True)
-    with mock.patch.object(sweep, "run_paper_sweep", run):
+    with mock.patch.object(sweep, "run_paper_sweep", _page_sweep(inputs)):
         shown = _run_page("tab02-pruning-repa", **PAGE_PARAMS, model=NAME)["page"]
     base = next(r for r in result["table"] if r["row"] == "baseline")
     assert shown.values["fid_base"][0] == pytest.approx(base["fid"])
     assert shown.values["d_model"][0] == 32
+
+
+def test_cli_windows_samples_the_rows_and_settings_the_windows_page_reads(monkeypatch):
+    seen = {}
+
+    def capture(profile, model, rows, settings, train_steps=None):
+        seen.update(rows=rows, settings=settings)
+        return pruning.SweepOutcome(None)
+
+    monkeypatch.setattr(pruning, "sweep_outcome", capture)
+    monkeypatch.setattr(pruning, "modulation_tables", lambda *a, **k: {})
+    page = resolve_parameters("pruning-windows", "paper")
+    pruning.pruning_windows_page(**{k: v for k, v in page.items() if k != "profile"},
+                                 profile="paper")  # fmt: skip
+    args = argparse.Namespace(per_class=None, base_seed=None, num_steps=None, last_k=None,
+                              cfg_scale=None, n_boot=None)  # fmt: skip
+    settings = sweep.sweep_settings("windows", args)
+    assert settings == seen["settings"]
+    rows = sweep.sweep_rows("windows", "REPA", False, settings)
+    assert rows == seen["rows"]
+    assert sum(r.window is not None for r in rows) == 2 * page["num_steps"] // page["width"]
+    args.last_k = 125  # the width of the windows
+    assert (
+        len(sweep.sweep_rows("windows", "REPA", False, sweep.sweep_settings("windows", args))) == 7
+    )

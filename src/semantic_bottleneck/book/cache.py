@@ -40,6 +40,7 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "continuous-sweep": ("semantic_bottleneck.sweeps.continuous",),
     "paper-samples": ("semantic_bottleneck.generation.rows",),
     "paper-scores": ("semantic_bottleneck.evaluation.scores",),
+    "paper-paired": ("semantic_bottleneck.evaluation.scores",),
     "system-c": ("semantic_bottleneck.core.appendix",),
     "xmdpt-samples": ("semantic_bottleneck.sweeps.xmdpt",),
     "xmdpt-scores": ("semantic_bottleneck.sweeps.xmdpt",),
@@ -107,10 +108,21 @@ def producer_files(kind: str, package_dir: Path = PACKAGE_DIR) -> list[Path]:
             continue
         seen[name] = file
         module = _module_name(file, package_dir)
-        tree = ast.parse(file.read_text(), str(file))
         todo += _parents(module)
-        todo += _imported_names(tree, module, file.name == "__init__.py")
+        todo += _imports_of(file.read_text(), module, file.name == "__init__.py")
     return sorted(set(seen.values()))
+
+
+# Both are pure functions of a file's text, kept by text: the hashes of several kinds (and of
+# copies of the package) share their files, so each distinct text is parsed once.
+@cache
+def _imports_of(text: str, module: str, is_package: bool) -> tuple[str, ...]:
+    return tuple(sorted(_imported_names(ast.parse(text), module, is_package)))
+
+
+@cache
+def _code_dump(text: str) -> str:
+    return ast.dump(_without_docstrings(ast.parse(text)))
 
 
 def _without_docstrings(tree: ast.AST) -> ast.AST:
@@ -132,9 +144,8 @@ def code_hash(kind: str, package_dir: Path = PACKAGE_DIR) -> str:
     """Hash of the code that produces `kind` (see the module docstring): 16 hex digits."""
     digest = hashlib.sha256()
     for file in producer_files(kind, package_dir):
-        tree = _without_docstrings(ast.parse(file.read_text(), str(file)))
         digest.update(f"{file.relative_to(package_dir).as_posix()}\n".encode())
-        digest.update(ast.dump(tree).encode())
+        digest.update(_code_dump(file.read_text()).encode())
     return digest.hexdigest()[:16]
 
 

@@ -11,8 +11,10 @@ none: its conditions are the ImageNet classes.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -24,12 +26,11 @@ from semantic_bottleneck.book import cache as artifacts
 from semantic_bottleneck.core.analysis import Missing
 from semantic_bottleneck.core.conventions import check_profile
 from semantic_bottleneck.core.systems import SystemC
-from semantic_bottleneck.zoo import audioldm, checkpoint, fetch, mdsgen, registry, sd3, uvit, xmdpt
+from semantic_bottleneck.zoo import checkpoint, fetch, registry
 
-_MODULES = {"uvit": uvit, "xmdpt": xmdpt, "mdsgen": mdsgen, "sd3": sd3, "audioldm": audioldm}
-# how each model combines the parts (U-ViT's tokens: Table 4's "concatenation" reading)
-_COMBINE = {"uvit": "concat", "xmdpt": "sum", "mdsgen": "sum", "sd3": sd3.COMBINE}
-_COMBINE["audioldm"] = audioldm.COMBINE
+# how each model combines the parts (U-ViT's tokens: Table 4's "concatenation" reading; SD3's
+# and AudioLDM's as their modules state)
+_COMBINE = {"uvit": "concat", "xmdpt": "sum", "mdsgen": "sum"}
 TABLE1_SYSTEMS = ["xmdpt-l-2", "mdsgen-b-2"]  # Table 1's continuous rows
 SYSTEM_C_KIND = "system-c"  # artifact kind of a system's two parts of c (book.cache.PRODUCERS)
 
@@ -86,11 +87,24 @@ def conditions_note(path: str | os.PathLike) -> str:
         return (f.metadata() or {}).get("conditions", "")
 
 
+def system_module(system: str) -> ModuleType:
+    """The zoo module of an appendix system (`semantic_bottleneck.zoo.<system>`), imported when
+    first needed: SD3's and AudioLDM's load diffusers, which a testbed page never needs."""
+    if system not in registry.SYSTEM_KINDS:
+        raise ValueError(f"system: expected one of {registry.SYSTEM_KINDS}, got {system!r}")
+    return importlib.import_module(f"semantic_bottleneck.zoo.{system}")
+
+
+def combine_rule(system: str) -> str:
+    """How a system combines T and Y into c: "sum" or "concat"."""
+    return _COMBINE.get(system) or system_module(system).COMBINE
+
+
 def read_conditions(system: str, path: str | os.PathLike) -> dict[str, Tensor]:
     """A system's condition file, checked to hold every tensor its module's INPUTS names, with
     one row per condition."""
     inputs = load_file(str(path))
-    expected = sorted(_MODULES[system].INPUTS)
+    expected = sorted(system_module(system).INPUTS)
     missing = [k for k in expected if k not in inputs]
     if missing:
         raise ValueError(
@@ -108,15 +122,16 @@ def _folder(entry: registry.SystemEntry, path: Path) -> Path:
 
 def _load(entry: registry.SystemEntry, path: Path) -> nn.Module:
     manifest = None if entry.manifest is None else entry.manifest.split("/")[-1]
+    module = system_module(entry.system)
     if entry.system == "uvit":
-        return uvit.load_uvit(path, manifest).eval()
+        return module.load_uvit(path, manifest).eval()
     if entry.system == "xmdpt":
-        return xmdpt.load_xmdpt(path, manifest.removesuffix(".json"))
+        return module.load_xmdpt(path, manifest.removesuffix(".json"))
     if entry.system == "mdsgen":
-        return mdsgen.load_mdsgen(path, manifest)
+        return module.load_mdsgen(path, manifest)
     if entry.system == "sd3":
-        return sd3.load_sd3(_folder(entry, path))
-    return audioldm.load_audioldm_unet(_folder(entry, path))
+        return module.load_sd3(_folder(entry, path))
+    return module.load_audioldm_unet(_folder(entry, path))
 
 
 def system_c(
@@ -132,10 +147,10 @@ def system_c(
     Args:
         how: "sum" or "concat"; default the model's own (U-ViT: "concat", Table 4's reading).
     """
-    module = _MODULES[entry.system]
+    module = system_module(entry.system)
     if entry.system == "uvit":
         labels = torch.arange(model.label_emb.num_embeddings - (1 if _has_null(entry) else 0))
-        time, cond = uvit.condition_parts(model, labels, entry.initial_t)
+        time, cond = module.condition_parts(model, labels, entry.initial_t)
         what = f"{len(labels)} ImageNet classes"
     else:
         time, cond = module.condition_parts(model, inputs, entry.initial_t)
@@ -146,7 +161,7 @@ def system_c(
 def _system_c(entry, time: Tensor, cond: Tensor, what: str, how: str | None, source: str):
     """SystemC of `entry` from its parts, combined the model's own way unless `how` says."""
     return SystemC(
-        entry.name, entry.label, time, cond, how or _COMBINE[entry.system], entry.initial_t,
+        entry.name, entry.label, time, cond, how or combine_rule(entry.system), entry.initial_t,
         what, source, entry.system, entry.system != "uvit",
     )  # fmt: skip
 
@@ -241,7 +256,7 @@ def describe(system: str, cache_dir: str | os.PathLike | None = None) -> str:
         return "uvit: no condition file; c is measured over the ImageNet classes."
     path = conditions_path(system, cache_dir)
     lines = [f"{system}: {path} ({'present' if path.is_file() else 'missing'})", "tensors:"]
-    lines += [f"  {name}: {spec}" for name, spec in _MODULES[system].INPUTS.items()]
+    lines += [f"  {name}: {spec}" for name, spec in system_module(system).INPUTS.items()]
     how = {
         "mdsgen": "--npz DIR (CAVP feature files, as MDSGen's inference.py reads them)",
         "sd3": "--pipeline DIR [--prompts FILE] (a local SD3 pipeline's CLIP encoders; default: "
@@ -273,7 +288,7 @@ def _cmd_conditions(args) -> int:
         else:
             prompts = [p for p in args.prompts.read_text().splitlines() if p.strip()]
             note = f"{len(prompts)} prompts from {args.prompts.name}"
-        inputs = _MODULES[system].encode_prompts(args.pipeline, prompts)
+        inputs = system_module(system).encode_prompts(args.pipeline, prompts)
     where = conditions_path(system, args.cache_dir)
     out = checkpoint.save_atomic(inputs, where, metadata={"conditions": note})
     print(f"wrote {out}: {next(iter(inputs.values())).shape[0]} conditions")

@@ -11,7 +11,8 @@ Each metric is recomputed on a resample from per-sample quantities computed once
 definitions of `evaluation.fidelity` (torch-fidelity's, as ADM's evaluator):
 
 - FID from the resampled features' mean and covariance against the reference statistics, with
-  tr sqrt(S R) = sum sqrt(eig(R^{1/2} S R^{1/2})) (R^{1/2} computed once);
+  tr sqrt(S R) = sum sqrt(eig(R^{1/2} S R^{1/2})) (R^{1/2} computed once; with fewer samples
+  than feature dimensions, from the N x N Gram matrix that has the same nonzero eigenvalues);
 - IS (10 splits) by `fidelity.split_inception_score` on the resampled logits;
 - precision: the mean over the resampled samples of "inside some reference point's k-NN ball";
 - recall: the share of reference points inside the ball of some resampled sample, with each
@@ -22,6 +23,7 @@ On the full set each equals `fidelity.evaluate`'s value (tested).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,10 +153,13 @@ class SampleSet:
         x = self.x[torch.as_tensor(idx, device=self.x.device)]
         mu = x.mean(0)
         xc = x - mu
-        sigma = xc.T @ xc / (len(x) - 1)
-        vals = torch.linalg.eigvalsh(self.ref_root @ sigma @ self.ref_root).clamp(min=0)
+        # R^{1/2} S R^{1/2} = A^T A with A = (x - mu) R^{1/2} / sqrt(N - 1); its nonzero
+        # eigenvalues are those of the smaller of A^T A (F x F) and A A^T (N x N)
+        a = xc @ self.ref_root / math.sqrt(len(x) - 1)
+        vals = torch.linalg.eigvalsh(a @ a.T if len(a) < a.shape[1] else a.T @ a).clamp(min=0)
         diff = mu - self.ref_mu
-        value = diff @ diff + sigma.trace() + self.ref_sigma.trace() - 2 * vals.sqrt().sum()
+        trace = (xc * xc).sum() / (len(x) - 1)
+        value = diff @ diff + trace + self.ref_sigma.trace() - 2 * vals.sqrt().sum()
         return float(value)
 
     def scores(self, idx: np.ndarray) -> dict[str, float]:

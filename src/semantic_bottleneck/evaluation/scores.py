@@ -1,8 +1,14 @@
 """The scores of one paper-profile sample file: FID, IS and precision/recall against the ADM
-reference batch, and CLIP score.
+reference batch, and CLIP score; and a pruned row's paired bootstrap against its baseline.
 
 Kept apart from the sweep tables so that the artifact cache keys scores by the evaluation code
 that computes them (and the samples' own key), not by code that only shows them.
+
+Besides the scores, each file's per-sample quantities are kept (`features.npz`: Inception's
+pool3 features, IS logits and P/R features of `paired.sample_features`, and the per-sample CLIP
+score), so that a row's difference from the baseline gets the same 95% paired-bootstrap interval
+as in the testbed (`evaluation.paired`): resampling the pairs within each class, the ADM batch
+held fixed.
 """
 
 from __future__ import annotations
@@ -10,12 +16,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from semantic_bottleneck.generation.npz import load_samples
 
-from .clip_score import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEFAULT_TEMPLATE, clip_score
+from .clip_score import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEFAULT_TEMPLATE, clip_scores, load_clip
 from .fidelity import evaluate
+from .paired import (
+    ReferenceFeatures,
+    SampleSet,
+    bootstrap_spread,
+    paired_bootstrap,
+    reference_features,
+    sample_features,
+)
 
 
 @dataclass(frozen=True)
@@ -33,17 +48,52 @@ class PaperEval:
     clip_template: str = DEFAULT_TEMPLATE
 
 
-def score_samples(npz: Path, scoring: PaperEval, cache_dir: str | None = None) -> dict:
-    """Every score of a sweep row's ADM npz: the keys of `fidelity.evaluate` and "clip"."""
+def score_samples(
+    npz: Path, scoring: PaperEval, cache_dir: str | None = None
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """Every score of a sweep row's ADM npz, and the per-sample quantities behind them.
+
+    Returns:
+        (the keys of `fidelity.evaluate` and "clip", {"fid", "logits", "prc": float32 (N, F)
+        per-sample features (`paired.sample_features`), "clip": float32 (N,) per-sample CLIP
+        scores}).
+    """
     samples = load_samples(npz)
     scores = evaluate(samples.images, profile="paper", cache_dir=cache_dir)
-    scores["clip"] = clip_score(
-        samples.images,
-        samples.labels,
-        scoring.clip_model,
-        scoring.clip_pretrained,
-        scoring.clip_template,
-        device="cuda" if torch.cuda.is_available() else "cpu",
-        cache_dir=cache_dir,
-    )
-    return scores
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    clip = load_clip(scoring.clip_model, scoring.clip_pretrained, None, device, cache_dir)
+    per_sample = clip_scores(clip, samples.images, samples.labels, scoring.clip_template)
+    scores["clip"] = per_sample.mean().item()
+    features = sample_features(samples.images, "paper", cache_dir)
+    return scores, {**features, "clip": per_sample.float().cpu().numpy()}
+
+
+def _sample_set(features: Path, reference: ReferenceFeatures) -> SampleSet:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with np.load(features) as z:
+        return SampleSet({k: z[k] for k in ("fid", "logits", "prc")}, z["clip"], reference, device)
+
+
+def paired_scores(
+    base_features: Path, row_features: Path, labels, n_boot: int, seed: int, cache_dir=None
+) -> dict[str, dict[str, float]]:
+    """A row's paired bootstrap against its baseline (`paired.paired_bootstrap`), from the two
+    files' `features.npz`.
+
+    Args:
+        base_features, row_features: the baseline's and the row's per-sample quantities.
+        labels: class of each pair (resampling keeps each class's count).
+        n_boot: resamples; seed: their generator (shared by every row).
+        cache_dir: weights cache (the ADM batch and Inception).
+    """
+    reference = reference_features("paper", cache_dir)
+    base, row = _sample_set(base_features, reference), _sample_set(row_features, reference)
+    return paired_bootstrap(base, row, labels, n_boot, seed)
+
+
+def baseline_spread(
+    features: Path, labels, n_boot: int, seed: int, cache_dir=None
+) -> dict[str, dict[str, float]]:
+    """The baseline's own sampling noise per metric (`paired.bootstrap_spread`)."""
+    reference = reference_features("paper", cache_dir)
+    return bootstrap_spread(_sample_set(features, reference), labels, n_boot, seed)

@@ -12,50 +12,7 @@ Typical paired run on a zoo model (baseline and pruned share every noise draw):
 
 `generate_npz` does this into one `.npz`, sharded over torchrun ranks; the command line is
 `semantic-bottleneck generate` (see `generation.cli`).
+
+The modules are imported on their own (`generation.decode`, `generation.run`, ...): this package
+imports none of them, so that the artifact cache's use of `generation.ranks` loads nothing else.
 """
-
-from __future__ import annotations
-
-from .decode import (
-    FAMILY_PIXELS,
-    PIXELS,
-    LatentDecoder,
-    MissingAssetError,
-    decode_digits,
-    decoder_for_checkpoint,
-    load_decoder,
-    load_sd_vae,
-    load_vavae,
-    pixels_of,
-    to_images,
-)
-from .npz import Samples, load_samples, merge_shards, save_samples, shard_path
-from .run import check_request, generate, generate_npz, shard_indices
-from .vavae import VAVAE_F16D32, LDMConfig, build_autoencoder, convert_ldm_state_dict
-
-__all__ = [
-    "FAMILY_PIXELS",
-    "LDMConfig",
-    "LatentDecoder",
-    "MissingAssetError",
-    "PIXELS",
-    "Samples",
-    "VAVAE_F16D32",
-    "build_autoencoder",
-    "check_request",
-    "convert_ldm_state_dict",
-    "decode_digits",
-    "decoder_for_checkpoint",
-    "generate",
-    "generate_npz",
-    "load_decoder",
-    "load_samples",
-    "load_sd_vae",
-    "load_vavae",
-    "merge_shards",
-    "pixels_of",
-    "save_samples",
-    "shard_indices",
-    "shard_path",
-    "to_images",
-]

@@ -19,7 +19,13 @@ from semantic_bottleneck.core import adaln_cost
 from semantic_bottleneck.core.analysis import Missing, Page
 from semantic_bottleneck.core.conventions import check_profile
 from semantic_bottleneck.sweeps import run as sweep
-from semantic_bottleneck.sweeps.spec import SweepRow, SweepSettings
+from semantic_bottleneck.sweeps.spec import (
+    WINDOW_ROWS,
+    SweepRow,
+    SweepSettings,
+    window_settings,
+    window_sweep_rows,
+)
 from semantic_bottleneck.verdicts.rules import change_verdict
 from semantic_bottleneck.zoo.fetch import fetch_command
 
@@ -100,24 +106,21 @@ def _fill_note(todo: list[str], rows: list[SweepRow]) -> str:
         f"the window rows {', '.join(window_todo)}" if window_todo else "",
     ]
     how = "`semantic-bottleneck sweep TABLE MODEL --controls` on a GPU fills them."
-    if window_todo:  # the command samples the tables' rows and controls, not the windows
-        how = (
-            "`sweeps.run.run_paper_sweep` with these rows on a GPU fills them (the "
-            "`semantic-bottleneck sweep` command samples the tables' rows and controls only)."
-        )
+    if window_todo:
+        how = "`semantic-bottleneck sweep windows MODEL` on a GPU fills them."
     return f"{len(todo)} of the {len(rows)} rows are not sampled yet: {'; '.join(p for p in parts if p)}. {how}"
 
 
 def _interval_note(result: dict) -> list[str]:
-    """A note when the sweep's rows carry no paired interval (rows sampled without per-sample
-    features, as the paper-profile sweep's are): what the page leaves out, and why."""
+    """A note when the sweep's rows carry no paired interval (the baseline is not sampled yet):
+    what the page leaves out, and why."""
     if any(r.get("ci") for r in result["table"]):
         return []
     return [
-        "These rows have no paired-bootstrap interval yet: the bootstrap resamples each row's "
-        "per-sample features, and this sweep's cache holds the rows' scores but not those "
-        "features. The differences from the baseline with their 95% intervals, the verdicts "
-        "and the paper's claims judged against the noise are therefore not shown here."
+        "These rows have no paired-bootstrap interval yet: every interval is of a row's "
+        "difference from the baseline, whose row is not sampled yet. The differences with "
+        "their 95% intervals, the verdicts and the paper's claims judged against the noise "
+        "are therefore not shown here."
     ]
 
 
@@ -409,8 +412,6 @@ def fig08_page(
 
 # ----------------------------------------------------------------------------- windows
 
-WINDOW_ROWS = ("tail 0.02 t_i", "head 1 t_i")  # the paper's 66% tail row and 8 head dims
-
 
 def window_plot(changes: pd.DataFrame, windows: dict[str, list[str]]):
     """FID change (with its 95% interval) against the window of steps, one line per row.
@@ -534,15 +535,10 @@ def pruning_windows_page(
     """
     if num_steps is None:
         raise ValueError("num_steps: expected the sampler's step count the windows divide")
-    paper = {r.label: r for r in sweep.paper_rows("table2")}
-    unknown = [r for r in rows if r not in paper]
-    if unknown:
-        raise ValueError(f"rows: expected rows of Table 2 among {sorted(paper)}, got {unknown}")
-    windows = {r: sweep.window_rows(paper[r], num_steps, width) for r in rows}
-    sweep_rows = [paper["baseline"]] + [x for r in rows for x in [paper[r], *windows[r]]]
-    settings = SweepSettings(
-        per_class=per_class, base_seed=base_seed, num_steps=num_steps, last_k=width
-    )
+    sweep_rows = window_sweep_rows(num_steps, width, rows)
+    windows = {r: [x for x in sweep_rows if x.window and x.label.startswith(
+        r.removesuffix(" t_i") + " in ")] for r in rows}  # fmt: skip
+    settings = window_settings(per_class, base_seed, num_steps, width)
     out = sweep_outcome(profile, model, sweep_rows, settings, train_steps)
     page = Page(missing=out.missing, notes=out.notes)
     changes = change_table(out.result["table"]) if out.result else None

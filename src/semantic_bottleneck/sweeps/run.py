@@ -8,9 +8,11 @@ for a page or the `semantic-bottleneck sweep` command and shows them beside the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,7 +30,12 @@ from semantic_bottleneck.evaluation.clip_score import (
 )
 from semantic_bottleneck.evaluation.fidelity import to_adm_images
 from semantic_bottleneck.evaluation.inputs import MissingInputError
-from semantic_bottleneck.evaluation.scores import PaperEval, score_samples
+from semantic_bottleneck.evaluation.scores import (
+    PaperEval,
+    baseline_spread,
+    paired_scores,
+    score_samples,
+)
 from semantic_bottleneck.generation.cli import default_device, init_distributed, resolve_model
 from semantic_bottleneck.generation.npz import load_samples
 from semantic_bottleneck.generation.rows import RowSampler
@@ -50,6 +57,8 @@ from semantic_bottleneck.sweeps.spec import (
     result_row,
     spec_table,
     window_rows,
+    window_settings,
+    window_sweep_rows,
 )
 from semantic_bottleneck.sweeps.testbed import testbed_sweep
 from semantic_bottleneck.training.data import digits
@@ -249,12 +258,17 @@ def run_paper_sweep(
         return None
     table, grids, files = [], {}, {}
     d = registry.get_checkpoint(name).config["hidden_size"]
-    for spec_row, folder in zip(specs, folders, strict=True):
+    scored = [_paper_scores(f / "samples.npz", f.name, scoring, cache_dir) for f in folders]
+    base = next((i for i, r in enumerate(specs) if r["spec"] is None), None)
+    for i, (spec_row, folder) in enumerate(zip(specs, folders, strict=True)):
         npz = folder / "samples.npz"
         samples = load_samples(npz)
-        scores = _paper_scores(npz, folder.name, scoring, cache_dir)
+        scores, features = scored[i]
         row = result_row(spec_row, {"removed": samples.removed}, scores, d)
         row["clip"] = scores["clip"]
+        if base is not None:
+            row.update(_paper_paired(scored[base][1], features, np.asarray(labels), settings,
+                                     i == base, cache_dir))  # fmt: skip
         table.append(row)
         grid = class_grid(samples.images, settings.per_class, settings.grid_per_class)
         grids[spec_row["row"]] = grid
@@ -268,17 +282,42 @@ def run_paper_sweep(
     }
 
 
-def _paper_scores(npz, samples_key: str, scoring: PaperEval, cache_dir) -> dict:
-    """FID, IS, precision/recall and CLIP score of one sample file (cached)."""
+def _eval_inputs(cache_dir) -> dict:
+    return {n: fetch.recorded_sha256(fetch.locate(n, cache_dir)) for n in _EVAL_INPUTS}
+
+
+def _paper_scores(npz, samples_key: str, scoring: PaperEval, cache_dir) -> tuple[dict, Path]:
+    """FID, IS, precision/recall and CLIP score of one sample file, and the file of its
+    per-sample quantities (cached)."""
 
     def produce(out) -> None:
-        scores = score_samples(npz, scoring, cache_dir)
+        scores, per_sample = score_samples(npz, scoring, cache_dir)
         (out / "scores.json").write_text(json.dumps(scores))
+        np.savez(out / "features.npz", **per_sample)
 
-    inputs = {n: fetch.recorded_sha256(fetch.locate(n, cache_dir)) for n in _EVAL_INPUTS}
-    key = dict(samples=samples_key, scoring=scoring.__dict__, inputs=inputs)
+    key = dict(samples=samples_key, scoring=scoring.__dict__, inputs=_eval_inputs(cache_dir))
     folder, _ = cached("paper-scores", key, produce)
-    return json.loads((folder / "scores.json").read_text())
+    return json.loads((folder / "scores.json").read_text()), folder / "features.npz"
+
+
+def _paper_paired(base: Path, features: Path, labels, settings: SweepSettings, is_base: bool,
+                  cache_dir) -> dict:  # fmt: skip
+    """A paper row's paired bootstrap against the baseline ("ci"), or the baseline's own spread
+    ("spread"), cached by the two feature files (their scores' folders) and the resampling."""
+    key = dict(base=base.parent.name, row=features.parent.name, n_boot=settings.n_boot,
+               seed=settings.base_seed, inputs=_eval_inputs(cache_dir))  # fmt: skip
+
+    def produce(out) -> None:
+        if is_base:
+            found = {"spread": baseline_spread(base, labels, settings.n_boot, settings.base_seed,
+                                               cache_dir)}  # fmt: skip
+        else:
+            found = {"ci": paired_scores(base, features, labels, settings.n_boot,
+                                         settings.base_seed, cache_dir)}  # fmt: skip
+        (out / "paired.json").write_text(json.dumps(found))
+
+    folder, _ = cached("paper-paired", key, produce)
+    return json.loads((folder / "paired.json").read_text())
 
 
 _EVAL_INPUTS = ("adm-ref-imagenet256", "inception-fidelity")
@@ -476,7 +515,11 @@ _OURS = {"clip": "class_prob"}  # a testbed row's key of a metric (the CLIP stan
 
 # ----------------------------------------------------------------------------- command line
 
-SWEEP_PAGES = {"table2": "tab02-pruning-repa", "table3": "tab03-pruning-mg-lightningdit"}
+SWEEP_PAGES = {
+    "table2": "tab02-pruning-repa",
+    "table3": "tab03-pruning-mg-lightningdit",
+    "windows": "pruning-windows",  # Table 2's rows confined to windows of the sampler's steps
+}
 
 
 PAGE_SETTINGS = ("per_class", "base_seed", "num_steps", "last_k")  # sweep settings a page sets
@@ -484,31 +527,47 @@ PAGE_SETTINGS = ("per_class", "base_seed", "num_steps", "last_k")  # sweep setti
 
 def page_settings(table: str, profile: str, **overrides) -> tuple[dict, SweepSettings]:
     """The parameters of the table's page in a profile, with `overrides` applied, and the sweep
-    settings they give: what the page samples."""
+    settings they give: what the page samples (the windows page's last k is its width)."""
     page = {**resolve_parameters(SWEEP_PAGES[table], profile), **overrides}
+    if table == "windows":
+        page.setdefault("last_k", page["width"])
+        return page, window_settings(page["per_class"], page["base_seed"], page["num_steps"],
+                                     page["last_k"], page.get("cfg_scale"))  # fmt: skip
     values = {k: page[k] for k in PAGE_SETTINGS}
     return page, SweepSettings(**values, cfg_scale=page.get("cfg_scale"))
+
+
+def sweep_rows(table: str, model: str, controls: bool, settings: SweepSettings) -> list[SweepRow]:
+    """The rows `semantic-bottleneck sweep` samples: what the table's paper-profile page reads
+    (the paper's rows of `model`, with the page's controls when `controls`; for the windows
+    page, its windows of `settings.last_k` of the `settings.num_steps` steps)."""
+    page, _ = page_settings(table, "paper")
+    if table == "windows":
+        return window_sweep_rows(settings.num_steps, settings.last_k)
+    rows = paper_rows(table, None if table == "table2" else model)
+    if controls:
+        rows += control_rows(rows, page.get("controls", "all"), page.get("draws", 3))
+    return rows
 
 
 def sweep_settings(table: str, args) -> SweepSettings:
     """The paper-profile settings of the table's page, with the flags that were given applied, so
     that by default the command writes exactly the rows the page reads."""
     given = {k: getattr(args, k) for k in (*PAGE_SETTINGS, "cfg_scale")}
-    return page_settings(table, "paper", **{k: v for k, v in given.items() if v is not None})[1]
+    settings = page_settings(table, "paper", **{k: v for k, v in given.items() if v is not None})
+    n_boot = getattr(args, "n_boot", None)
+    return settings[1] if n_boot is None else dataclasses.replace(settings[1], n_boot=n_boot)
 
 
 def _cmd_sweep(args) -> int:
     name = args.model
     # Table 3 prints the same rows for MG and LightningDiT; other checkpoints are shown beside MG
-    paper_model = "REPA" if args.table == "table2" else paper.PAPER_MODEL_NAMES.get(name, "MG")
+    paper_model = "REPA" if args.table != "table3" else paper.PAPER_MODEL_NAMES.get(name, "MG")
     if paper_model not in ("REPA", "MG", "LightningDiT"):
         paper_model = "MG"
     try:
-        rows = paper_rows(args.table, None if args.table == "table2" else paper_model)
-        page, settings = page_settings(args.table, "paper")
-        if args.controls:  # the rows the page shows beside the paper's
-            rows += control_rows(rows, page.get("controls", "all"), page.get("draws", 3))
         settings = sweep_settings(args.table, args)
+        rows = sweep_rows(args.table, paper_model, args.controls, settings)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -526,7 +585,8 @@ def _cmd_sweep(args) -> int:
         if started:
             torch.distributed.destroy_process_group()
     if result is not None:
-        table = rows_beside_paper(result["table"], args.table, paper_model, "paper")
+        table_id = "table2" if args.table == "windows" else args.table
+        table = rows_beside_paper(result["table"], table_id, paper_model, "paper")
         print(readable(table).to_string())  # plain text: the page shows display.table
     return 0
 
@@ -538,7 +598,8 @@ def add_parser(subparsers) -> None:
         help="sample and score a pruning table from an official checkpoint into the cache the "
         "paper-profile pages read (under torchrun every rank samples a shard of each row)",
     )
-    p.add_argument("table", choices=sorted(SWEEP_PAGES), help="the paper's table")
+    p.add_argument("table", choices=sorted(SWEEP_PAGES),
+                   help="the paper's table, or the windows page's rows")  # fmt: skip
     p.add_argument(
         "model", help="registry checkpoint: repa-sit-xl-2 (table2), mg-sit-xl-2 or "
         "lightningdit-xl-1 (table3)",
@@ -547,8 +608,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--per-class", type=int, default=None, help=f"samples per class ({unset})")
     p.add_argument("--base-seed", type=int, default=None, help=f"seed of sample 0 ({unset})")
     p.add_argument("--num-steps", type=int, default=None, help=f"sampler steps ({unset})")
-    p.add_argument("--last-k", type=int, default=None, help=f"k of t_(n-k,n) ({unset})")
+    p.add_argument("--last-k", type=int, default=None,
+                   help=f"k of t_(n-k,n); for windows, the window width ({unset})")  # fmt: skip
     p.add_argument("--cfg-scale", type=float, default=None, help="default: the headline scale")
+    p.add_argument("--n-boot", type=int, default=None,
+                   help="resamples of each row's paired bootstrap (default 500)")  # fmt: skip
     p.add_argument("--clip-model", default=DEFAULT_MODEL, help="open_clip model of CLIP score")
     p.add_argument("--clip-pretrained", default=DEFAULT_PRETRAINED, help="open_clip tag or file")
     p.add_argument("--clip-template", default=DEFAULT_TEMPLATE, help='prompt with one "{}"')

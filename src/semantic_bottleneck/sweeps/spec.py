@@ -178,6 +178,31 @@ def window_rows(row: SweepRow, steps: int, width: int) -> list[SweepRow]:
     ]
 
 
+WINDOW_ROWS = ("tail 0.02 t_i", "head 1 t_i")  # the paper's 66% tail row and 8 head dims
+
+
+def window_sweep_rows(
+    steps: int, width: int, rows: tuple[str, ...] = WINDOW_ROWS
+) -> list[SweepRow]:
+    """The windows page's sweep: the baseline, then each of `rows` (Table 2 rows) at every
+    step followed by its `window_rows`."""
+    paper = {r.label: r for r in paper_rows("table2")}
+    unknown = [r for r in rows if r not in paper]
+    if unknown:
+        raise ValueError(f"rows: expected rows of Table 2 among {sorted(paper)}, got {unknown}")
+    return [paper["baseline"]] + [
+        x for r in rows for x in [paper[r], *window_rows(paper[r], steps, width)]
+    ]
+
+
+def window_settings(
+    per_class: int, base_seed: int, num_steps: int, width: int, cfg_scale: float | None = None
+) -> SweepSettings:
+    """The windows page's sampling settings: its last-k schedule is one window wide."""
+    return SweepSettings(per_class=per_class, base_seed=base_seed, num_steps=num_steps,
+                         last_k=width, cfg_scale=cfg_scale)  # fmt: skip
+
+
 def matched_count(row: SweepRow, d: int) -> int:
     """Dimensions to remove at dimension d: the paper's fraction for the tail, its count for the
     head (both kept within 1..d-1 so something is removed and something kept)."""
