@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 NB ?=
 P ?=
 
+# let Python keep the compiled package modules between the many kernels and processes
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: install book html pdf section test lint format inputs bench clean
 
 $(STAMP): pyproject.toml
