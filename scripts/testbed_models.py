@@ -5,6 +5,7 @@ data/testbed/NAME/ (NAME: `testbed.tier_name`) as EMA weights, monitor log, conf
     .venv/bin/python scripts/testbed_models.py                               # all, resumable
     .venv/bin/python scripts/testbed_models.py --tier long --only testbed-ddpm
     .venv/bin/python scripts/testbed_models.py --record                      # copy finished runs
+    .venv/bin/python scripts/testbed_models.py --seeds [--record]            # training seeds 1, 2
 
 Runs go to runs/testbed/NAME/ (checkpointed every 500 steps: a killed run resumes exactly when
 the command is repeated) on one CPU thread, so that a run is bitwise repeatable and a shipped log
@@ -25,9 +26,12 @@ import torch
 
 from semantic_bottleneck.training.runs import record_run, write_text_atomic
 from semantic_bottleneck.training.testbed import (
+    SEED_MODEL,
     SHIPPED,
     TESTBED_MODELS,
     TIERS,
+    TRAINING_SEEDS,
+    seed_name,
     testbed_config,
     tier_name,
 )
@@ -57,16 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tier", nargs="*", default=None, choices=sorted(TIERS))
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "testbed")
     p.add_argument("--record", action="store_true", help="copy finished runs to " + SHIPPED)
+    p.add_argument(
+        "--seeds", action="store_true",
+        help=f"the further training seeds {list(TRAINING_SEEDS)} of {SEED_MODEL} instead",
+    )  # fmt: skip
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    for tier in args.tier or TIERS:
-        for name in args.only or TESTBED_MODELS:
-            run = args.out / tier_name(name, tier)
-            if args.record:
-                if (run / "model.safetensors").exists():
-                    print(record(run, ROOT / SHIPPED / run.name))
-                continue
-            train(testbed_config(run.name), run, progress=True, checkpoint_every=500)
+    names = [tier_name(n, t) for t in args.tier or TIERS for n in args.only or TESTBED_MODELS]
+    if args.seeds:
+        names = [seed_name(SEED_MODEL, s) for s in TRAINING_SEEDS]
+    for name in names:
+        run = args.out / name
+        if args.record:
+            if (run / "model.safetensors").exists():
+                print(record(run, ROOT / SHIPPED / run.name))
+            continue
+        train(testbed_config(run.name), run, progress=True, checkpoint_every=500)
     return 0
 
 

@@ -56,6 +56,8 @@ def shipped_names() -> list[str]:
 def test_every_shipped_model_has_weights_a_full_log_and_its_provenance():
     names = shipped_names()
     assert set(testbed.TESTBED_NAMES) <= set(names)
+    seeds = {testbed.seed_name(testbed.SEED_MODEL, s) for s in testbed.TRAINING_SEEDS}
+    assert seeds <= set(names)  # the training-seed runs of the Table 2 page
     for name in names:
         folder = SHIPPED / name
         prov = json.loads((folder / "run.json").read_text())
@@ -76,6 +78,8 @@ def test_every_shipped_model_has_weights_a_full_log_and_its_provenance():
         "testbed-repa-long",
         "testbed-continuous",
         "testbed-continuous-long",
+        "testbed-flow-seed1",
+        "testbed-flow-seed2",
     ],
 )
 def test_a_shipped_model_retrains_to_the_same_first_steps(tmp_path, one_thread, name):

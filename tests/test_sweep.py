@@ -222,3 +222,35 @@ def test_paper_claims_carry_the_testbed_noise_as_a_share_of_its_baseline():
     assert judged["verdict"].iloc[0] == "improves"  # a row that hardly moves: no paired noise
     assert judged["independent verdict"].iloc[0] == "within noise"  # the noise of a FID itself
     assert sweep.paper_claims(tight[:1], "table2", "REPA", "testbed").empty  # no interval
+
+
+def test_training_seed_table_sets_the_spread_over_runs_beside_one_runs_noise():
+    def row(label, d, sd, block):
+        ci = {"difference": d, "low": d - 2 * sd, "high": d + 2 * sd, "sd": sd}
+        return {"row": label, "ci": {"fid": ci}, "seed_blocks": {"fid": {"sd_at_n": block}}}
+
+    sweeps = {
+        s: [{"row": "baseline", "fid": 10.0}, row("tail 0.02 t_i", d, sd, b)]
+        for s, (d, sd, b) in enumerate([(1.0, 0.2, 0.3), (2.0, 0.4, 0.1), (3.0, 0.3, 0.2)])
+    }
+    frame = sweep.training_seed_table(sweeps).set_index("row")
+    got = frame.loc["tail 0.02 t_i"]
+    assert list(frame.index) == ["tail 0.02 t_i"]  # the baseline has no change of its own
+    assert got["seed 1"] == "+2.000 [+1.200, +2.800]"
+    assert got["mean change"] == pytest.approx(2.0)
+    assert got["sd over training seeds"] == pytest.approx(1.0)  # sample sd of 1, 2, 3
+    assert got["bootstrap sd"] == pytest.approx(0.3) and got["seed-block sd"] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="rows of Table 2"):
+        sweep.training_seed_sweeps(sweep.SweepSettings(), rows=("no such row",))
+
+
+def test_training_seed_names_give_the_same_recipe_from_another_seed():
+    from dataclasses import replace
+
+    from semantic_bottleneck.training import testbed
+
+    name = testbed.seed_name(testbed.SEED_MODEL, 2)
+    assert name == "testbed-flow-seed2" and testbed.split_seed(name) == ("testbed-flow", 2)
+    assert testbed.testbed_config(name) == replace(testbed.testbed_config("testbed-flow"), seed=2)
+    assert testbed.split_tier("testbed-flow-long-seed1") == ("testbed-flow", "long")
+    assert testbed.seed_name("testbed-flow", 0) == "testbed-flow"

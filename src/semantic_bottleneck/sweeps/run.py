@@ -62,6 +62,7 @@ from semantic_bottleneck.sweeps.spec import (
 )
 from semantic_bottleneck.sweeps.testbed import testbed_sweep
 from semantic_bottleneck.training.data import digits
+from semantic_bottleneck.training.testbed import SEED_MODEL, TRAINING_SEEDS, seed_name
 from semantic_bottleneck.verdicts import paper
 from semantic_bottleneck.zoo import fetch, registry
 
@@ -103,6 +104,58 @@ def run_testbed_sweep(name: str, rows: list[SweepRow], settings: SweepSettings, 
     result["numerics"] = numerics(settings.bf16)
     result["grids"] = {REAL: real_digits_grid(settings.grid_per_class), **result["grids"]}
     return result
+
+
+SEED_ROWS = ("tail 0.02 t_i", "head 1 t_i", "tail 0.01 t_0")  # the headline rows of Table 2
+
+
+def training_seed_sweeps(
+    settings: SweepSettings, rows: tuple[str, ...] = SEED_ROWS
+) -> dict[int, list[dict]]:
+    """Table 2's baseline and `rows` swept from each training run of `testbed.SEED_MODEL` (seed 0
+    and the shipped `testbed.TRAINING_SEEDS`), with the same sampling settings and noise.
+
+    Returns:
+        training seed -> the sweep's row dicts (each pruned row with its paired "ci").
+    """
+    paper = {r.label: r for r in paper_rows("table2")}
+    unknown = [r for r in rows if r not in paper]
+    if unknown:
+        raise ValueError(f"rows: expected rows of Table 2 among {sorted(paper)}, got {unknown}")
+    chosen = [paper["baseline"], *(paper[r] for r in rows)]
+    return {
+        seed: run_testbed_sweep(seed_name(SEED_MODEL, seed), chosen, settings)["table"]
+        for seed in (0, *TRAINING_SEEDS)
+    }
+
+
+def training_seed_table(sweeps: dict[int, list[dict]], metric: str = "fid") -> pd.DataFrame:
+    """Each row's change from the baseline per training seed, with its 95% paired interval, and
+    the spread of that change over the training seeds beside the two sampling noises of one
+    run (the paired bootstrap's sd and the seed-block sd, each averaged over the seeds).
+
+    Columns: row, "seed S" for each seed ("difference [low, high]"), mean change, sd over
+    training seeds, bootstrap sd, seed-block sd.
+    """
+    labels = [r["row"] for r in next(iter(sweeps.values())) if r.get("ci")]
+    out = []
+    for label in labels:
+        rows = {s: next(r for r in table if r["row"] == label) for s, table in sweeps.items()}
+        cis = {s: r["ci"][metric] for s, r in rows.items()}
+        diffs = np.array([ci["difference"] for ci in cis.values()])
+        entry = {"row": label}
+        entry |= {f"seed {s}": change_text(ci, CHANGE_FORMATS[metric]) for s, ci in cis.items()}
+        blocks = [
+            (r.get("seed_blocks") or {}).get(metric, {}).get("sd_at_n") for r in rows.values()
+        ]
+        entry |= {
+            "mean change": float(diffs.mean()),
+            "sd over training seeds": float(diffs.std(ddof=1)),
+            "bootstrap sd": float(np.mean([ci["sd"] for ci in cis.values()])),
+            "seed-block sd": float(np.mean(blocks)) if None not in blocks else None,
+        }
+        out.append(entry)
+    return pd.DataFrame(out, columns=None if out else ["row"])
 
 
 def real_digits_grid(per_class: int) -> np.ndarray:
