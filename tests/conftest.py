@@ -18,6 +18,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread_per_session():
+    """Module fixtures (a sweep sampled once for a file's tests) run before the function-scoped
+    `one_thread`: on one thread too, so that two workers on two cores do not oversubscribe them
+    (an eigendecomposition on 2 threads per worker then runs several times slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tests run tiny models, fastest (and most reproducibly) on one thread."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -94,6 +95,11 @@ class ReferenceFeatures:
     sigma: np.ndarray
     prc: np.ndarray
 
+    @cached_property
+    def sigma_root(self) -> np.ndarray:
+        """sigma^{1/2} (float64 (F, F)), computed once for every set compared with it."""
+        return _sqrt_psd(torch.as_tensor(self.sigma, dtype=torch.float64)).numpy()
+
 
 def reference_features(profile: str = "testbed", cache_dir=None) -> ReferenceFeatures:
     """The profile's reference (testbed: the digits test split; paper: the ADM batch, whose
@@ -142,7 +148,7 @@ class SampleSet:
         self.clip = clip
         self.ref_mu = torch.as_tensor(reference.mu, device=device)
         self.ref_sigma = torch.as_tensor(reference.sigma, device=device)
-        self.ref_root = _sqrt_psd(self.ref_sigma)
+        self.ref_root = torch.as_tensor(reference.sigma_root, device=device)
         s = torch.as_tensor(features["prc"], dtype=torch.float32)
         r = torch.as_tensor(reference.prc, dtype=torch.float32)
         k = PRC_NEIGHBORHOOD

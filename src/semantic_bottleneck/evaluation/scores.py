@@ -74,9 +74,15 @@ def _sample_set(features: Path, reference: ReferenceFeatures) -> SampleSet:
         return SampleSet({k: z[k] for k in ("fid", "logits", "prc")}, z["clip"], reference, device)
 
 
+def paper_reference(cache_dir=None) -> ReferenceFeatures:
+    """The ADM batch's side of every paired comparison (`paired.reference_features`)."""
+    return reference_features("paper", cache_dir)
+
+
 def paired_scores(
-    base_features: Path, row_features: Path, labels, n_boot: int, seed: int, cache_dir=None
-) -> dict[str, dict[str, float]]:
+    base_features: Path, row_features: Path, labels, n_boot: int, seed: int,
+    reference: ReferenceFeatures,
+) -> dict[str, dict[str, float]]:  # fmt: skip
     """A row's paired bootstrap against its baseline (`paired.paired_bootstrap`), from the two
     files' `features.npz`.
 
@@ -84,16 +90,14 @@ def paired_scores(
         base_features, row_features: the baseline's and the row's per-sample quantities.
         labels: class of each pair (resampling keeps each class's count).
         n_boot: resamples; seed: their generator (shared by every row).
-        cache_dir: weights cache (the ADM batch and Inception).
+        reference: `paper_reference` (computed once for all the rows of a sweep).
     """
-    reference = reference_features("paper", cache_dir)
     base, row = _sample_set(base_features, reference), _sample_set(row_features, reference)
     return paired_bootstrap(base, row, labels, n_boot, seed)
 
 
 def baseline_spread(
-    features: Path, labels, n_boot: int, seed: int, cache_dir=None
+    features: Path, labels, n_boot: int, seed: int, reference: ReferenceFeatures
 ) -> dict[str, dict[str, float]]:
     """The baseline's own sampling noise per metric (`paired.bootstrap_spread`)."""
-    reference = reference_features("paper", cache_dir)
     return bootstrap_spread(_sample_set(features, reference), labels, n_boot, seed)

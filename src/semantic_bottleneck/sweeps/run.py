@@ -34,6 +34,7 @@ from semantic_bottleneck.evaluation.scores import (
     PaperEval,
     baseline_spread,
     paired_scores,
+    paper_reference,
     score_samples,
 )
 from semantic_bottleneck.generation.cli import default_device, init_distributed, resolve_model
@@ -313,6 +314,7 @@ def run_paper_sweep(
     d = registry.get_checkpoint(name).config["hidden_size"]
     scored = [_paper_scores(f / "samples.npz", f.name, scoring, cache_dir) for f in folders]
     base = next((i for i, r in enumerate(specs) if r["spec"] is None), None)
+    reference = []  # the ADM batch's features, computed when a row's interval is not cached
     for i, (spec_row, folder) in enumerate(zip(specs, folders, strict=True)):
         npz = folder / "samples.npz"
         samples = load_samples(npz)
@@ -321,7 +323,7 @@ def run_paper_sweep(
         row["clip"] = scores["clip"]
         if base is not None:
             row.update(_paper_paired(scored[base][1], features, np.asarray(labels), settings,
-                                     i == base, cache_dir))  # fmt: skip
+                                     i == base, cache_dir, reference))  # fmt: skip
         table.append(row)
         grid = class_grid(samples.images, settings.per_class, settings.grid_per_class)
         grids[spec_row["row"]] = grid
@@ -354,19 +356,21 @@ def _paper_scores(npz, samples_key: str, scoring: PaperEval, cache_dir) -> tuple
 
 
 def _paper_paired(base: Path, features: Path, labels, settings: SweepSettings, is_base: bool,
-                  cache_dir) -> dict:  # fmt: skip
+                  cache_dir, reference: list) -> dict:  # fmt: skip
     """A paper row's paired bootstrap against the baseline ("ci"), or the baseline's own spread
-    ("spread"), cached by the two feature files (their scores' folders) and the resampling."""
+    ("spread"), cached by the two feature files (their scores' folders) and the resampling;
+    `reference` holds the ADM batch's features once a row has needed them."""
     key = dict(base=base.parent.name, row=features.parent.name, n_boot=settings.n_boot,
                seed=settings.base_seed, inputs=_eval_inputs(cache_dir))  # fmt: skip
 
     def produce(out) -> None:
+        if not reference:
+            reference.append(paper_reference(cache_dir))
+        n_boot, seed = settings.n_boot, settings.base_seed
         if is_base:
-            found = {"spread": baseline_spread(base, labels, settings.n_boot, settings.base_seed,
-                                               cache_dir)}  # fmt: skip
+            found = {"spread": baseline_spread(base, labels, n_boot, seed, reference[0])}
         else:
-            found = {"ci": paired_scores(base, features, labels, settings.n_boot,
-                                         settings.base_seed, cache_dir)}  # fmt: skip
+            found = {"ci": paired_scores(base, features, labels, n_boot, seed, reference[0])}
         (out / "paired.json").write_text(json.dumps(found))
 
     folder, _ = cached("paper-paired", key, produce)
