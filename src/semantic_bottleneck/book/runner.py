@@ -333,7 +333,7 @@ def run_all(
         out_dir: where pages go (default `<root>/book/generated`).
         params: single parameters applied last, to every notebook declaring them.
         force: re-execute pages that are up to date.
-        workers: pages run at once after the root page (default: one per CPU core, at most 2).
+        workers: pages run at once (default: one per CPU core, at most 2).
 
     Returns:
         Seconds per notebook, in order of completion. Raises NotebookError after the last notebook if any
@@ -604,7 +604,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                 "--workers",
                 type=int,
                 default=None,
-                help="pages run at once after the landing page (default: one per core, at most 2)",
+                help="pages run at once (default: one per core, at most 2)",
             )
             parser.add_argument(
                 "-p",
