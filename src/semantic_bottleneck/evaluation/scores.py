@@ -28,7 +28,6 @@ from .paired import (
     SampleSet,
     bootstrap_spread,
     paired_bootstrap,
-    reference_features,
     sample_features,
 )
 
@@ -74,11 +73,6 @@ def _sample_set(features: Path, reference: ReferenceFeatures) -> SampleSet:
         return SampleSet({k: z[k] for k in ("fid", "logits", "prc")}, z["clip"], reference, device)
 
 
-def paper_reference(cache_dir=None) -> ReferenceFeatures:
-    """The ADM batch's side of every paired comparison (`paired.reference_features`)."""
-    return reference_features("paper", cache_dir)
-
-
 def paired_scores(
     base_features: Path, row_features: Path, labels, n_boot: int, seed: int,
     reference: ReferenceFeatures,
@@ -90,7 +84,7 @@ def paired_scores(
         base_features, row_features: the baseline's and the row's per-sample quantities.
         labels: class of each pair (resampling keeps each class's count).
         n_boot: resamples; seed: their generator (shared by every row).
-        reference: `paper_reference` (computed once for all the rows of a sweep).
+        reference: `paired.reference_features("paper")` (once for all the rows of a sweep).
     """
     base, row = _sample_set(base_features, reference), _sample_set(row_features, reference)
     return paired_bootstrap(base, row, labels, n_boot, seed)

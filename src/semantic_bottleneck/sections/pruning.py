@@ -23,6 +23,7 @@ from semantic_bottleneck.sweeps.spec import (
     WINDOW_ROWS,
     SweepRow,
     SweepSettings,
+    window_groups,
     window_settings,
     window_sweep_rows,
 )
@@ -558,8 +559,7 @@ def pruning_windows_page(
     if num_steps is None:
         raise ValueError("num_steps: expected the sampler's step count the windows divide")
     sweep_rows = window_sweep_rows(num_steps, width, rows)
-    windows = {r: [x for x in sweep_rows if x.window and x.label.startswith(
-        r.removesuffix(" t_i") + " in ")] for r in rows}  # fmt: skip
+    windows = window_groups(num_steps, width, rows)
     settings = window_settings(per_class, base_seed, num_steps, width)
     out = sweep_outcome(profile, model, sweep_rows, settings, train_steps)
     page = Page(missing=out.missing, notes=out.notes)

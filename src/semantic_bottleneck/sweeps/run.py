@@ -30,11 +30,11 @@ from semantic_bottleneck.evaluation.clip_score import (
 )
 from semantic_bottleneck.evaluation.fidelity import to_adm_images
 from semantic_bottleneck.evaluation.inputs import MissingInputError
+from semantic_bottleneck.evaluation.paired import reference_features
 from semantic_bottleneck.evaluation.scores import (
     PaperEval,
     baseline_spread,
     paired_scores,
-    paper_reference,
     score_samples,
 )
 from semantic_bottleneck.generation.cli import default_device, init_distributed, resolve_model
@@ -57,6 +57,7 @@ from semantic_bottleneck.sweeps.spec import (
     removed_summary,
     result_row,
     spec_table,
+    table2_rows,
     window_rows,
     window_settings,
     window_sweep_rows,
@@ -119,11 +120,7 @@ def training_seed_sweeps(
     Returns:
         training seed -> the sweep's row dicts (each pruned row with its paired "ci").
     """
-    paper = {r.label: r for r in paper_rows("table2")}
-    unknown = [r for r in rows if r not in paper]
-    if unknown:
-        raise ValueError(f"rows: expected rows of Table 2 among {sorted(paper)}, got {unknown}")
-    chosen = [paper["baseline"], *(paper[r] for r in rows)]
+    chosen = list(table2_rows(rows).values())
     return {
         seed: run_testbed_sweep(seed_name(SEED_MODEL, seed), chosen, settings)["table"]
         for seed in (0, *TRAINING_SEEDS)
@@ -365,7 +362,7 @@ def _paper_paired(base: Path, features: Path, labels, settings: SweepSettings, i
 
     def produce(out) -> None:
         if not reference:
-            reference.append(paper_reference(cache_dir))
+            reference.append(reference_features("paper", cache_dir))
         n_boot, seed = settings.n_boot, settings.base_seed
         if is_base:
             found = {"spread": baseline_spread(base, labels, n_boot, seed, reference[0])}
@@ -598,9 +595,9 @@ def sweep_rows(table: str, model: str, controls: bool, settings: SweepSettings) 
     """The rows `semantic-bottleneck sweep` samples: what the table's paper-profile page reads
     (the paper's rows of `model`, with the page's controls when `controls`; for the windows
     page, its windows of `settings.last_k` of the `settings.num_steps` steps)."""
-    page, _ = page_settings(table, "paper")
     if table == "windows":
         return window_sweep_rows(settings.num_steps, settings.last_k)
+    page, _ = page_settings(table, "paper")
     rows = paper_rows(table, None if table == "table2" else model)
     if controls:
         rows += control_rows(rows, page.get("controls", "all"), page.get("draws", 3))

@@ -181,18 +181,32 @@ def window_rows(row: SweepRow, steps: int, width: int) -> list[SweepRow]:
 WINDOW_ROWS = ("tail 0.02 t_i", "head 1 t_i")  # the paper's 66% tail row and 8 head dims
 
 
+def table2_rows(labels: tuple[str, ...]) -> dict[str, SweepRow]:
+    """Table 2's baseline and the rows of `labels`, by label (ValueError naming Table 2's rows
+    for a label that is none of them)."""
+    paper = {r.label: r for r in paper_rows("table2")}
+    unknown = [r for r in labels if r not in paper]
+    if unknown:
+        raise ValueError(f"rows: expected rows of Table 2 among {sorted(paper)}, got {unknown}")
+    return {"baseline": paper["baseline"], **{r: paper[r] for r in labels}}
+
+
+def window_groups(
+    steps: int, width: int, rows: tuple[str, ...] = WINDOW_ROWS
+) -> dict[str, list[SweepRow]]:
+    """Each of `rows` (Table 2 rows) -> its `window_rows`."""
+    chosen = table2_rows(rows)
+    return {r: window_rows(chosen[r], steps, width) for r in rows}
+
+
 def window_sweep_rows(
     steps: int, width: int, rows: tuple[str, ...] = WINDOW_ROWS
 ) -> list[SweepRow]:
     """The windows page's sweep: the baseline, then each of `rows` (Table 2 rows) at every
     step followed by its `window_rows`."""
-    paper = {r.label: r for r in paper_rows("table2")}
-    unknown = [r for r in rows if r not in paper]
-    if unknown:
-        raise ValueError(f"rows: expected rows of Table 2 among {sorted(paper)}, got {unknown}")
-    return [paper["baseline"]] + [
-        x for r in rows for x in [paper[r], *window_rows(paper[r], steps, width)]
-    ]
+    chosen = table2_rows(rows)
+    groups = window_groups(steps, width, rows)
+    return [chosen["baseline"]] + [x for r in rows for x in [chosen[r], *groups[r]]]
 
 
 def window_settings(

@@ -579,9 +579,6 @@ def _change(base_folder, folder, base, row, fid: _Fid, n_boot: int) -> dict:
     return json.loads((out / "changes.json").read_text())
 
 
-# ----------------------------------------------------------------------------- command line
-
-
 # ----------------------------------------------------------------------------- the condition file
 
 DINOV2 = {"dino_pose": "dinov2-vitb14", "dino_image": "dinov2-vitg14"}  # registry assets
@@ -705,6 +702,8 @@ def _cmd_conditions(args) -> int:
     print(f"wrote {out}")
     return 0
 
+
+# ----------------------------------------------------------------------------- command line
 
 PAGE = "tab07-pruning-continuous"
 
