@@ -66,6 +66,20 @@ def test_paired_metrics_on_the_full_set_equal_the_evaluator():
     assert own["clip"]["low"] == own["clip"]["high"] == 1.0  # a constant score has none
 
 
+def test_set_scores_from_the_features_are_the_evaluators_scores_exactly():
+    from semantic_bottleneck.evaluation import paired
+    from semantic_bottleneck.evaluation.fidelity import digits_reference, evaluate
+
+    g = np.random.default_rng(0)
+    real = digits_reference()[:60].numpy()
+    noisy = np.clip(real.astype(int) + g.integers(-60, 60, real.shape), 0, 255).astype(np.uint8)
+    ref = paired.reference_features()
+    for images in (real, noisy):
+        got = paired.set_scores(paired.sample_features(images), ref)
+        assert got == evaluate(images, profile="testbed")  # every key, bit for bit
+    assert got["fid"] > 1.0  # the noisy set is scored, not the real one again
+
+
 def test_class_interval_table_writes_each_statistic_with_its_interval():
     class Model:
         label = "m"

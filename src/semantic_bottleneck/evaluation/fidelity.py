@@ -485,6 +485,33 @@ def evaluate(
         ref_feats = _features(ref.images, extractor, batch_size, cuda, verbose)
 
     # 2. the metrics, by torch-fidelity's functions
+    return metrics_of_features(feats, ref, ref_feats, profile, metrics, prc_neighborhood, verbose)
+
+
+def metrics_of_features(
+    feats: dict[str, Tensor],
+    ref: Reference | None,
+    ref_feats: dict[str, Tensor] | None,
+    profile: str,
+    metrics=METRICS,
+    prc_neighborhood: int = 3,
+    verbose: bool = False,
+) -> dict:
+    """`evaluate`'s result from features the profile's network already gave, so that a sweep
+    runs the network once per set (and once for the reference) however many metrics it scores.
+
+    Args:
+        feats: the samples' features by layer name (`FEATURE_LAYERS`), as torch-fidelity
+            returns them.
+        ref: the reference (`load_reference`; None when no metric needs one).
+        ref_feats: the reference images' features by layer (needed by "prc", and by "fid"
+            when the reference has no precomputed statistics).
+        profile, metrics, prc_neighborhood, verbose: as `evaluate`.
+
+    Returns:
+        as `evaluate`.
+    """
+    layers = FEATURE_LAYERS[PROFILE_EXTRACTORS[profile]]
     out = {}
     if "fid" in metrics:
         out["fid"] = _fid(feats[layers["fid"]], ref, ref_feats, layers["fid"], verbose)
@@ -500,9 +527,9 @@ def evaluate(
         )
         out.update(precision=prc["precision"], recall=prc["recall"])
     out.update(
-        n_samples=images.shape[0],
+        n_samples=len(next(iter(feats.values()))),
         n_reference=None if ref_feats is None else ref.images.shape[0],
-        extractor=name,
+        extractor=PROFILE_EXTRACTORS[profile],
         reference=None if ref is None else ref.source,
     )
     return out

@@ -18,7 +18,8 @@ definitions of `evaluation.fidelity` (torch-fidelity's, as ADM's evaluator):
 - recall: the share of reference points inside the ball of some resampled sample, with each
   sample's k-NN radius taken from the full set (a resample's duplicates would have radius 0);
 - CLIP score (testbed: the class probability x100): the mean of the resampled per-sample scores.
-On the full set each equals `fidelity.evaluate`'s value (tested).
+On the full set each equals `fidelity.evaluate`'s value (tested); `set_scores` gives those values
+from the same per-sample quantities, so a set goes through the feature network once.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ from semantic_bottleneck.core.bootstrap import percentile_interval, stratified_i
 from semantic_bottleneck.evaluation.fidelity import (
     FEATURE_LAYERS,
     PROFILE_EXTRACTORS,
+    Reference,
     _features,
     _inputs,
     as_chw_images,
+    metrics_of_features,
     split_inception_score,
 )
 
@@ -63,23 +66,31 @@ def sample_features(
         {"fid": (N, F) FID features, "logits": (N, K) IS logits, "prc": (N, P) P/R features},
         float32.
     """
+    by_layer = _layer_features(
+        as_chw_images(images, "images"), profile, cache_dir, batch_size, cuda
+    )
+    layers = FEATURE_LAYERS[PROFILE_EXTRACTORS[profile]]
+    return {key: by_layer[layers[metric]].float().cpu().numpy() for key, metric in _KEYS.items()}
+
+
+_KEYS = {"fid": "fid", "logits": "is", "prc": "prc"}  # sample_features key -> metric
+
+
+def _layer_features(chw, profile: str, cache_dir, batch_size: int = 128, cuda=None) -> dict:
+    """Every layer the metrics use, of uint8 (N, 3, H, W) images, as torch-fidelity returns them."""
     if profile not in PROFILE_EXTRACTORS:
         raise ValueError(f"profile: expected one of {tuple(PROFILE_EXTRACTORS)}, got {profile!r}")
-    chw = as_chw_images(images, "images")
     weights, _ = _inputs(profile, None, None, ("is",), cache_dir)
     name = PROFILE_EXTRACTORS[profile]
-    layers = FEATURE_LAYERS[name]
     cuda = torch.cuda.is_available() if cuda is None else cuda
     extractor = create_feature_extractor(
         name,
-        sorted(set(layers.values())),
+        sorted(set(FEATURE_LAYERS[name].values())),
         cuda=cuda,
         verbose=False,
         feature_extractor_weights_path=None if weights is None else str(weights),
     )
-    feats = _features(chw, extractor, batch_size, cuda, False)
-    keys = {"fid": layers["fid"], "logits": layers["is"], "prc": layers["prc"]}
-    return {k: feats[layer].float().cpu().numpy() for k, layer in keys.items()}
+    return _features(chw, extractor, batch_size, cuda, False)
 
 
 @dataclass(frozen=True)
@@ -89,11 +100,16 @@ class ReferenceFeatures:
     Attributes:
         mu, sigma: FID statistics of the reference (float64 (F,), (F, F)).
         prc: P/R features of the reference images (float32 (M, P)).
+        reference: the reference as `fidelity.evaluate` compares with it, and by_layer its
+            images' features by layer as the network gave them (`set_scores` needs both; the
+            bootstrap only the three above).
     """
 
     mu: np.ndarray
     sigma: np.ndarray
     prc: np.ndarray
+    reference: Reference | None = None
+    by_layer: dict | None = None
 
     @cached_property
     def sigma_root(self) -> np.ndarray:
@@ -104,16 +120,36 @@ class ReferenceFeatures:
 def reference_features(profile: str = "testbed", cache_dir=None) -> ReferenceFeatures:
     """The profile's reference (testbed: the digits test split; paper: the ADM batch, whose
     precomputed mu/sigma give FID and whose images give P/R), through the same network."""
-    weights, ref = _inputs(profile, None, None, ("fid", "prc"), cache_dir)
-    feats = sample_features(ref.images.permute(0, 2, 3, 1), profile, cache_dir)
+    _, ref = _inputs(profile, None, None, ("fid", "prc"), cache_dir)
+    by_layer = _layer_features(ref.images, profile, cache_dir)
+    layers = FEATURE_LAYERS[PROFILE_EXTRACTORS[profile]]
     if ref.stats is not None:
         mu, sigma = ref.stats["mu"], ref.stats["sigma"]
     else:
-        stats = fid_features_to_statistics(torch.from_numpy(feats["fid"]))
+        stats = fid_features_to_statistics(by_layer[layers["fid"]].float().cpu())
         mu, sigma = stats["mu"], stats["sigma"]
+    prc = by_layer[layers["prc"]].float().cpu().numpy()
     return ReferenceFeatures(
-        np.asarray(mu, np.float64), np.asarray(sigma, np.float64), feats["prc"]
+        np.asarray(mu, np.float64), np.asarray(sigma, np.float64), prc, ref, by_layer
     )
+
+
+def set_scores(
+    features: dict[str, np.ndarray], reference: ReferenceFeatures, profile: str = "testbed"
+) -> dict:
+    """`fidelity.evaluate(images, profile=profile)` of a set from its `sample_features`, without
+    running the network again: the same FID, IS (both protocols) and precision/recall.
+
+    Returns:
+        as `fidelity.evaluate` with every metric.
+    """
+    if reference.reference is None or reference.by_layer is None:
+        raise ValueError(
+            "reference: expected `reference_features`, which keeps its images' features"
+        )
+    layers = FEATURE_LAYERS[PROFILE_EXTRACTORS[profile]]
+    by_layer = {layers[metric]: torch.from_numpy(features[key]) for key, metric in _KEYS.items()}
+    return metrics_of_features(by_layer, reference.reference, reference.by_layer, profile)
 
 
 def _sqrt_psd(matrix: Tensor) -> Tensor:

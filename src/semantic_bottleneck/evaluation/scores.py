@@ -22,13 +22,13 @@ import torch
 from semantic_bottleneck.generation.npz import load_samples
 
 from .clip_score import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEFAULT_TEMPLATE, clip_scores, load_clip
-from .fidelity import evaluate
 from .paired import (
     ReferenceFeatures,
     SampleSet,
     bootstrap_spread,
     paired_bootstrap,
     sample_features,
+    set_scores,
 )
 
 
@@ -48,9 +48,16 @@ class PaperEval:
 
 
 def score_samples(
-    npz: Path, scoring: PaperEval, cache_dir: str | None = None
+    npz: Path, scoring: PaperEval, reference: ReferenceFeatures, cache_dir: str | None = None
 ) -> tuple[dict, dict[str, np.ndarray]]:
-    """Every score of a sweep row's ADM npz, and the per-sample quantities behind them.
+    """Every score of a sweep row's ADM npz, and the per-sample quantities behind them; the
+    samples go through Inception once (`paired.set_scores`).
+
+    Args:
+        npz: the row's samples.
+        scoring: CLIP settings.
+        reference: `paired.reference_features("paper")` (once for all the rows of a sweep).
+        cache_dir: weights cache.
 
     Returns:
         (the keys of `fidelity.evaluate` and "clip", {"fid", "logits", "prc": float32 (N, F)
@@ -58,12 +65,12 @@ def score_samples(
         scores}).
     """
     samples = load_samples(npz)
-    scores = evaluate(samples.images, profile="paper", cache_dir=cache_dir)
+    features = sample_features(samples.images, "paper", cache_dir)
+    scores = set_scores(features, reference, "paper")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     clip = load_clip(scoring.clip_model, scoring.clip_pretrained, None, device, cache_dir)
     per_sample = clip_scores(clip, samples.images, samples.labels, scoring.clip_template)
     scores["clip"] = per_sample.mean().item()
-    features = sample_features(samples.images, "paper", cache_dir)
     return scores, {**features, "clip": per_sample.float().cpu().numpy()}
 
 

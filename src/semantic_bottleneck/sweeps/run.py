@@ -309,9 +309,11 @@ def run_paper_sweep(
         return None
     table, grids, files = [], {}, {}
     d = registry.get_checkpoint(name).config["hidden_size"]
-    scored = [_paper_scores(f / "samples.npz", f.name, scoring, cache_dir) for f in folders]
+    reference = []  # the ADM batch's features, computed once a row's scores are not cached
+    scored = [
+        _paper_scores(f / "samples.npz", f.name, scoring, cache_dir, reference) for f in folders
+    ]
     base = next((i for i, r in enumerate(specs) if r["spec"] is None), None)
-    reference = []  # the ADM batch's features, computed when a row's interval is not cached
     for i, (spec_row, folder) in enumerate(zip(specs, folders, strict=True)):
         npz = folder / "samples.npz"
         samples = load_samples(npz)
@@ -338,12 +340,15 @@ def _eval_inputs(cache_dir) -> dict:
     return {n: fetch.recorded_sha256(fetch.locate(n, cache_dir)) for n in _EVAL_INPUTS}
 
 
-def _paper_scores(npz, samples_key: str, scoring: PaperEval, cache_dir) -> tuple[dict, Path]:
+def _paper_scores(npz, samples_key: str, scoring: PaperEval, cache_dir,
+                  reference: list) -> tuple[dict, Path]:  # fmt: skip
     """FID, IS, precision/recall and CLIP score of one sample file, and the file of its
-    per-sample quantities (cached)."""
+    per-sample quantities (cached); `reference` as in `_paper_paired`."""
 
     def produce(out) -> None:
-        scores, per_sample = score_samples(npz, scoring, cache_dir)
+        scores, per_sample = score_samples(
+            npz, scoring, _reference(reference, cache_dir), cache_dir
+        )
         (out / "scores.json").write_text(json.dumps(scores))
         np.savez(out / "features.npz", **per_sample)
 
@@ -361,17 +366,23 @@ def _paper_paired(base: Path, features: Path, labels, settings: SweepSettings, i
                seed=settings.base_seed, inputs=_eval_inputs(cache_dir))  # fmt: skip
 
     def produce(out) -> None:
-        if not reference:
-            reference.append(reference_features("paper", cache_dir))
-        n_boot, seed = settings.n_boot, settings.base_seed
+        ref, n_boot, seed = _reference(reference, cache_dir), settings.n_boot, settings.base_seed
         if is_base:
-            found = {"spread": baseline_spread(base, labels, n_boot, seed, reference[0])}
+            found = {"spread": baseline_spread(base, labels, n_boot, seed, ref)}
         else:
-            found = {"ci": paired_scores(base, features, labels, n_boot, seed, reference[0])}
+            found = {"ci": paired_scores(base, features, labels, n_boot, seed, ref)}
         (out / "paired.json").write_text(json.dumps(found))
 
     folder, _ = cached("paper-paired", key, produce)
     return json.loads((folder / "paired.json").read_text())
+
+
+def _reference(reference: list, cache_dir):
+    """The ADM batch's features (`paired.reference_features`), computed by the first row that
+    needs them and kept in `reference` for the rest of the sweep."""
+    if not reference:
+        reference.append(reference_features("paper", cache_dir))
+    return reference[0]
 
 
 _EVAL_INPUTS = ("adm-ref-imagenet256", "inception-fidelity")

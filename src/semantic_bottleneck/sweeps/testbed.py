@@ -19,7 +19,6 @@ import torch
 
 from semantic_bottleneck.book.cache import cached
 from semantic_bottleneck.evaluation.clip_score import class_probability_score
-from semantic_bottleneck.evaluation.fidelity import evaluate
 from semantic_bottleneck.evaluation.paired import (
     SampleSet,
     bootstrap_spread,
@@ -27,6 +26,7 @@ from semantic_bottleneck.evaluation.paired import (
     reference_features,
     sample_features,
     seed_block_spread,
+    set_scores,
 )
 from semantic_bottleneck.generation.decode import decode_digits
 from semantic_bottleneck.generation.run import generate
@@ -134,16 +134,15 @@ def _cached_row(name: str, run: TestbedRows, spec_row: dict, base_folder, **trai
 
     def produce(out):
         images, info = run.sample(spec_row["spec"])
-        scores = evaluate(images, profile="testbed", metrics=("fid", "is", "prc"))
-        row = result_row(spec_row, info, scores, run.c.shape[1])
+        feats, ref = sample_features(images, "testbed"), reference_features("testbed")
+        row = result_row(spec_row, info, set_scores(feats, ref), run.c.shape[1])
         prob = class_probability_score(images, run.labels, per_sample=True).numpy()
         row["class_prob"] = float(prob.mean())
-        feats = sample_features(images, "testbed")
         np.savez(out / "features.npz", clip=prob, **feats)
         if base_folder is not None:
-            row.update(_paired(base_folder, feats, prob, run))
+            row.update(_paired(base_folder, feats, prob, run, ref))
         else:  # the baseline: the sampling noise of each metric of one set
-            own = SampleSet(feats, prob, reference_features("testbed"))
+            own = SampleSet(feats, prob, ref)
             labels, settings = run.labels.numpy(), run.settings
             row["spread"] = bootstrap_spread(own, labels, settings.n_boot, settings.base_seed)
         np.save(
@@ -156,9 +155,8 @@ def _cached_row(name: str, run: TestbedRows, spec_row: dict, base_folder, **trai
     return folder
 
 
-def _paired(base_folder, feats: dict, prob, run: TestbedRows) -> dict:
+def _paired(base_folder, feats: dict, prob, run: TestbedRows, ref) -> dict:
     """The row's paired bootstrap and seed-block spread against the baseline's features."""
-    ref = reference_features("testbed")
     with np.load(base_folder / "features.npz") as z:
         base = SampleSet({k: z[k] for k in ("fid", "logits", "prc")}, z["clip"], ref)
     row = SampleSet(feats, prob, ref)
