@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 from torch import Tensor
 
 DIGITS_CLASSES = 10
@@ -29,6 +28,10 @@ def digits(split: str = "all", seed: int = 0, test_fraction: float = 0.2) -> tup
     """
     if split not in ("all", "train", "test"):
         raise ValueError(f"split must be 'all', 'train' or 'test', got {split!r}")
+    # imported here: scikit-learn and SciPy take a second to import, and most pages never
+    # read the digits themselves (they load trained models)
+    from sklearn.datasets import load_digits
+
     bunch = load_digits()
     x = torch.from_numpy(bunch.images.astype(np.float32) / 8.0 - 1.0).unsqueeze(1)
     y = torch.from_numpy(bunch.target.astype(np.int64))
