@@ -13,10 +13,12 @@ unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install book html pdf section test lint format inputs bench clean
 
+# --no-compile: Python compiles a module when it is first imported, instead of pip compiling every
+# file of torch and the rest at install time
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
-	$(PY) -m pip install -q -e ".[book,eval,dev]"
+	$(PY) -m pip install -q --no-compile -e ".[book,eval,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
