@@ -243,7 +243,7 @@ def _xmdpt_settings(num_pairs, base_seed, num_steps, last_k, n_boot):
 
 def tab07_page(
     profile: str, model: str, train_steps: int | None = None, per_condition: int = 2,
-    num_steps: int | None = 100, last_k: int = 20, base_seed: int = 0, *,
+    num_steps: int | None = 50, last_k: int = 10, base_seed: int = 0, *,
     system: str = "xmdpt-l-2", num_pairs: int | None = None, controls: dict | None = None,
     draws: int = 1, deepfashion_root: str | None = None, n_boot: int = 500,
 ) -> Page:  # fmt: skip
@@ -386,7 +386,7 @@ def _testbed_pair_grids(result: dict, shown: int) -> dict:
 
 def fig10_page(
     profile: str, model: str, train_steps: int | None = None, per_condition: int = 1,
-    num_steps: int | None = 100, last_k: int = 20, base_seed: int = 0, shown: int = 6, *,
+    num_steps: int | None = 50, last_k: int = 10, base_seed: int = 0, shown: int = 6, *,
     system: str = "xmdpt-l-2", num_pairs: int | None = None, controls: dict | None = None,
     draws: int = 1, deepfashion_root: str | None = None, n_boot: int = 500,
 ) -> Page:  # fmt: skip

@@ -242,8 +242,8 @@ def tab02_page(
     model: str,
     train_steps: int | None = None,
     per_class: int = 20,
-    num_steps: int | None = 100,
-    last_k: int = 20,
+    num_steps: int | None = 50,
+    last_k: int = 10,
     base_seed: int = 0,
     controls: str | dict | None = None,
     draws: int = 3,
@@ -338,8 +338,8 @@ def tab03_page(
     model_lightningdit: str | None = None,
     train_steps: int | None = None,
     per_class: int = 20,
-    num_steps: int | None = 100,
-    last_k: int = 20,
+    num_steps: int | None = 50,
+    last_k: int = 10,
     base_seed: int = 0,
     controls: str | dict | None = None,
     draws: int = 3,
@@ -408,8 +408,8 @@ def fig07_page(
     model: str,
     train_steps: int | None = None,
     per_class: int = 20,
-    num_steps: int | None = 100,
-    last_k: int = 20,
+    num_steps: int | None = 50,
+    last_k: int = 10,
     base_seed: int = 0,
 ) -> Page:
     """Fig. 7: samples with the head of c removed at every step (`HEAD_ROWS`), beside the
@@ -423,8 +423,8 @@ def fig08_page(
     model: str,
     train_steps: int | None = None,
     per_class: int = 20,
-    num_steps: int | None = 100,
-    last_k: int = 20,
+    num_steps: int | None = 50,
+    last_k: int = 10,
     base_seed: int = 0,
 ) -> Page:
     """Figs. 8 and 34-37: samples as more and more of the tail is zeroed (`TAIL_ROWS`).

@@ -350,8 +350,8 @@ class SweepSettings:
 
     per_class: int = 20
     base_seed: int = 0
-    num_steps: int | None = 100
-    last_k: int = 20
+    num_steps: int | None = 50
+    last_k: int = 10
     cfg_scale: float | None = None
     grid_per_class: int = 2
     bf16: bool = False
