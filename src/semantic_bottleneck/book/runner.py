@@ -4,8 +4,9 @@
 `book/generated/<name>.ipynb`, the page `_toc.yml` lists; the book renders these executed pages
 as they are (`execute_notebooks: "off"`) and builds with `-W`, so a missing or broken page fails
 the build instead of leaving a hole. `semantic-bottleneck book run | build | all` drives it, and
-`book pdf` prints the built HTML to one PDF. Pages run two at a time; a notebook whose page reads
-a sweep another page computes names that page in its metadata (`semantic_bottleneck.run_after`).
+`book pdf` prints the built HTML to one PDF. Pages run two at a time, in kernels forked from one
+warm process (`book.kernels`); a notebook whose page reads a sweep another page computes names
+that page in its metadata (`semantic_bottleneck.run_after`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from semantic_bottleneck.book.browser import (
     screenshot,
     toc_pages,
 )
+from semantic_bottleneck.book.kernels import warm_kernels
 from semantic_bottleneck.book.params import (
     GENERATED,
     NOTEBOOKS,
@@ -208,6 +210,13 @@ def _failure(name: str, err: BaseException, failed: Path) -> NotebookError:
     return NotebookError(f"notebook {name!r} failed: {text}{kept}")
 
 
+def _current(name: str, profile: str, root: Path, out_dir, overrides, params) -> bool:
+    """Whether `run_notebook` would keep the page as it is (the same arguments)."""
+    parameters = resolve_parameters(name, profile, root, overrides, params)
+    out_dir = Path(out_dir) if out_dir is not None else root / GENERATED
+    return _up_to_date(out_dir / f"{name}.ipynb", run_key(root, name, profile, parameters))
+
+
 def run_notebook(
     name: str,
     profile: str = "testbed",
@@ -317,6 +326,7 @@ def run_all(
     params: Mapping[str, Any] | None = None,
     force: bool = False,
     workers: int | None = None,
+    fresh_kernels: bool = False,
 ) -> dict[str, float]:
     """Run every notebook of the toc (or `only` these), with a progress bar; keep going on failure.
 
@@ -324,6 +334,8 @@ def run_all(
     (two kernels with all threads each would fight over the same cores). A page that reads
     results another page computes says so in its notebook's metadata (`run_after`), and starts
     only once those pages are done, so that two kernels never compute the same sweep at once.
+    When three or more pages are to run, their kernels are forked from one warm process that
+    has imported the package already (`book.kernels`), unless `fresh_kernels`.
 
     Args:
         profile: profile name.
@@ -334,6 +346,7 @@ def run_all(
         params: single parameters applied last, to every notebook declaring them.
         force: re-execute pages that are up to date.
         workers: pages run at once (default: one per CPU core, at most 2).
+        fresh_kernels: start every kernel as a new interpreter.
 
     Returns:
         Seconds per notebook, in order of completion. Raises NotebookError after the last notebook if any
@@ -369,11 +382,12 @@ def run_all(
     errors: list[str] = []
     bar = tqdm(total=len(names), unit="notebook", desc=f"papermill ({profile})")
 
+    own = {n: {k: v for k, v in (params or {}).items() if k in declared[n]} for n in names}
+
     def run(name: str) -> None:
-        own = {k: v for k, v in (params or {}).items() if k in declared[name]}
         start, status = time.perf_counter(), ""
         try:
-            run_notebook(name, profile, root, out_dir, overrides, params=own, force=force)
+            run_notebook(name, profile, root, out_dir, overrides, params=own[name], force=force)
         except NotebookError as err:
             errors.append(str(err))
             status = " FAILED"
@@ -385,7 +399,15 @@ def run_all(
         n: [a for a in run_after(root / NOTEBOOKS / f"{n}.ipynb") if a in names] for n in names
     }
     pending, running, done = list(names), {}, set()
-    with _threads_per_kernel(workers if len(names) > 1 else 1), ThreadPoolExecutor(workers) as pool:
+    stale = [
+        n for n in names if force or not _current(n, profile, root, out_dir, overrides, own[n])
+    ]
+    warm = warm_kernels() if len(stale) >= 3 and not fresh_kernels else contextlib.nullcontext()
+    with (
+        _threads_per_kernel(workers if len(names) > 1 else 1),
+        warm,
+        ThreadPoolExecutor(workers) as pool,
+    ):
         while pending or running:
             ready = [n for n in pending if set(after[n]) <= done][: workers - len(running)]
             if not ready and not running:
@@ -538,6 +560,7 @@ def _run(args: argparse.Namespace) -> int:
         params=_parse_params(args.p),
         force=args.force,
         workers=args.workers,
+        fresh_kernels=args.fresh_kernels,
     )
     wall = time.perf_counter() - start
     print(f"ran {len(timings)} notebooks in {wall:.1f} s", file=sys.stderr)
@@ -605,6 +628,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                 type=int,
                 default=None,
                 help="pages run at once (default: one per core, at most 2)",
+            )
+            parser.add_argument(
+                "--fresh-kernels",
+                action="store_true",
+                help="start each page's kernel as a new interpreter (not forked from a warm one)",
             )
             parser.add_argument(
                 "-p",
