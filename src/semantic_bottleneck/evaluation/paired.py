@@ -114,7 +114,7 @@ class ReferenceFeatures:
     @cached_property
     def sigma_root(self) -> np.ndarray:
         """sigma^{1/2} (float64 (F, F)), computed once for every set compared with it."""
-        return _sqrt_psd(torch.as_tensor(self.sigma, dtype=torch.float64)).numpy()
+        return sqrt_psd(torch.as_tensor(self.sigma, dtype=torch.float64)).numpy()
 
 
 def reference_features(profile: str = "testbed", cache_dir=None) -> ReferenceFeatures:
@@ -152,9 +152,30 @@ def set_scores(
     return metrics_of_features(by_layer, reference.reference, reference.by_layer, profile)
 
 
-def _sqrt_psd(matrix: Tensor) -> Tensor:
+def sqrt_psd(matrix: Tensor) -> Tensor:
+    """The symmetric square root of a positive semi-definite matrix (negative eigenvalues of
+    rounding clamped to 0). Shapes: (F, F) -> (F, F)."""
     vals, vecs = torch.linalg.eigh(matrix)
     return (vecs * vals.clamp(min=0).sqrt()) @ vecs.T
+
+
+def frechet_to_reference(x: Tensor, mu: Tensor, sigma: Tensor, sigma_root: Tensor) -> float:
+    """FID of the rows of x against fixed reference statistics, sigma_root = `sqrt_psd(sigma)`
+    computed once for every set compared with them.
+
+    tr sqrt(S R) is the sum of sqrt(eig(R^{1/2} S R^{1/2})), and R^{1/2} S R^{1/2} = A^T A with
+    A = (x - mean) R^{1/2} / sqrt(N - 1), whose nonzero eigenvalues are those of the smaller of
+    A^T A (F x F) and A A^T (N x N): a few samples in 2,048 dimensions cost an N x N problem.
+
+    Shapes: x (N, F), mu (F,), sigma and sigma_root (F, F), all float64 -> scalar.
+    """
+    mean = x.mean(0)
+    xc = x - mean
+    a = xc @ sigma_root / math.sqrt(len(x) - 1)
+    vals = torch.linalg.eigvalsh(a @ a.T if len(a) < a.shape[1] else a.T @ a).clamp(min=0)
+    diff = mean - mu
+    trace = (xc * xc).sum() / (len(x) - 1)
+    return float(diff @ diff + trace + sigma.trace() - 2 * vals.sqrt().sum())
 
 
 def _kth_radius(x: Tensor, k: int) -> Tensor:
@@ -193,16 +214,7 @@ class SampleSet:
 
     def fid(self, idx: np.ndarray) -> float:
         x = self.x[torch.as_tensor(idx, device=self.x.device)]
-        mu = x.mean(0)
-        xc = x - mu
-        # R^{1/2} S R^{1/2} = A^T A with A = (x - mu) R^{1/2} / sqrt(N - 1); its nonzero
-        # eigenvalues are those of the smaller of A^T A (F x F) and A A^T (N x N)
-        a = xc @ self.ref_root / math.sqrt(len(x) - 1)
-        vals = torch.linalg.eigvalsh(a @ a.T if len(a) < a.shape[1] else a.T @ a).clamp(min=0)
-        diff = mu - self.ref_mu
-        trace = (xc * xc).sum() / (len(x) - 1)
-        value = diff @ diff + trace + self.ref_sigma.trace() - 2 * vals.sqrt().sum()
-        return float(value)
+        return frechet_to_reference(x, self.ref_mu, self.ref_sigma, self.ref_root)
 
     def scores(self, idx: np.ndarray) -> dict[str, float]:
         """Every metric of `METRICS` on the samples `idx` (with repeats). Shapes: idx (N,)."""

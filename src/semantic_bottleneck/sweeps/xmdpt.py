@@ -44,6 +44,7 @@ from semantic_bottleneck.core.analysis import Missing
 from semantic_bottleneck.core.bootstrap import percentile_interval, stratified_indices
 from semantic_bottleneck.evaluation import deepfashion as df
 from semantic_bottleneck.evaluation.inputs import MissingInputError
+from semantic_bottleneck.evaluation.paired import frechet_to_reference, sample_features, sqrt_psd
 from semantic_bottleneck.evaluation.reconstruction import mean_interval
 from semantic_bottleneck.generation.npz import load_samples, merge_shards, save_samples, shard_path
 from semantic_bottleneck.generation.ranks import barrier, rank_and_world
@@ -383,8 +384,6 @@ def _reference(root: Path, cache_dir, cuda) -> Path:
 
 def _features(images: np.ndarray, cache_dir, cuda) -> np.ndarray:
     """Inception pool features (2048) of the images at 256x176, FID's input."""
-    from semantic_bottleneck.evaluation.paired import sample_features
-
     return sample_features(df.eval_images(images), "paper", cache_dir, cuda=cuda)["fid"]
 
 
@@ -405,25 +404,19 @@ def _pair_scores(folder: Path, targets, lpips_net, context: dict) -> dict:
 
 
 class _Fid:
-    """FID of any resample of a set's features against fixed reference statistics (float64;
-    tr sqrt(S R) = sum sqrt(eig(R^1/2 S R^1/2)), R^1/2 computed once)."""
+    """FID of any resample of a set's features against fixed reference statistics (float64,
+    `paired.frechet_to_reference`, R^1/2 computed once)."""
 
     def __init__(self, reference: Path, device: str):
         with np.load(reference) as ref:
             self.mu = torch.as_tensor(ref["mu"], dtype=torch.float64, device=device)
             self.sigma = torch.as_tensor(ref["sigma"], dtype=torch.float64, device=device)
-        vals, vecs = torch.linalg.eigh(self.sigma)
-        self.root = (vecs * vals.clamp(min=0).sqrt()) @ vecs.T
+        self.root = sqrt_psd(self.sigma)
         self.device, self.key = device, Path(reference).parent.name
 
     def __call__(self, feats: torch.Tensor, idx=None) -> float:
         x = feats if idx is None else feats[torch.as_tensor(idx, device=feats.device)]
-        mu = x.mean(0)
-        xc = x - mu
-        sigma = xc.T @ xc / (len(x) - 1)
-        vals = torch.linalg.eigvalsh(self.root @ sigma @ self.root).clamp(min=0)
-        diff = mu - self.mu
-        return float(diff @ diff + sigma.trace() + self.sigma.trace() - 2 * vals.sqrt().sum())
+        return frechet_to_reference(x, self.mu, self.sigma, self.root)
 
 
 def _changes(row: dict, base: dict, fid: _Fid, n_boot: int) -> dict:
