@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -59,6 +61,17 @@ def test_find_root_walks_up_to_the_toc(tmp_path):
     write_toc(tmp_path, [])
     (tmp_path / "a" / "b").mkdir(parents=True)
     assert runner.find_root(tmp_path / "a" / "b") == tmp_path.resolve()
+
+
+def test_every_notebook_is_valid_with_cell_ids():
+    # a cell without an id makes nbformat warn, and the warning shows on every page that reads
+    # that notebook's parameters (the landing page and the ledger read Table 2's)
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        assert all(cell.get("id") for cell in nb.cells), path.name
 
 
 def test_notebook_parameters_reads_literals_and_marks_expressions(tmp_path):
@@ -239,9 +252,9 @@ def test_cli_book_run_passes_profile_files_and_yaml_values(demo_project, monkeyp
     params_file.write_text("notebooks: {demo: {n: 4}}\n")
     seen = {}
 
-    def fake_run_all(profile, root, only, overrides, params, force, workers):
+    def fake_run_all(profile, root, only, overrides, params, force, workers, fresh_kernels):
         seen.update(profile=profile, root=root, only=only, overrides=overrides, params=params)
-        seen.update(force=force, workers=workers)
+        seen.update(force=force, workers=workers, fresh_kernels=fresh_kernels)
         return {"demo": 0.0}
 
     monkeypatch.setattr(runner, "run_all", fake_run_all)
@@ -252,7 +265,8 @@ def test_cli_book_run_passes_profile_files_and_yaml_values(demo_project, monkeyp
     assert seen["profile"] == "testbed" and seen["only"] == ["demo"] and seen["root"] == root
     assert seen["overrides"] == [{"defaults": {}, "notebooks": {"demo": {"n": 4}}}]
     assert seen["params"] == {"seed": 3, "taus": [0.1, 0.01], "title": "run A"}
-    assert seen["force"] is False and seen["workers"] == 3
+    assert seen["force"] is False and seen["workers"] == 3 and seen["fresh_kernels"] is False
+    assert cli.main([*argv, "--fresh-kernels"]) == 0 and seen["fresh_kernels"] is True
 
 
 # ----------------------------------------------------------------------------- build
