@@ -7,7 +7,8 @@ only displays what the page holds. The science lives in the modules these functi
 - `conditional_vector` (Sections 1-4): fig01-cosine-and-npr `fig01_page`, fig02-schematic
   `fig02_page`, tab01-statistics `tab01_page`, fig03-cosine-matrix `fig03_page`, fig05-magnitudes `fig05_page`,
   fig06-c-over-dimensions `fig06_page`.
-- `pruning` (Section 5): tab02-pruning-repa `tab02_page`, tab03-pruning-mg-lightningdit
+- `pruning` (Section 5): tab02-pruning-repa `tab02_page`, tab02-training-seeds
+  `training_seeds_page`, tab03-pruning-mg-lightningdit
   `tab03_page`, fig07-head-removal `fig07_page`, fig08-tail-removal `fig08_page`,
   pruning-windows `pruning_windows_page`; and `sweep_outcome`, the pruning sweep behind a page
   with its notices as data.

@@ -10,6 +10,7 @@ controls (`sweeps.spec.control_rows`) stand beside it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -27,6 +28,7 @@ from semantic_bottleneck.sweeps.spec import (
     window_settings,
     window_sweep_rows,
 )
+from semantic_bottleneck.training.data import DIGITS_CLASSES
 from semantic_bottleneck.training.testbed import SEED_MODEL, TRAINING_SEEDS
 from semantic_bottleneck.verdicts.rules import change_verdict
 from semantic_bottleneck.zoo.fetch import fetch_command
@@ -256,10 +258,7 @@ def tab02_page(
         draws: random draws per "random" control.
 
     Tables: rows (`sweeps.run.rows_beside_paper`), changes (`change_table`), claims
-    (`sweeps.run.paper_claims`); None without a result; training_seeds (testbed only:
-    `sweeps.run.training_seed_table` of the page's settings). Values: seed_model,
-    n_training_seeds, seed_sd_066 and boot_sd_066 (the 66% row's sd over training seeds and its
-    bootstrap sd), fid_base, fid_t0, fid_066,
+    (`sweeps.run.paper_claims`); None without a result. Values: fid_base, fid_t0, fid_066,
     fid_head8 (`TABLE2_FIDS`), removed_066 (mean dims removed in the 66% row), d_model (the
     width of c), change_066, change_t0, change_late, change_head8, change_random_066 (the
     first random draw beside the 66% row), change_mean_066 (its mean replacement),
@@ -300,24 +299,41 @@ def tab02_page(
         page.values[key] = (_change(out.result, label), "{}")
     page.values["random_066_draws"] = (_draws(out.result, "tail 0.02 t_i"), "{}")
     page.values.update(_sweep_values(out.result, "table2", "REPA", profile, settings.n_boot))
+    return page
+
+
+def training_seeds_page(profile: str, table2: Mapping | None = None) -> Page:
+    """Table 2's headline rows over training seeds: its baseline and `sweeps.run.SEED_ROWS`
+    swept from each training run of `testbed.SEED_MODEL`, with the Table 2 page's sampling
+    settings and noise (`sweeps.run.page_settings`; testbed only, a released checkpoint being
+    one training run).
+
+    Args:
+        table2: the Table 2 page's parameters where the build overrides them (None: that page's).
+
+    Tables: training_seeds (`sweeps.run.training_seed_table`; None in the paper profile).
+    Values: seed_model, n_training_seeds, n_samples, seed_sd_066 and boot_sd_066 (the 66% row's
+    sd over training seeds and its bootstrap sd).
+    """
+    _, settings = sweep.page_settings("table2", profile, **(table2 or {}))
+    page = Page()
     page.tables["training_seeds"] = None
-    seeds = {"seed_model": (None, "{}"), "n_training_seeds": (None, "{}"),
-             "seed_sd_066": (None, "{:.3f}"), "boot_sd_066": (None, "{:.3f}")}  # fmt: skip
-    if profile == "testbed":
-        frame = _or_none(sweep.training_seed_table(sweep.training_seed_sweeps(settings)))
-        page.tables["training_seeds"] = frame
-        seeds["n_training_seeds"] = (1 + len(TRAINING_SEEDS), "{}")
-        seeds["seed_model"] = (SEED_MODEL, "{}")
-        if frame is not None and "tail 0.02 t_i" in set(frame["row"]):
-            first = frame.set_index("row").loc["tail 0.02 t_i"]
-            seeds.update(seed_sd_066=(first["sd over training seeds"], "{:.3f}"),
-                         boot_sd_066=(first["bootstrap sd"], "{:.3f}"))  # fmt: skip
-    else:
+    page.values = {"seed_model": (SEED_MODEL, "{}"), "n_samples": (None, "{}"),
+                   "n_training_seeds": (1 + len(TRAINING_SEEDS), "{}"),
+                   "seed_sd_066": (None, "{:.3f}"), "boot_sd_066": (None, "{:.3f}")}  # fmt: skip
+    if profile != "testbed":
         page.notes.append(
             "The spread over training seeds is measured in the testbed profile only: each "
             "released checkpoint is one training run."
         )
-    page.values.update(seeds)
+        return page
+    frame = _or_none(sweep.training_seed_table(sweep.training_seed_sweeps(settings)))
+    page.tables["training_seeds"] = frame
+    page.values["n_samples"] = (DIGITS_CLASSES * settings.per_class, "{}")
+    if frame is not None and "tail 0.02 t_i" in set(frame["row"]):
+        first = frame.set_index("row").loc["tail 0.02 t_i"]
+        page.values.update(seed_sd_066=(first["sd over training seeds"], "{:.3f}"),
+                           boot_sd_066=(first["bootstrap sd"], "{:.3f}"))  # fmt: skip
     return page
 
 
