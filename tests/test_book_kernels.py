@@ -124,3 +124,11 @@ def test_the_server_and_its_kernels_end_with_the_block(tmp_path):
     assert launcher.wait(timeout=20) == -signal.SIGKILL
     km.cleanup_resources()
     assert os.environ.get(kernels.SERVER_ENV) == before
+
+
+def test_environment_sets_and_unsets_for_the_block_then_restores(monkeypatch):
+    monkeypatch.setenv("SB_TEST_KEPT", "old")
+    monkeypatch.delenv("SB_TEST_NEW", raising=False)
+    with kernels.environment(SB_TEST_KEPT=None, SB_TEST_NEW="new"):
+        assert "SB_TEST_KEPT" not in os.environ and os.environ["SB_TEST_NEW"] == "new"
+    assert os.environ["SB_TEST_KEPT"] == "old" and "SB_TEST_NEW" not in os.environ

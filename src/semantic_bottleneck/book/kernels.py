@@ -291,19 +291,9 @@ def warm_kernels() -> Iterator[None]:
             kernel = {"argv": [*argv, "{connection_file}"], "display_name": "Python 3 (warm)",
                       "language": "python", "metadata": {"debugger": True}}  # fmt: skip
             (spec / "kernel.json").write_text(json.dumps(kernel))
-            saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", SERVER_ENV)}
-            os.environ["JUPYTER_PATH"] = os.pathsep.join(
-                p for p in [tmp, saved["JUPYTER_PATH"]] if p
-            )
-            os.environ[SERVER_ENV] = path
-            try:
+            paths = os.pathsep.join(p for p in [tmp, os.environ.get("JUPYTER_PATH")] if p)
+            with environment(JUPYTER_PATH=paths, **{SERVER_ENV: path}):
                 yield
-            finally:
-                for key, value in saved.items():
-                    if value is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = value
         finally:
             server.terminate()
             try:
@@ -312,6 +302,26 @@ def warm_kernels() -> Iterator[None]:
                 server.kill()
                 server.wait()
             server.stdout.close()
+
+
+@contextlib.contextmanager
+def environment(**values: str | None) -> Iterator[None]:
+    """Set environment variables (None: unset them) for the block, then restore them: what
+    the kernels started in the block inherit."""
+    saved = {key: os.environ.get(key) for key in values}
+    _set_environment(values)
+    try:
+        yield
+    finally:
+        _set_environment(saved)
+
+
+def _set_environment(values: dict[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def main(argv: list[str] | None = None) -> None:

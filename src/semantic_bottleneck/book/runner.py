@@ -34,7 +34,7 @@ from semantic_bottleneck.book.browser import (
     screenshot,
     toc_pages,
 )
-from semantic_bottleneck.book.kernels import warm_kernels
+from semantic_bottleneck.book.kernels import environment, warm_kernels
 from semantic_bottleneck.book.params import (
     GENERATED,
     NOTEBOOKS,
@@ -95,12 +95,8 @@ def _python3_kernel() -> Iterator[None]:
     A MPLBACKEND in the environment (e.g. Agg on a headless machine) is hidden from the kernel:
     it would replace the inline backend and the pages would lose their figures.
     """
-    backend = os.environ.pop("MPLBACKEND", None)
-    try:
+    with environment(MPLBACKEND=None):
         yield from _kernel_spec()
-    finally:
-        if backend is not None:
-            os.environ["MPLBACKEND"] = backend
 
 
 def _kernel_spec() -> Iterator[None]:
@@ -116,17 +112,11 @@ def _kernel_spec() -> Iterator[None]:
         return
     from ipykernel.kernelspec import write_kernel_spec
 
-    old = os.environ.get("JUPYTER_PATH")
     with tempfile.TemporaryDirectory(prefix="semantic-bottleneck-kernel-") as tmp:
         write_kernel_spec(Path(tmp) / "kernels" / "python3")
-        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in [tmp, old] if p)
-        try:
+        paths = os.pathsep.join(p for p in [tmp, os.environ.get("JUPYTER_PATH")] if p)
+        with environment(JUPYTER_PATH=paths):
             yield
-        finally:
-            if old is None:
-                os.environ.pop("JUPYTER_PATH", None)
-            else:
-                os.environ["JUPYTER_PATH"] = old
 
 
 def _add_tag(cell: Any, tag: str) -> None:
@@ -310,11 +300,8 @@ def _threads_per_kernel(workers: int) -> Iterator[None]:
     if workers <= 1 or "OMP_NUM_THREADS" in os.environ:
         yield
         return
-    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
-    try:
+    with environment(OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // workers))):
         yield
-    finally:
-        os.environ.pop("OMP_NUM_THREADS", None)
 
 
 def run_all(
