@@ -391,6 +391,7 @@ def run_all(
     ]
     warm = warm_kernels() if len(stale) >= 3 and not fresh_kernels else contextlib.nullcontext()
     with (
+        environment(MPLBACKEND=None),  # once for all pages: threads would restore it mid-run
         _threads_per_kernel(workers if len(names) > 1 else 1),
         warm,
         ThreadPoolExecutor(workers) as pool,
