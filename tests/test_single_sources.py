@@ -159,7 +159,7 @@ def test_the_training_claim_is_judged_on_fig12s_headline_run(monkeypatch):
 
 @pytest.mark.parametrize("profile", ["testbed", "paper"])
 @pytest.mark.parametrize("layers", [None, "tiny"])
-@pytest.mark.parametrize("reader", ["claims-ledger", "index"])
+@pytest.mark.parametrize("reader", ["claims-ledger", "index", "tab02-training-seeds"])
 def test_the_ledgers_table2_sweep_is_the_table2_pages(profile, layers, reader):
     overrides = None
     if layers == "tiny":

@@ -49,6 +49,7 @@ def test_ledger_measurements_are_relative_fid_changes():
         "tail 0.02 t_i": 12.0,
         "head 1 t_i": 40.0,
     }
+    assert set(fids) == {"baseline", *sweep.LEDGER_ROWS}  # the rows the ledger sweeps suffice
     m = sweep.ledger_measurements([{"row": k, "fid": v} for k, v in fids.items()])
     assert m["pruning-keeps-quality"].value == pytest.approx((0.2,) * 3)  # no interval: a point
     assert m["head-removal-destroys-quality"].value == pytest.approx((3.0,) * 3)

@@ -476,6 +476,17 @@ def relative_change(table: list[dict], label: str) -> tuple[float, float, float]
     return tuple(v / base for v in (ci["difference"], ci["low"], ci["high"]))
 
 
+# the Table 2 rows `ledger_measurements` reads besides the baseline: the ledger sweeps only these
+# (each row is cached, so where the Table 2 page ran they are read, not sampled)
+LEDGER_ROWS = (
+    "tail 0.01 t_i",
+    "tail 0.01 t_0",
+    "tail 0.01 t_{n-k,n}",
+    "tail 0.02 t_i",
+    "head 1 t_i",
+)
+
+
 def ledger_measurements(table: list[dict]):
     """The evaluation claims of the ledger, measured on a Table 2 sweep (claim id ->
     Measurement): the relative FID change at the 66% tail row and at the 8-dimension head row,

@@ -410,7 +410,7 @@ def ledger_inputs(
     supplied, notes = {}, []
     if use_sweeps:
         page, settings = sweep.page_settings("table2", profile, **(table2 or {}))
-        rows = sweep.paper_rows("table2")
+        rows = list(sweep.table2_rows(sweep.LEDGER_ROWS).values())
         if profile == "testbed":
             steps = train_steps if train_steps is not None else page["train_steps"]
             model = tier_name(split_tier(page["model"])[0], tier)
