@@ -45,6 +45,9 @@ PRELOAD = (
     "semantic_bottleneck.book.params",
 )
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+# where a forked interpreter is a faithful copy: Linux (macOS aborts a child that touches some
+# system frameworks its parent loaded, which torch and matplotlib may)
+FORKS = sys.platform.startswith("linux")
 
 
 # ----------------------------------------------------------------------------- the launcher

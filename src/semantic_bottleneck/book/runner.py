@@ -34,7 +34,7 @@ from semantic_bottleneck.book.browser import (
     screenshot,
     toc_pages,
 )
-from semantic_bottleneck.book.kernels import environment, warm_kernels
+from semantic_bottleneck.book.kernels import FORKS, environment, warm_kernels
 from semantic_bottleneck.book.params import (
     GENERATED,
     NOTEBOOKS,
@@ -322,7 +322,7 @@ def run_all(
     results another page computes says so in its notebook's metadata (`run_after`), and starts
     only once those pages are done, so that two kernels never compute the same sweep at once.
     When three or more pages are to run, their kernels are forked from one warm process that
-    has imported the package already (`book.kernels`), unless `fresh_kernels`.
+    has imported the package already (`book.kernels`; on Linux), unless `fresh_kernels`.
 
     Args:
         profile: profile name.
@@ -389,7 +389,8 @@ def run_all(
     stale = [
         n for n in names if force or not _current(n, profile, root, out_dir, overrides, own[n])
     ]
-    warm = warm_kernels() if len(stale) >= 3 and not fresh_kernels else contextlib.nullcontext()
+    warm_ok = len(stale) >= 3 and not fresh_kernels and FORKS
+    warm = warm_kernels() if warm_ok else contextlib.nullcontext()
     with (
         environment(MPLBACKEND=None),  # once for all pages: threads would restore it mid-run
         _threads_per_kernel(workers if len(names) > 1 else 1),
