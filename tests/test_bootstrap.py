@@ -80,6 +80,39 @@ def test_set_scores_from_the_features_are_the_evaluators_scores_exactly():
     assert got["fid"] > 1.0  # the noisy set is scored, not the real one again
 
 
+def test_a_baseline_scores_its_resamples_once_for_every_row_it_is_paired_with():
+    from semantic_bottleneck.evaluation import paired
+    from semantic_bottleneck.evaluation.fidelity import digits_reference
+
+    g = np.random.default_rng(1)
+    real = digits_reference()[:40].numpy()
+    noisy = [np.clip(real.astype(int) + g.integers(-s, s, real.shape), 0, 255).astype(np.uint8)
+             for s in (30, 90)]  # fmt: skip
+    ref, labels = paired.reference_features(), np.repeat(np.arange(4), 10)
+    sets = [paired.SampleSet(paired.sample_features(x), g.random(40), ref) for x in [real, *noisy]]
+    base, rows = sets[0], sets[1:]
+    calls = []
+    scores = base.scores
+    base.scores = lambda idx: calls.append(1) or scores(idx)
+    got = [paired.paired_bootstrap(base, row, labels, n_boot=15, seed=3) for row in rows]
+    assert len(calls) == 2 + 15  # the full set once per row, the resamples once in all
+    spread = paired.bootstrap_spread(base, labels, n_boot=15, seed=3)
+    assert len(calls) == 3 + 15  # the spread reads the same resamples
+    resamples = list(bootstrap.stratified_indices(labels, 15, 3))
+    for row, ci in zip(rows, got, strict=True):  # the interval written out resample by resample
+        diffs = {k: [row.scores(i)[k] - scores(i)[k] for i in resamples] for k in paired.METRICS}
+        for k in paired.METRICS:
+            low, high = bootstrap.percentile_interval(diffs[k])
+            full = row.scores(np.arange(40))[k] - scores(np.arange(40))[k]
+            assert ci[k] == {"difference": full, "low": low, "high": high,
+                             "sd": float(np.std(diffs[k]))}  # fmt: skip
+    own = [scores(i)["fid"] for i in resamples]
+    assert spread["fid"]["sd"] == float(np.std(own))
+    assert got[0]["fid"] != got[1]["fid"]  # the rows differ, so neither is the other's reuse
+    other = base.resample_scores(labels, 15, 4)  # another seed is resampled anew
+    assert len(calls) == 3 + 30 and not np.array_equal(other["fid"], own)
+
+
 def test_class_interval_table_writes_each_statistic_with_its_interval():
     class Model:
         label = "m"

@@ -111,6 +111,39 @@ def test_pruned_run_differs_and_reports_counts():
     assert 0 < info["removed_mean"] < 32
 
 
+@pytest.mark.parametrize("case", list(CASES))
+def test_pruned_runs_reuse_the_baselines_calls_before_their_first_pruned_step(case):
+    model, family, config = setup(case)
+    steps = S.num_steps(config)
+    calls = R.ModelCalls(denoiser(model))
+    kw = dict(latent_shape=LATENT, progress=False, batch_size=2)
+
+    def run(fn, prune=None):
+        return R.generate(fn, model.condition, family, LABELS, SEEDS, config, tiny_decoder(),
+                          prune=prune, **kw)[0]  # fmt: skip
+
+    base = run(calls.recording())
+    assert torch.equal(base, run(denoiser(model)))  # recording changes nothing
+    per_step = len(calls.kept) // (3 * steps)  # 3 batches; Heun's ODE calls twice a step
+    specs = {
+        "last_k": (PruneSpec("head", count=10, schedule="last_k", k=3), steps - 3),
+        "window": (PruneSpec("head", count=10, schedule="window", window=(2, 5)), 2),
+        "initial": (PruneSpec("head", count=10, schedule="initial"), 0),
+        "every": (PruneSpec("head", count=10), 0),
+    }
+    for name, (spec, shared_steps) in specs.items():
+        before = calls.reused
+        got = run(calls.replaying(), spec)
+        assert torch.equal(got, run(denoiser(model), spec)), name  # bit for bit the same run
+        assert not torch.equal(got, base), name
+        assert calls.reused - before == 3 * per_step * shared_steps, name
+    other = R.ModelCalls(denoiser(model))  # nothing kept: every call goes to the model
+    assert torch.equal(run(other.replaying(), specs["last_k"][0]), run(denoiser(model),
+                       specs["last_k"][0])) and other.reused == 0  # fmt: skip
+    with pytest.raises(ValueError, match="unpruned"):
+        run(calls.recording(), specs["every"][0])
+
+
 def test_batch_size_does_not_change_the_samples():
     model, family, config = setup()
     small, _ = gen(model, family, config, LABELS, SEEDS, batch_size=2)

@@ -211,6 +211,7 @@ class SampleSet:
         k = PRC_NEIGHBORHOOD
         self.inside = (torch.cdist(s, r) <= _kth_radius(r, k)).any(dim=1).numpy()  # (N,)
         self.cover = torch.cdist(r, s) <= _kth_radius(s, k)  # (M, N): sample j covers ref i
+        self._resampled: dict[tuple, dict[str, np.ndarray]] = {}
 
     def fid(self, idx: np.ndarray) -> float:
         x = self.x[torch.as_tensor(idx, device=self.x.device)]
@@ -226,6 +227,17 @@ class SampleSet:
             "precision": float(self.inside[idx].mean()),
             "recall": float(self.cover[:, picked].any(dim=1).double().mean()),
         }
+
+    def resample_scores(self, labels, n_boot: int, seed: int) -> dict[str, np.ndarray]:
+        """Every metric of `METRICS` on each `stratified_indices(labels, n_boot, seed)` resample,
+        {metric: (n_boot,)}; kept per (labels, n_boot, seed), so that a baseline paired with
+        many rows (which share their resamples) computes its own once."""
+        labels = np.asarray(labels)
+        key = (labels.dtype.str, labels.tobytes(), n_boot, seed)
+        if key not in self._resampled:
+            draws = [self.scores(idx) for idx in stratified_indices(labels, n_boot, seed)]
+            self._resampled[key] = {k: np.array([d[k] for d in draws]) for k in METRICS}
+        return self._resampled[key]
 
 
 def paired_bootstrap(
@@ -248,11 +260,8 @@ def paired_bootstrap(
         raise ValueError(f"expected paired sets of one size with labels, got {base.n}, {row.n}")
     everyone = np.arange(base.n)
     full = {k: row.scores(everyone)[k] - v for k, v in base.scores(everyone).items()}
-    draws = {k: [] for k in METRICS}
-    for idx in stratified_indices(labels, n_boot, seed):
-        a, b = base.scores(idx), row.scores(idx)
-        for k in METRICS:
-            draws[k].append(b[k] - a[k])
+    a, b = base.resample_scores(labels, n_boot, seed), row.resample_scores(labels, n_boot, seed)
+    draws = {k: b[k] - a[k] for k in METRICS}
     out = {}
     for k in METRICS:
         low, high = percentile_interval(draws[k])
@@ -272,10 +281,7 @@ def bootstrap_spread(
     if len(labels) != sample.n:
         raise ValueError(f"labels: expected {sample.n}, got {len(labels)}")
     full = sample.scores(np.arange(sample.n))
-    draws = {k: [] for k in METRICS}
-    for idx in stratified_indices(labels, n_boot, seed):
-        for k, v in sample.scores(idx).items():
-            draws[k].append(v)
+    draws = sample.resample_scores(labels, n_boot, seed)
     out = {}
     for k in METRICS:
         low, high = percentile_interval(draws[k])

@@ -26,7 +26,7 @@ from torch import Tensor
 from semantic_bottleneck import sampling
 from semantic_bottleneck.generation.ranks import barrier, rank_and_world
 from semantic_bottleneck.sampling.common import steps_iter
-from semantic_bottleneck.sampling.pruning import ConditionFn, PruneHook, PruneSpec
+from semantic_bottleneck.sampling.pruning import ConditionFn, PruneHook, PruneSpec, unpruned
 from semantic_bottleneck.zoo import FAMILIES
 
 from .npz import merge_shards, save_samples, shard_path
@@ -199,6 +199,60 @@ def generate(
         "null_removed": null_removed or None,
     }
     return torch.cat(images), info
+
+
+class ModelCalls:
+    """One model's calls during a baseline run, kept so that pruned runs of the same labels and
+    seeds skip the calls they share with it.
+
+    A pruned run follows the baseline's trajectory exactly until its first pruned step (the
+    t_{n-k,n} schedule and the late windows prune only late steps): the same x, t and y reach
+    the model with c unpruned, so its output is the baseline's. `replaying()` returns that kept
+    output for a call whose inputs equal the baseline's call of the same index bit for bit and
+    whose c_fn is unpruned, and calls the model for every other call. The result is the
+    baseline's computation itself, not an approximation of it.
+
+    Every call's input and output is held in memory: meant for the testbed's small models.
+
+    Args:
+        model_fn: (x, t, y, c_fn=None) -> prediction (`zoo.denoiser(model)`), the only model
+            the kept calls are ever served for.
+    """
+
+    def __init__(self, model_fn: ModelFn):
+        self.model_fn = model_fn
+        self.kept: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []  # (x, t, y, output)
+        self.reused = 0
+
+    def recording(self) -> ModelFn:
+        """The model, keeping each call (of a baseline: c unpruned throughout) in place of the
+        calls kept before."""
+        self.kept = []
+
+        def call(x: Tensor, t: Tensor, y: Tensor, c_fn=None) -> Tensor:
+            out = self.model_fn(x, t, y, c_fn=c_fn)
+            if not unpruned(c_fn):
+                raise ValueError("ModelCalls.recording: expected an unpruned (baseline) run")
+            self.kept.append((x.clone(), t.clone(), y.clone(), out.clone()))
+            return out
+
+        return call
+
+    def replaying(self) -> ModelFn:
+        """The model, answering from the kept calls where a call is the kept one of its index."""
+        index = -1
+
+        def call(x: Tensor, t: Tensor, y: Tensor, c_fn=None) -> Tensor:
+            nonlocal index
+            index += 1
+            if index < len(self.kept) and unpruned(c_fn):
+                kx, kt, ky, out = self.kept[index]
+                if torch.equal(x, kx) and torch.equal(t, kt) and torch.equal(y, ky):
+                    self.reused += 1
+                    return out.clone()
+            return self.model_fn(x, t, y, c_fn=c_fn)
+
+        return call
 
 
 # ----------------------------------------------------------------------------- sharding

@@ -461,8 +461,10 @@ class PruneHook:
         return zero_coordinates(c, mask)
 
     def __call__(self, step: int):
-        """The c_fn of `step`: pruning when scheduled, identity otherwise."""
-        if scheduled(self.spec, step, self.steps):
+        """The c_fn of `step`: pruning when scheduled (and some coordinate is removed), identity
+        otherwise (`unpruned` tells them apart)."""
+        removes = any(any_removed for _, any_removed, _ in self._masks.values())
+        if removes and scheduled(self.spec, step, self.steps):
             return self._prune
         return _identity
 
@@ -493,6 +495,11 @@ class PruneHook:
 
 def _identity(c: Tensor) -> Tensor:
     return c
+
+
+def unpruned(c_fn) -> bool:
+    """Whether a step's c_fn leaves c as the model computes it (None, or a hook's identity)."""
+    return c_fn is None or c_fn is _identity
 
 
 def prune_hook(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from semantic_bottleneck.evaluation.paired import (
     set_scores,
 )
 from semantic_bottleneck.generation.decode import decode_digits
-from semantic_bottleneck.generation.run import generate
+from semantic_bottleneck.generation.run import ModelCalls, generate
 from semantic_bottleneck.sampling import balanced_labels, initial_t, sample_seeds
 from semantic_bottleneck.sweeps.spec import (
     SweepRow,
@@ -52,7 +53,9 @@ class TestbedRows:
     noise seeds every row shares (paired rows), and c of every class at the sampler's first t
     (what each row's tau is matched on).
 
-    Attributes: config, model, source, sampler, labels (N,), seeds (N,), c (num_classes, d).
+    Attributes: config, model, source, sampler, labels (N,), seeds (N,), c (num_classes, d);
+    calls (the baseline's model calls, `generation.run.ModelCalls`) and baselines (baseline
+    folder -> its `paired.SampleSet`), which the rows sampled after the baseline reuse.
     """
 
     def __init__(self, name: str, settings: SweepSettings, **train):
@@ -69,12 +72,19 @@ class TestbedRows:
         with torch.no_grad():
             t0 = self.config.time_convention.times(initial_t(self.sampler), n)
             self.c = self.model.condition(t0, torch.arange(n))
+        self.baselines: dict[Path, SampleSet] = {}  # baseline folder -> its set, resamples kept
+        self.calls = ModelCalls(denoiser(self.model))
 
     def sample(self, spec) -> tuple[torch.Tensor, dict]:
-        """One row's images (uint8 (N, 8, 8, 3)) and info, c pruned by `spec` (None: baseline)."""
+        """One row's images (uint8 (N, 8, 8, 3)) and info, c pruned by `spec` (None: baseline).
+
+        The baseline's model calls are kept (`generation.run.ModelCalls`), so a row sampled
+        after it in this sweep reuses those it shares with it (all before its first pruned step).
+        """
         m, s = self.model, self.source
+        model_fn = self.calls.recording() if spec is None else self.calls.replaying()
         return generate(
-            denoiser(m), m.condition, s.family, self.labels, self.seeds, self.sampler,
+            model_fn, m.condition, s.family, self.labels, self.seeds, self.sampler,
             decode_digits, latent_shape=s.latent_shape, prune=spec, batch_size=len(self.labels),
             bf16=self.settings.bf16, progress=False,
         )  # fmt: skip
@@ -145,20 +155,28 @@ def _cached_row(name: str, run: TestbedRows, spec_row: dict, base_folder, **trai
             own = SampleSet(feats, prob, ref)
             labels, settings = run.labels.numpy(), run.settings
             row["spread"] = bootstrap_spread(own, labels, settings.n_boot, settings.base_seed)
+            own_set.append(own)
         np.save(
             out / "grid.npy",
             class_grid(images, run.settings.per_class, run.settings.grid_per_class),
         )
         (out / "row.json").write_text(json.dumps(row))
 
+    own_set: list[SampleSet] = []
     folder, _ = cached("pruning-sweep", _row_key(name, run, spec_row, **train), produce)
+    if own_set:  # its resample scores, computed for its spread, serve every row's bootstrap
+        run.baselines[folder] = own_set[0]
     return folder
 
 
 def _paired(base_folder, feats: dict, prob, run: TestbedRows, ref) -> dict:
-    """The row's paired bootstrap and seed-block spread against the baseline's features."""
-    with np.load(base_folder / "features.npz") as z:
-        base = SampleSet({k: z[k] for k in ("fid", "logits", "prc")}, z["clip"], ref)
+    """The row's paired bootstrap and seed-block spread against the baseline's features (its
+    set built once per sweep: rows share their resamples, so its resample scores are too)."""
+    if base_folder not in run.baselines:
+        with np.load(base_folder / "features.npz") as z:
+            feats_base = {k: z[k] for k in ("fid", "logits", "prc")}
+            run.baselines[base_folder] = SampleSet(feats_base, z["clip"], ref)
+    base = run.baselines[base_folder]
     row = SampleSet(feats, prob, ref)
     labels = run.labels.numpy()
     return {
