@@ -15,10 +15,11 @@ import zlib
 
 import nbformat
 import pytest
+from loopback import LoopbackServer
 from page_expectations import expected_counts, markdown_counts
 
 from semantic_bottleneck.book import runner
-from semantic_bottleneck.book.browser import external_requests, page_report
+from semantic_bottleneck.book.browser import VIEWPORT, external_requests, page_report
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +177,51 @@ def test_page_report_of_a_good_page_moves_its_slider(demo_html):
     assert slider["panel_after"][0].startswith("s_tail(tau = 0.631)")
     assert slider["panel_before"][1] != slider["panel_after"][1]  # the panel's image changed
     assert slider["changed"] and slider["restored"]
+
+
+class Pixel(LoopbackServer):
+    """Answers every GET with the 1x1 PNG, and counts them."""
+
+    def __init__(self):
+        super().__init__()
+        self.paths: list[str] = []
+
+    def handle(self, h) -> None:
+        self.paths.append(h.path)
+        data = base64.b64decode(PNG_1PX)
+        h.send_response(200)
+        h.send_header("Content-Type", "image/png")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+
+@pytest.mark.browser
+@pytest.mark.book
+def test_page_reports_name_what_each_page_fetched_from_outside(tmp_path):
+    server = Pixel()
+    try:
+        pages = {"quiet": tmp_path / "quiet.html", "fetches": tmp_path / "fetches.html"}
+        pages["quiet"].write_text(BAD_PAGE)
+        pages["fetches"].write_text(
+            BAD_PAGE.replace('src="missing.png"', f'src="{server.url}/a.png"')
+        )
+        worker = (
+            "new Worker(URL.createObjectURL(new Blob([" + repr(f"fetch('{server.url}/w')") + "])))"
+        )
+        pages["worker"] = tmp_path / "worker.html"
+        pages["worker"].write_text(BAD_PAGE.replace("</main>", f"</main><script>{worker}</script>"))
+        reports = runner.page_reports(pages, tmp_path / "shots", workers=1)
+    finally:
+        server.stop()
+    assert reports["quiet"]["requests"] == []
+    assert reports["fetches"]["requests"] == [f"{server.url}/a.png"]
+    assert reports["fetches"]["broken_images"] == []  # the image came from the server
+    assert reports["worker"]["requests"] == [f"{server.url}/w"]  # a worker's fetch is seen too
+    assert sorted(server.paths) == ["/a.png", "/w"]
+    for name in pages:  # one browser read the three pages in turn, each shot at the window size
+        data = (tmp_path / "shots" / f"{name}.png").read_bytes()
+        assert struct.unpack(">II", data[16:24]) == VIEWPORT
 
 
 # ----------------------------------------------------------------------------- expectations

@@ -1,22 +1,28 @@
 """Headless chromium checks of built book pages: screenshots, the rendered DOM, network requests,
 a measured report of each page, and printing to PDF.
 
-Debian's `chromium` runs headless with a throwaway profile and no background networking. Every
-call passes `--virtual-time-budget` (without it a meta-refresh page such as index.html never
-finishes) and runs in its own process session, so a hang is killed together with its children.
-Headless chromium loads one page per run and most of a run is its start-up, so `page_report`
-gets everything about a page (DOM measurements, screenshot, network log) from a single run.
+Debian's `chromium` runs headless with a throwaway profile and no background networking, in its
+own process session, so a hang is killed together with its children. The single-shot helpers
+(`screenshot`, `dump_dom`, `external_requests`) start one browser per call with
+`--virtual-time-budget` (without it a meta-refresh page such as index.html never finishes). Most
+of such a run is chromium's start-up, so the page reports and the PDF drive one long-lived
+browser per worker over the DevTools protocol on a pipe (`Browser`), loading the pages one after
+another in its tab.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -157,8 +163,8 @@ REPORT_ID = "sb-page-report"
 
 # Injected at the top of <head> of a copy of the page. It waits for what renders after `load`
 # (MathJax, the embedded widgets, their images), then measures the page in place and writes the
-# result as JSON into the DOM, where --dump-dom hands it back. Timers cost nothing under
-# chromium's virtual time, so the waits are generous.
+# result as JSON into the DOM, where `Browser` reads it. The waits run in real time: each ends
+# as soon as what it waits for is done, and only a control's re-render gets a fixed 500 ms.
 PAGE_SCRIPT = r"""
 (function () {
   var errors = [];
@@ -365,14 +371,228 @@ def _instrumented_copy(html_path: Path, folder: Path) -> Path:
     return copy
 
 
+# Run as `python -c ON_FDS_3_AND_4 R W exe args...`: puts pipe ends R and W on fds 3 and 4 (where
+# --remote-debugging-pipe reads and writes) and execs chromium. Both ends go above 9 first, so
+# that neither can be overwritten when the other is moved.
+ON_FDS_3_AND_4 = """
+import fcntl, os, sys
+ends = [fcntl.fcntl(int(f), fcntl.F_DUPFD_CLOEXEC, 10) for f in sys.argv[1:3]]
+for f in sys.argv[1:3]:
+    os.close(int(f))
+os.dup2(ends[0], 3)
+os.dup2(ends[1], 4)
+os.execv(sys.argv[3], sys.argv[3:])
+"""
+
+
+class Browser:
+    """One headless chromium driven over the DevTools protocol (`--remote-debugging-pipe`: JSON
+    messages ending in a NUL byte, read by the browser on fd 3 and written on fd 4), its single
+    tab loading one page after another. Use as a context manager; every wait has a deadline,
+    after which the browser is killed with its children and TimeoutError raised.
+
+    A page's requests are the network events of its tab and of the workers and frames attached to
+    it while it loads. The browser also keeps a net log of its whole run; an http(s)/ws(s)
+    request there from a page origin that no page's events showed is added to the requests of
+    every page this browser read (`close` returns them), so nothing a page fetched goes unseen.
+    """
+
+    def __init__(self, timeout: float = 120):
+        exe = chromium_path()
+        if exe is None:
+            raise FileNotFoundError(
+                "chromium: expected a headless chromium on PATH (apt-get install chromium), "
+                "found none"
+            )
+        self.timeout = timeout
+        self._tmp = tempfile.TemporaryDirectory(prefix="chromium-cdp-")
+        self._log = Path(self._tmp.name) / "net.json"
+        to_browser, self._in = os.pipe()
+        self._out, from_browser = os.pipe()
+        args = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={self._tmp.name}/profile",
+                f"--log-net-log={self._log}", "--remote-debugging-pipe", "about:blank"]  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", ON_FDS_3_AND_4, str(to_browser), str(from_browser),
+             *args],
+            pass_fds=(to_browser, from_browser), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        os.close(to_browser)
+        os.close(from_browser)
+        self._buffer, self._id, self._events = b"", 0, []
+        self.seen: list[str] = []  # every page's requests, to tell the net log's apart
+        self.pages: list[dict[str, Any]] = []  # the reports this browser made
+        try:
+            targets = self._send("Target.getTargets")["targetInfos"]
+            tab = next(t["targetId"] for t in targets if t["type"] == "page")
+            self._tab = self._send("Target.attachToTarget", {"targetId": tab, "flatten": True})[
+                "sessionId"
+            ]
+            for method in ("Page.enable", "Network.enable"):
+                self._send(method, session=self._tab)
+            auto = {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True}
+            self._send("Target.setAutoAttach", auto, self._tab)
+        except BaseException:
+            self._kill()
+            raise
+
+    def __enter__(self) -> Browser:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- protocol
+
+    def _post(self, method: str, params: dict | None = None, session: str | None = None) -> int:
+        self._id += 1
+        message = {"id": self._id, "method": method, "params": params or {}}
+        if session is not None:
+            message["sessionId"] = session
+        os.write(self._in, json.dumps(message).encode() + b"\0")
+        return self._id
+
+    def _read(self, deadline: float) -> dict:
+        while b"\0" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._out], [], [], left)[0]:
+                self._kill()
+                raise TimeoutError(f"chromium did not answer within {self.timeout} s")
+            chunk = os.read(self._out, 1 << 20)
+            if not chunk:
+                raise RuntimeError(f"chromium exited (status {self.proc.poll()})")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        message = json.loads(message)
+        if message.get("method") == "Target.attachedToTarget":  # a worker or frame: watch it too
+            child = message["params"]["sessionId"]
+            self._post("Network.enable", session=child)
+            self._post("Runtime.runIfWaitingForDebugger", session=child)
+        return message
+
+    def _send(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
+        """The result of one command (events that arrive meanwhile are kept)."""
+        sent, deadline = self._post(method, params, session), time.monotonic() + self.timeout
+        while True:
+            message = self._read(deadline)
+            if message.get("id") == sent:
+                if "error" in message:
+                    raise RuntimeError(f"chromium: {method} failed: {message['error']}")
+                return message["result"]
+            if "method" in message:
+                self._events.append(message)
+
+    def _evaluate(self, expression: str) -> Any:
+        result = self._send(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True}, self._tab
+        )
+        return result["result"].get("value")
+
+    # -- pages
+
+    def _load(self, html_path: Path, size: tuple[int, int]) -> dict[str, Any]:
+        """Load an instrumented copy of the page at `size` and wait for PAGE_SCRIPT's report."""
+        page = Path(html_path).resolve()
+        if not page.is_file():
+            raise ValueError(f"html_path: expected an existing HTML file, got {page}")
+        folder = Path(tempfile.mkdtemp(prefix="page-", dir=self._tmp.name))
+        copy = _instrumented_copy(page, folder)
+        metrics = {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": False}
+        self._send("Emulation.setDeviceMetricsOverride", metrics, self._tab)
+        self._events = []
+        self._send("Page.navigate", {"url": copy.as_uri()}, self._tab)
+        ask = (
+            f"location.href === {json.dumps(copy.as_uri())} && "
+            f"(document.getElementById({json.dumps(REPORT_ID)}) || {{}}).textContent"
+        )
+        deadline = time.monotonic() + self.timeout
+        while not (found := self._evaluate(ask)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{page}: the page script wrote no report in {self.timeout} s")
+            time.sleep(0.05)
+        report = json.loads(found)
+        if "script_error" in report:
+            raise RuntimeError(f"{page}: the page script failed: {report['script_error']}")
+        requests = []
+        for event in self._events:
+            params = event.get("params") or {}
+            url = (params.get("request") or {}).get("url") or params.get("url") or ""
+            if event["method"] in ("Network.requestWillBeSent", "Network.webSocketCreated"):
+                if url.split(":", 1)[0] in ("http", "https", "ws", "wss") and url not in requests:
+                    requests.append(url)
+        self.seen += requests
+        return {"page": str(page), "requests": requests, **report}
+
+    def report(
+        self, html_path: str | Path, png_path: str | Path | None = None, size=VIEWPORT
+    ) -> dict[str, Any]:
+        """`page_report` of one page in this browser."""
+        report = self._load(Path(html_path), size)
+        png = None
+        if png_path is not None:
+            png = Path(png_path).resolve()
+            png.parent.mkdir(parents=True, exist_ok=True)
+            shot = self._send("Page.captureScreenshot", {"format": "png"}, self._tab)
+            _write_atomic(png, base64.b64decode(shot["data"]))
+        report["screenshot"] = str(png) if png is not None else None
+        self.pages.append(report)
+        return report
+
+    def pdf(self, html_path: str | Path, pdf_path: str | Path) -> Path:
+        """Print one page, once its report is made (math typeset, images and widgets done), as
+        chromium prints for paper (no header or footer)."""
+        self._load(Path(html_path), VIEWPORT)
+        printed = self._send("Page.printToPDF", {"displayHeaderFooter": False}, self._tab)
+        pdf = Path(pdf_path).resolve()
+        pdf.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(pdf, base64.b64decode(printed["data"]))
+        return pdf
+
+    # -- shutdown
+
+    def close(self) -> list[str]:
+        """Shut the browser down and read its net log: the page-origin requests no page's events
+        showed, each added to the requests of every report this browser made."""
+        if self.proc.poll() is None:
+            try:
+                self._post("Browser.close")
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self._kill()
+        unseen = []
+        if self._log.is_file():
+            unseen = [u for u in _net_requests(self._log) if u not in self.seen]
+        for report in self.pages:
+            report["requests"] += [u for u in unseen if u not in report["requests"]]
+        self._tmp.cleanup()
+        return unseen
+
+    def _kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        for fd in (self._in, self._out):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._in = self._out = -1
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
 def page_report(
     html_path: str | Path,
     png_path: str | Path | None = None,
     size: tuple[int, int] = VIEWPORT,
-    budget_ms: int = 30000,
     timeout: float = 120,
 ) -> dict[str, Any]:
-    """Read one built page as headless chromium renders it, in a single browser run.
+    """Read one built page as headless chromium renders it.
 
     The page (a copy with PAGE_SCRIPT injected, resources read from the original folder) is
     loaded at `size`; once MathJax, the widgets and the images are done the script measures:
@@ -390,14 +610,13 @@ def page_report(
       pixels) before and after, then moved back (`changed`, `restored`);
     - `errors`: uncaught JavaScript errors; `math`: MathJax containers.
 
-    `requests` lists the external URLs the page asked for (see `external_requests`).
+    `requests` lists the http(s)/ws(s) URLs the page asked for (see `Browser`).
 
     Args:
         html_path: a page of the built book.
         png_path: where to save a screenshot of the window (after the controls went back).
         size: window width and height in pixels.
-        budget_ms: virtual time the page gets; waits are virtual, so this costs little.
-        timeout: wall-clock seconds before chromium is killed.
+        timeout: wall-clock seconds any step may take before chromium is killed.
 
     Returns:
         The measurements above, plus `page` (the HTML path) and `screenshot` (png path or None).
@@ -405,33 +624,8 @@ def page_report(
     page = Path(html_path).resolve()
     if not page.is_file():
         raise ValueError(f"html_path: expected an existing HTML file, got {page}")
-    with tempfile.TemporaryDirectory(prefix="book-page-") as tmp:
-        copy = _instrumented_copy(page, Path(tmp))
-        log = Path(tmp) / "net.json"
-        flags = [
-            f"--window-size={size[0]},{size[1]}",
-            f"--virtual-time-budget={budget_ms}",
-            f"--log-net-log={log}",
-            "--dump-dom",
-        ]
-        png = None
-        if png_path is not None:
-            png = Path(png_path).resolve()
-            png.parent.mkdir(parents=True, exist_ok=True)
-            png.unlink(missing_ok=True)
-            flags.append(f"--screenshot={png}")
-        dom = _chromium(copy, flags, timeout)
-        requests = _net_requests(log)
-    found = re.search(rf'<script[^>]*id="{REPORT_ID}"[^>]*>(.*?)</script>', dom, flags=re.DOTALL)
-    if found is None:
-        raise RuntimeError(f"{page}: the page script wrote no report within {budget_ms} ms")
-    report = json.loads(found.group(1))
-    if "script_error" in report:
-        raise RuntimeError(f"{page}: the page script failed: {report['script_error']}")
-    if png is not None and not png.is_file():
-        raise RuntimeError(f"chromium wrote no screenshot for {page}")
-    screenshot = str(png) if png is not None else None
-    return {"page": str(page), "screenshot": screenshot, "requests": requests, **report}
+    with Browser(timeout) as browser:
+        return browser.report(page, png_path, size)
 
 
 def page_reports(
@@ -440,25 +634,55 @@ def page_reports(
     workers: int = 2,
     **kwargs: Any,
 ) -> dict[str, dict[str, Any]]:
-    """`page_report` for many pages, a few browsers at a time (each run is mostly startup).
+    """`page_report` for many pages, each of `workers` browsers reading its share in turn.
 
     Args:
         pages: name -> HTML path; the screenshot of each goes to `<shots>/<name>.png`.
         shots: folder for the screenshots (none taken when None).
         workers: browsers run at once.
-        **kwargs: passed to `page_report`.
+        **kwargs: `size`, `timeout` as `page_report` takes them.
 
     Returns:
         name -> report, in the order of `pages`.
     """
+    timeout = kwargs.pop("timeout", 120)
+    names = list(pages)
+
+    def share(part: list[str]) -> dict[str, dict[str, Any]]:
+        with Browser(timeout) as browser:
+            return {
+                name: browser.report(
+                    pages[name], Path(shots) / f"{name}.png" if shots is not None else None,
+                    **kwargs,
+                )
+                for name in part
+            }  # fmt: skip
+
+    reports = _in_shares(names, workers, share)
+    return {name: reports[name] for name in names}
+
+
+def print_pdfs(pages: list[Path], pdfs: list[Path], workers: int = 2, timeout: float = 120):
+    """Print each page to its PDF (`Browser.pdf`), `workers` browsers at a time."""
+    targets = dict(zip(map(str, pages), pdfs, strict=True))
+
+    def share(part: list[str]) -> dict[str, Path]:
+        with Browser(timeout) as browser:
+            return {page: browser.pdf(page, targets[page]) for page in part}
+
+    printed = _in_shares(list(targets), workers, share)
+    return [printed[str(p)] for p in pages]
+
+
+def _in_shares(items: list[str], workers: int, work) -> dict:
+    """work(share) on `workers` interleaved shares of the items at once, results merged."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(name: str) -> dict[str, Any]:
-        png = Path(shots) / f"{name}.png" if shots is not None else None
-        return page_report(pages[name], png, **kwargs)
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return dict(zip(pages, pool.map(one, pages), strict=True))
+    n = max(1, min(workers, len(items)))
+    shares = [items[i::n] for i in range(n)]
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        results = list(pool.map(work, shares))
+    return {k: v for result in results for k, v in result.items()}
 
 
 # ----------------------------------------------------------------------------- expectations
@@ -473,34 +697,3 @@ def toc_pages(root: str | Path) -> list[str]:
         if name not in pages:
             pages.append(name)
     return pages
-
-
-# ----------------------------------------------------------------------------- printing
-
-
-def print_pdf(
-    html_path: str | Path, pdf_path: str | Path, budget_ms: int = 15000, timeout: float = 120
-) -> Path:
-    """Print a built page to PDF as headless chromium renders it for print (MathJax typeset).
-
-    Args:
-        html_path: a page of the built book.
-        pdf_path: where the PDF goes (parent folders are created).
-        budget_ms: virtual time the page gets to typeset its math and load its images.
-        timeout: wall-clock seconds before chromium is killed.
-
-    Returns:
-        pdf_path.
-    """
-    pdf = Path(pdf_path).resolve()
-    pdf.parent.mkdir(parents=True, exist_ok=True)
-    pdf.unlink(missing_ok=True)
-    flags = [
-        f"--virtual-time-budget={budget_ms}",
-        "--no-pdf-header-footer",
-        f"--print-to-pdf={pdf}",
-    ]
-    _chromium(html_path, flags, timeout)
-    if not pdf.is_file() or pdf.stat().st_size == 0:
-        raise RuntimeError(f"chromium wrote no PDF for {html_path}")
-    return pdf

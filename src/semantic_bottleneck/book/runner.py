@@ -30,7 +30,7 @@ from semantic_bottleneck.book.browser import (
     dump_dom,
     page_report,
     page_reports,
-    print_pdf,
+    print_pdfs,
     screenshot,
     toc_pages,
 )
@@ -62,7 +62,7 @@ __all__ = [
     "notebook_names",
     "page_report",
     "page_reports",
-    "print_pdf",
+    "print_pdfs",
     "resolve_parameters",
     "run_all",
     "run_notebook",
@@ -492,8 +492,7 @@ def build_pdf(
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="book-pdf-") as tmp:
         parts = [Path(tmp) / f"{i:03d}.pdf" for i in range(len(pages))]
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            list(pool.map(print_pdf, [html / f"{p}.html" for p in pages], parts))
+        print_pdfs([html / f"{p}.html" for p in pages], parts, workers)
         writer = PdfWriter()
         for page, part in zip(pages, parts, strict=True):
             start = len(writer.pages)
