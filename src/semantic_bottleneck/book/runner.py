@@ -200,11 +200,17 @@ def _failure(name: str, err: BaseException, failed: Path) -> NotebookError:
     return NotebookError(f"notebook {name!r} failed: {text}{kept}")
 
 
-def _current(name: str, profile: str, root: Path, out_dir, overrides, params) -> bool:
-    """Whether `run_notebook` would keep the page as it is (the same arguments)."""
+def _page_run(name: str, profile: str, root: Path, out_dir, overrides, params):
+    """(page path, run key, parameters) of `run_notebook` with these arguments."""
     parameters = resolve_parameters(name, profile, root, overrides, params)
     out_dir = Path(out_dir) if out_dir is not None else root / GENERATED
-    return _up_to_date(out_dir / f"{name}.ipynb", run_key(root, name, profile, parameters))
+    return out_dir / f"{name}.ipynb", run_key(root, name, profile, parameters), parameters
+
+
+def _current(name: str, profile: str, root: Path, out_dir, overrides, params) -> bool:
+    """Whether `run_notebook` would keep the page as it is (the same arguments)."""
+    out, key, _ = _page_run(name, profile, root, out_dir, overrides, params)
+    return _up_to_date(out, key)
 
 
 def run_notebook(
@@ -242,11 +248,10 @@ def run_notebook(
     import papermill
 
     root = resolve_root(root)
-    parameters = resolve_parameters(name, profile, root, overrides, params)
-    out_dir = Path(out_dir) if out_dir is not None else root / GENERATED
+    out, key, parameters = _page_run(name, profile, root, out_dir, overrides, params)
+    out_dir = out.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    out, failed = out_dir / f"{name}.ipynb", out_dir / f"{name}.failed.ipynb"
-    key = run_key(root, name, profile, parameters)
+    failed = out_dir / f"{name}.failed.ipynb"
     if not force and _up_to_date(out, key):
         return out
     failed.unlink(missing_ok=True)
