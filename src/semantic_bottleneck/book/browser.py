@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -151,9 +152,14 @@ def _net_requests(log: Path) -> list[str]:
         url = params.get("url", "")
         if event["type"] != start_job or params.get("initiator") == "not an origin":
             continue
-        if url.split(":", 1)[0] in ("http", "https", "ws", "wss") and url not in urls:
+        if _external(url) and url not in urls:
             urls.append(url)
     return urls
+
+
+def _external(url: str) -> bool:
+    """Whether a requested URL leaves the machine's files (http(s) or ws(s))."""
+    return url.split(":", 1)[0] in ("http", "https", "ws", "wss")
 
 
 # ----------------------------------------------------------------------------- page reports
@@ -518,7 +524,7 @@ class Browser:
             params = event.get("params") or {}
             url = (params.get("request") or {}).get("url") or params.get("url") or ""
             if event["method"] in ("Network.requestWillBeSent", "Network.webSocketCreated"):
-                if url.split(":", 1)[0] in ("http", "https", "ws", "wss") and url not in requests:
+                if _external(url) and url not in requests:
                     requests.append(url)
         self.seen += requests
         return {"page": str(page), "requests": requests, **report}
@@ -676,8 +682,6 @@ def print_pdfs(pages: list[Path], pdfs: list[Path], workers: int = 2, timeout: f
 
 def _in_shares(items: list[str], workers: int, work) -> dict:
     """work(share) on `workers` interleaved shares of the items at once, results merged."""
-    from concurrent.futures import ThreadPoolExecutor
-
     n = max(1, min(workers, len(items)))
     shares = [items[i::n] for i in range(n)]
     with ThreadPoolExecutor(max_workers=n) as pool:

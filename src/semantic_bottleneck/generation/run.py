@@ -230,9 +230,9 @@ class ModelCalls:
         self.kept = []
 
         def call(x: Tensor, t: Tensor, y: Tensor, c_fn=None) -> Tensor:
-            out = self.model_fn(x, t, y, c_fn=c_fn)
             if not unpruned(c_fn):
                 raise ValueError("ModelCalls.recording: expected an unpruned (baseline) run")
+            out = self.model_fn(x, t, y, c_fn=c_fn)
             self.kept.append((x.clone(), t.clone(), y.clone(), out.clone()))
             return out
 

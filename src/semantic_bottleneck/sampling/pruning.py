@@ -446,6 +446,7 @@ class PruneHook:
         if null_mask is not None:
             both_offset = None if offset is None else torch.cat([offset, null_offset])
             self._masks[2 * len(mask)] = (both, bool(both.any()), both_offset)
+        self._removes = any(any_removed for _, any_removed, _ in self._masks.values())
 
     def _prune(self, c: Tensor) -> Tensor:
         if c.shape[0] not in self._masks:
@@ -463,8 +464,7 @@ class PruneHook:
     def __call__(self, step: int):
         """The c_fn of `step`: pruning when scheduled (and some coordinate is removed), identity
         otherwise (`unpruned` tells them apart)."""
-        removes = any(any_removed for _, any_removed, _ in self._masks.values())
-        if removes and scheduled(self.spec, step, self.steps):
+        if self._removes and scheduled(self.spec, step, self.steps):
             return self._prune
         return _identity
 
